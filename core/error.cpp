@@ -1,0 +1,19 @@
+#include "core/error.h"
+
+#include <cstring>
+
+namespace attnlab {
+
+static const char* short_path(const char* file) {
+  // Keep the path from the source tree's top-level folder on, not the build machine's prefix.
+  for (const char* top : {"/core/", "/cuda/", "/optim/", "/data/", "/tools/", "/tests/"}) {
+    if (const char* p = std::strstr(file, top)) return p + 1;
+  }
+  return file;
+}
+
+Error::Error(const char* file, int line, const char* expr, const std::string& msg)
+    : std::runtime_error(detail::cat(short_path(file), ":", line, ": check failed: ", expr,
+                                     msg.empty() ? "" : ": ", msg)) {}
+
+}  // namespace attnlab

@@ -1,0 +1,35 @@
+// attnlab: one executable, one subcommand per job. `attnlab --help` lists them.
+#include <cstdio>
+#include <exception>
+
+#include "core/error.h"
+#include "tools/attnlab/command.h"
+
+namespace attnlab::cli {
+std::vector<CommandSetup>& command_setups() {
+  static std::vector<CommandSetup> v;
+  return v;
+}
+}  // namespace attnlab::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "attnlab: train and dissect attention variants in decoder language models.\n"
+      "Runs on one GPU, many GPUs, or the CPU (a machine with no GPU or no driver uses the CPU).\n"
+      "Start with `attnlab info`, then `attnlab <command> --help`."};
+  app.set_version_flag("--version", std::string("attnlab ") + ATTNLAB_VERSION);
+  app.require_subcommand(1);
+  for (auto setup : attnlab::cli::command_setups()) setup(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const attnlab::Error& e) {
+    std::fprintf(stderr, "attnlab: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "attnlab: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
