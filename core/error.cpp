@@ -6,10 +6,12 @@ namespace attnlab {
 
 static const char* short_path(const char* file) {
   // Keep the path from the source tree's top-level folder on, not the build machine's prefix.
+  const char* best = nullptr;
   for (const char* top : {"/core/", "/cuda/", "/optim/", "/data/", "/tools/", "/tests/"}) {
-    if (const char* p = std::strstr(file, top)) return p + 1;
+    const char* p = std::strstr(file, top);
+    if (p && (!best || p < best)) best = p;
   }
-  return file;
+  return best ? best + 1 : file;
 }
 
 Error::Error(const char* file, int line, const char* expr, const std::string& msg)
