@@ -1,0 +1,59 @@
+#pragma once
+// Fused softmax cross-entropy over large vocabularies (METHODS P10).
+//
+// Forward streams each row of logits once with an online log-sum-exp (running max and sum,
+// merged across threads / blocks / CPU chunks), so no probability tensor is ever materialised.
+// It writes the per-row loss and the per-row log-sum-exp, which backward reuses to form
+// softmax − onehot without a second reduction. The mean over valid targets is a separate
+// reduction whose denominator is given by the caller: the trainer normalises by the global
+// count of target tokens over micro-batches and ranks, which no single call can know.
+//
+// Targets: i32, `kIgnoreIndex` (−100) marks rows that contribute nothing (loss 0, gradient 0).
+// Any other target outside [0, V) is an error. The CPU throws. The GPU cannot throw without a
+// host sync, so it never reads out of bounds and instead writes NaN as that row's loss (and, in
+// backward, a row of NaN gradients): the mean becomes NaN and the trainer's NaN guard fires.
+#include "core/ctx.h"
+#include "core/ops/cross_entropy_math.h"
+
+namespace attnlab {
+
+struct CrossEntropyArgs {
+  Tensor logits;   // [N, V] in. f32/bf16 on CUDA, f32/f64 on the CPU. V need not be a multiple of anything.
+  Tensor targets;  // [N] i32 in. Class index in [0, V), or kIgnoreIndex.
+  Tensor loss;     // [N] acc dtype out: lse − logits[target]; 0 for ignored rows.
+  Tensor lse;      // [N] acc dtype out: log Σ_v exp(logits[v]); saved for backward (written for every row).
+};
+
+struct CrossEntropyBackwardArgs {
+  Tensor logits;   // [N, V] in: the logits given to forward.
+  Tensor targets;  // [N] i32 in.
+  Tensor lse;      // [N] acc dtype in: saved by forward.
+  // [N, V] out (overwritten), logits' dtype: (softmax − onehot)·dloss/valid_count for valid rows,
+  // 0 for ignored rows. May be the very same storage as `logits` (the LM head reuses its logits
+  // buffer): every element is read before it is written, by the same thread.
+  Tensor dlogits;
+  double dloss = 1.0;        // gradient of the scalar mean loss (1 for a plain backward)
+  double valid_count = 0.0;  // denominator of the mean; must be > 0 (global count of targets)
+};
+
+struct CrossEntropyMeanArgs {
+  Tensor loss;               // [N] acc dtype in: per-row loss from forward (0 for ignored rows).
+  Tensor out;                // [1] same dtype out: Σ loss / valid_count (added to `out` when accumulate).
+  double valid_count = 0.0;  // must be > 0; the caller's count (may exceed this call's valid rows)
+  bool accumulate = false;   // out += … (summing micro-batches on the device without a host sync)
+};
+
+void cross_entropy_forward(Ctx& ctx, const CrossEntropyArgs& a);
+void cross_entropy_backward(Ctx& ctx, const CrossEntropyBackwardArgs& a);
+void cross_entropy_mean(Ctx& ctx, const CrossEntropyMeanArgs& a);
+
+// Host helper for callers that hold targets on the host: rows whose target is not kIgnoreIndex.
+int64_t count_valid_targets(const int32_t* targets, int64_t n);
+
+namespace cuda {
+void cross_entropy_forward(Ctx& ctx, const CrossEntropyArgs& a);
+void cross_entropy_backward(Ctx& ctx, const CrossEntropyBackwardArgs& a);
+void cross_entropy_mean(Ctx& ctx, const CrossEntropyMeanArgs& a);
+}  // namespace cuda
+
+}  // namespace attnlab
