@@ -1,0 +1,157 @@
+#pragma once
+// Materialized attention: one op for every variant of DESIGN.md §5, described by an
+// AttentionSpec. Scores and every backward product are strided-batched GEMMs (cuBLAS on CUDA,
+// OpenBLAS on the CPU); mask, score controllers, normalisation, the differential combination,
+// captures and their backward run in row kernels (one row = one (b, query head, query t)).
+//
+// Per row, with x_j = Sc_j·τ + a the controlled score of key j (Sc = scale·q·k_j):
+//   visible keys are the prefix j < n, n = min(S, key_lengths[b], causal ? t + offset + 1 : S);
+//   softmax         P_j = exp(x_j − lse)                           (METHODS P6, fp32)
+//   linear          P_j = (x_j − m + 1) / Z, m = min x, Z = Σ (x − m + 1)   (METHODS §4.4)
+//   ramp(α)         P = α·P_linear + (1 − α)·P_softmax                      (METHODS §4.5)
+//   relaxed_linear  P_j = x_j (no normalisation: LinearAttn of METHODS §2.2)
+//   masked keys (j ≥ n) get P_j = 0 exactly; a row with n = 0 is all zeros (output 0, no NaN).
+// O = P·V; differential: A1, A2 from (Q, K) and (Q2, K2), P = A1 − λ_h·A2, O = P·V (one GEMM).
+//
+// Layout (row-major, contiguous): Q [B, Hq, T, d], K [B, Hkv, S_cap, d], V [B, Hkv, S_cap, dv],
+// O [B, Hq, T, dv], maps [B, Hq, T, S]. S (visible key positions this call) is the last dim of
+// the probability map; S ≤ S_cap (KV-cache capacity, used only for strides). GQA groups are
+// contiguous (METHODS P5): query head h uses kv head h / (Hq / Hkv).
+//
+// Dtypes: Q, K, V, O, maps, dQ/dK/dV/dQ2/dK2 and the workspace are the compute dtype T (CPU:
+// f32, f64; CUDA: f32, bf16). Row statistics, controllers, λ, captures and their gradients are
+// acc_t<T> (f32 for f32/bf16, f64 for f64); min indices and key lengths are i32. In bf16 the
+// score GEMM writes bf16 scores (as HF eager attention does) and the row kernel overwrites them
+// with P in place, with fp32 arithmetic inside.
+//
+// Nothing is allocated: the caller passes a workspace of at least attention_workspace_bytes().
+#include <cstddef>
+
+#include "core/ctx.h"
+
+namespace attnlab {
+
+enum class AttnNorm : uint8_t { softmax, linear, ramp, relaxed_linear };
+const char* attn_norm_name(AttnNorm n);
+
+struct AttentionSpec {
+  int64_t Hq = 0;             // query heads
+  int64_t Hkv = 0;            // key/value heads; Hq % Hkv == 0
+  int64_t d = 0;              // query/key head dim
+  int64_t dv = 0;             // value head dim (0: d; 2d for the paper's differential layer)
+  double scale = 0;           // score scale s (0: d^-1/2)
+  bool causal = true;         // key j visible to query t iff j ≤ t + query_offset
+  AttnNorm norm = AttnNorm::softmax;
+  double ramp_alpha = 0.5;    // α of ramp, in [0, 1]
+  bool differential = false;  // two maps and λ (METHODS §3.2/§3.3)
+
+  int64_t value_dim() const { return dv > 0 ? dv : d; }
+  double score_scale() const;
+};
+
+// Captures computed by the forward row kernel; every undefined tensor costs nothing.
+struct AttentionCaptures {
+  Tensor rows;          // in  i32 [nrows]  query indices t to capture (an out-of-range index leaves its slot untouched)
+  Tensor scores;        // out acc [B, Hq, nrows, S]  x = Sc·τ + a of those rows, before the mask
+  Tensor scores2;       // out acc [B, Hq, nrows, S]  same for the second map (differential)
+  Tensor probs;         // out acc [B, Hq, nrows, S]  final P of those rows (A1 − λA2 if differential)
+  Tensor entropy;       // out acc [B, Hq, T]  −Σ P log P over visible keys (0·log 0 = 0)
+  Tensor kl;            // out acc [B, Hq, T]  KL(softmax(Sc) ‖ P), Sc before controllers,
+                        //                     visible keys, terms with softmax(Sc)_j = 0 are 0
+  Tensor variance;      // out acc [B, Hq, T]  unbiased variance of P over the n visible keys (n−1)
+  Tensor spans;         // in  i32 [nspans, 2] key spans [begin, end) for span_mass
+  Tensor span_mass;     // out acc [B, Hq, T, nspans]  Σ P over span ∩ visible keys
+  // entropy and kl need a distribution: they are rejected for differential and relaxed_linear.
+  // Fully masked rows report 0 for every statistic; n = 1 gives variance 0.
+};
+
+struct AttentionArgs {
+  AttentionSpec spec;
+  Tensor q;            // in  T [B, Hq, T, d]
+  Tensor k;            // in  T [B, Hkv, S_cap, d]
+  Tensor v;            // in  T [B, Hkv, S_cap, dv]
+  Tensor q2;           // in  T [B, Hq, T, d]       differential only
+  Tensor k2;           // in  T [B, Hkv, S_cap, d]  differential only
+  Tensor lambda;       // in  acc [1] (per layer) or [Hq] (per head)  differential only
+  Tensor key_lengths;  // in  i32 [B] visible keys per sequence (right padding); undefined: all S
+  int64_t query_offset = -1;  // query t is position t + offset among the keys; -1: S − T
+  Tensor score_add;    // in  acc [B, Hq, T] per-row additive controller a (METHODS §4.3); optional
+  Tensor score_mul;    // in  acc [B, Hq, T] per-row multiplicative controller τ; optional
+  Tensor out;          // out T [B, Hq, T, dv]
+  Tensor probs;        // out T [B, Hq, T, S] P (differential: A1); saved for backward
+  Tensor probs2;       // out T [B, Hq, T, S] A2 (differential); saved for backward
+  Tensor lse;          // out acc [B, Hq, T] log Σ exp x (softmax, ramp); saved
+  Tensor row_min;      // out i32 [B, Hq, T] first index of min x (linear, ramp; −1 if n = 0); saved
+  Tensor row_sum;      // out acc [B, Hq, T] Z = Σ (x − m + 1) (linear, ramp; 0 if n = 0); saved
+  Tensor lse2, row_min2, row_sum2;  // out: the same for A2 (differential); saved
+  Tensor workspace;    // scratch, any dtype, ≥ attention_workspace_bytes(..., backward=false)
+  AttentionCaptures captures;
+};
+
+// dQ, dK, dV, dQ2, dK2 (T) and dscore_add, dscore_mul, dlambda (acc) are overwritten; an
+// undefined gradient tensor skips its work. dK/dK2/dV rows in [S, S_cap) are set to 0.
+struct AttentionBackwardArgs {
+  AttentionSpec spec;
+  Tensor q, k, v, q2, k2, lambda, key_lengths;  // in: as in the forward
+  int64_t query_offset = -1;
+  Tensor score_add, score_mul;                  // in: as in the forward
+  Tensor probs, probs2;                         // in: saved by the forward
+  Tensor lse, row_min, row_sum;                 // in: saved (what the normalisation uses)
+  Tensor lse2, row_min2, row_sum2;              // in: saved (differential)
+  Tensor dout;         // in  T [B, Hq, T, dv]
+  Tensor dq;           // out T [B, Hq, T, d]
+  Tensor dk;           // out T [B, Hkv, S_cap, d]
+  Tensor dv;           // out T [B, Hkv, S_cap, dv]
+  Tensor dq2;          // out T [B, Hq, T, d]       differential
+  Tensor dk2;          // out T [B, Hkv, S_cap, d]  differential
+  Tensor dlambda;      // out acc, same shape as lambda: −Σ dP ⊙ A2 over the head's rows
+                       //     (size 1: summed over every head)
+  Tensor dscore_add;   // out acc [B, Hq, T]  Σ_j dx_j
+  Tensor dscore_mul;   // out acc [B, Hq, T]  Σ_j dx_j · Sc_j
+  Tensor workspace;    // scratch, any dtype, ≥ attention_workspace_bytes(..., backward=true)
+};
+
+// Bytes of scratch the forward (backward = false) or backward needs for this spec and shape,
+// for maps of dtype `dt`. ramp and the multiplicative controller recompute the scores in the
+// backward (one extra GEMM, one extra map) instead of keeping them alive from the forward.
+size_t attention_workspace_bytes(const AttentionSpec& spec, int64_t B, int64_t T, int64_t S,
+                                 DType dt, bool backward, bool has_score_mul);
+
+void attention_forward(Ctx& ctx, const AttentionArgs& a);
+void attention_backward(Ctx& ctx, const AttentionBackwardArgs& a);
+
+// Resolved sizes shared by the dispatcher, the CPU code and the CUDA launchers.
+struct AttnShape {
+  int64_t B = 0, Hq = 0, Hkv = 0, G = 0, T = 0, S = 0, S_cap = 0, d = 0, dv = 0;
+  int64_t offset = 0;  // resolved query offset
+  double scale = 1;
+  int64_t nrows_capture = 0, nspans = 0;
+  int64_t map_elems() const { return B * Hq * T * S; }
+  int64_t rows() const { return B * Hq * T; }
+};
+
+// Workspace layout (byte offsets from the start, 256-aligned).
+struct AttnWorkspace {
+  size_t map_bytes = 0;     // one [B, Hq, T, S] map of the compute dtype
+  int nmaps = 0;            // maps used
+  size_t partials_off = 0;  // acc [B, Hq, T] per-row dλ partials (differential backward)
+  size_t total = 0;
+};
+AttnWorkspace attention_workspace_layout(const AttentionSpec& spec, const AttnShape& sh, DType dt,
+                                         bool backward, bool has_score_mul);
+// Whether the backward recomputes the scores (ramp needs both maps' parts; τ needs Sc for dτ).
+inline bool attention_backward_needs_scores(const AttentionSpec& s, bool has_score_mul) {
+  return s.norm == AttnNorm::ramp || has_score_mul;
+}
+
+namespace cpu {
+void attention_forward(Ctx& ctx, const AttentionArgs& a, const AttnShape& sh);
+void attention_backward(Ctx& ctx, const AttentionBackwardArgs& a, const AttnShape& sh);
+}  // namespace cpu
+
+namespace cuda {
+void attention_forward(Ctx& ctx, const AttentionArgs& a, const AttnShape& sh);
+void attention_backward(Ctx& ctx, const AttentionBackwardArgs& a, const AttnShape& sh);
+}  // namespace cuda
+
+}  // namespace attnlab
