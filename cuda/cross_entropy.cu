@@ -53,7 +53,9 @@ __device__ __forceinline__ Span aligned_span(const T* row, int64_t begin, int64_
 }
 
 // A thread's online log-sum-exp. The per-pack update rescales at most once per 16 bytes, and
-// exp2 with a pre-scaled argument is one multiply plus the SFU instruction.
+// exp2 with a pre-scaled argument is one multiply plus the SFU instruction. NaN must reach the
+// result (the trainer's NaN guard): the pack maximum uses the cheap fmaxf, which drops NaN, but a
+// NaN element still adds exp2(NaN) = NaN to the sum, and an all-NaN pack makes max NaN.
 struct ThreadLse {
   float max = -INFINITY, sum = 0.f;
   __device__ __forceinline__ void rescale_to(float candidate) {
@@ -63,19 +65,22 @@ struct ThreadLse {
       max = m;
     }
   }
+  // While every value seen is −inf (or NaN), shift by 0 instead of max: −inf − −inf would be NaN,
+  // and −inf − 0 adds exactly 0.
+  __device__ __forceinline__ float shift() const { return max == -INFINITY ? 0.f : max; }
   template <int P>
   __device__ __forceinline__ void add(const float (&x)[P]) {
     float m = x[0];
 #pragma unroll
-    for (int i = 1; i < P; ++i) m = nan_max(m, x[i]);
+    for (int i = 1; i < P; ++i) m = fmaxf(m, x[i]);
     rescale_to(m);
-    if (max == -INFINITY) return;  // everything so far is −inf: nothing to add, and −inf − −inf is NaN
+    const float ref = shift();
 #pragma unroll
-    for (int i = 0; i < P; ++i) sum += exp2f((x[i] - max) * kLog2e);
+    for (int i = 0; i < P; ++i) sum += exp2f((x[i] - ref) * kLog2e);
   }
   __device__ __forceinline__ void add1(float x) {
     rescale_to(x);
-    if (max != -INFINITY) sum += exp2f((x - max) * kLog2e);
+    sum += exp2f((x - shift()) * kLog2e);
   }
 };
 

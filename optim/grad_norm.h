@@ -10,7 +10,7 @@
 // (per-block partial sums over a fixed grid, then one block over the partials; no atomics), so
 // the same gradients give the same bits on every run. Since the squares are summed in double,
 // the sum is not finite exactly when some element is NaN or ±Inf (f32 squares cannot overflow
-// a double), which is the flag.
+// a double), which is the flag. The stage-1 partials use ctx.workspace as stream-ordered scratch.
 #include <math.h>
 
 #include "core/ctx.h"

@@ -12,6 +12,9 @@
 // Any other target outside [0, V) is an error. The CPU throws. The GPU cannot throw without a
 // host sync, so it never reads out of bounds and instead writes NaN as that row's loss (and, in
 // backward, a row of NaN gradients): the mean becomes NaN and the trainer's NaN guard fires.
+//
+// CUDA: with few rows (N < 2·SMs) forward splits each row over several blocks and merges their
+// partial states in a second launch, using ctx.workspace as stream-ordered scratch.
 #include "core/ctx.h"
 #include "core/ops/cross_entropy_math.h"
 
