@@ -1,0 +1,170 @@
+// `attnlab bench attention [d T [variants]]`: materialized attention, bf16, causal softmax, at
+// B·T = 16k tokens and H·d = 2048 (PERFORMANCE.md's anchor shape), forward and forward+backward
+// in TFLOP/s by the FlashAttention count (4·B·T²·H·d forward, halved when causal; backward
+// 2.5× forward). `variants` = 1 adds differential / linear / ramp at the same width with their
+// time ratio to softmax. Every timed configuration is first verified at a reduced size
+// (B = 1, 2 heads, T ≤ 192) against the CPU in f64.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "core/memory.h"
+#include "core/ops/attention.h"
+#include "tools/bench/bench.h"
+#include "tools/bench/bench_util.h"
+
+namespace attnlab::bench {
+namespace {
+
+// Every buffer of one forward + backward call, on one context.
+struct AttnRun {
+  AttentionSpec spec;
+  int64_t B = 0, T = 0;
+  std::vector<std::unique_ptr<Buffer>> owned;
+  AttentionArgs fwd;
+  AttentionBackwardArgs bwd;
+
+  Tensor make(Ctx& c, DType dt, std::initializer_list<int64_t> dims, uint64_t seed, double lo = -1, double hi = 1) {
+    owned.push_back(std::make_unique<Buffer>(c.device, dt, dims));
+    if (seed) from_host_f64(c, owned.back()->t(), random_values(size_t(owned.back()->t().numel()), seed, lo, hi));
+    return owned.back()->t();
+  }
+
+  AttnRun(Ctx& c, const AttentionSpec& s, int64_t B_, int64_t T_, DType dt) : spec(s), B(B_), T(T_) {
+    const int64_t Hq = s.Hq, Hkv = s.Hkv, d = s.d, dv = s.value_dim();
+    const DType acc = acc_dtype(dt);
+    const bool sm = s.norm == AttnNorm::softmax || s.norm == AttnNorm::ramp;
+    const bool lin = s.norm == AttnNorm::linear || s.norm == AttnNorm::ramp;
+    fwd.spec = bwd.spec = s;
+    // q, k scaled so that scores spread over a few units (peaked rows, not uniform ones).
+    fwd.q = make(c, dt, {B, Hq, T, d}, 11, -2, 2);
+    fwd.k = make(c, dt, {B, Hkv, T, d}, 12, -2, 2);
+    fwd.v = make(c, dt, {B, Hkv, T, dv}, 13);
+    if (s.differential) {
+      fwd.q2 = make(c, dt, {B, Hq, T, d}, 14, -2, 2);
+      fwd.k2 = make(c, dt, {B, Hkv, T, d}, 15, -2, 2);
+      fwd.lambda = make(c, acc, {1}, 16, 0.3, 0.6);
+      fwd.probs2 = make(c, dt, {B, Hq, T, T}, 0);
+      if (sm) fwd.lse2 = make(c, acc, {B, Hq, T}, 0);
+      if (lin) fwd.row_min2 = make(c, DType::i32, {B, Hq, T}, 0), fwd.row_sum2 = make(c, acc, {B, Hq, T}, 0);
+      bwd.dq2 = make(c, dt, {B, Hq, T, d}, 0);
+      bwd.dk2 = make(c, dt, {B, Hkv, T, d}, 0);
+      bwd.dlambda = make(c, acc, {1}, 0);
+    }
+    fwd.out = make(c, dt, {B, Hq, T, dv}, 0);
+    fwd.probs = make(c, dt, {B, Hq, T, T}, 0);
+    if (sm) fwd.lse = make(c, acc, {B, Hq, T}, 0);
+    if (lin) fwd.row_min = make(c, DType::i32, {B, Hq, T}, 0), fwd.row_sum = make(c, acc, {B, Hq, T}, 0);
+    const size_t ws = std::max(attention_workspace_bytes(s, B, T, T, dt, false, false),
+                               attention_workspace_bytes(s, B, T, T, dt, true, false));
+    fwd.workspace = bwd.workspace = make(c, DType::f32, {int64_t(ws / 4 + 64)}, 0);
+    bwd.q = fwd.q, bwd.k = fwd.k, bwd.v = fwd.v, bwd.q2 = fwd.q2, bwd.k2 = fwd.k2, bwd.lambda = fwd.lambda;
+    bwd.probs = fwd.probs, bwd.probs2 = fwd.probs2;
+    bwd.lse = fwd.lse, bwd.row_min = fwd.row_min, bwd.row_sum = fwd.row_sum;
+    bwd.lse2 = fwd.lse2, bwd.row_min2 = fwd.row_min2, bwd.row_sum2 = fwd.row_sum2;
+    bwd.dout = make(c, dt, {B, Hq, T, dv}, 17);
+    bwd.dq = make(c, dt, {B, Hq, T, d}, 0);
+    bwd.dk = make(c, dt, {B, Hkv, T, d}, 0);
+    bwd.dv = make(c, dt, {B, Hkv, T, dv}, 0);
+  }
+  void forward(Ctx& c) { attention_forward(c, fwd); }
+  void backward(Ctx& c) { attention_backward(c, bwd); }
+  std::string memory_note() const {
+    const double saved = double(B * spec.Hq * T * T) * (spec.differential ? 2 : 1) * 2 / 1e9;
+    const double ws = double(fwd.workspace.bytes()) / 1e9;
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "materialized: saved maps %.1f GB + workspace %.1f GB (bf16)", saved, ws);
+    return buf;
+  }
+};
+
+// Reduced-size check of a spec on the GPU against the CPU in f64 (same rounded inputs):
+// the worst relative error over O, dQ, dK, dV.
+double verify(Ctx& gpu, const AttentionSpec& s, DType dt) {
+  const int64_t B = 1, T = 192;
+  AttentionSpec small = s;
+  small.Hq = small.Hkv = 2;
+  AttnRun g(gpu, small, B, T, dt);
+  Ctx cpu = Ctx::make_cpu(0);
+  AttnRun r(cpu, small, B, T, DType::f64);
+  // Same values: the CPU copies the GPU's (already rounded) inputs.
+  for (auto [dst, src] : {std::pair{r.fwd.q, g.fwd.q}, {r.fwd.k, g.fwd.k}, {r.fwd.v, g.fwd.v}, {r.bwd.dout, g.bwd.dout},
+                          {r.fwd.q2, g.fwd.q2}, {r.fwd.k2, g.fwd.k2}, {r.fwd.lambda, g.fwd.lambda}})
+    if (dst.defined()) from_host_f64(cpu, dst, to_host_f64(gpu, src));
+  g.forward(gpu);
+  g.backward(gpu);
+  r.forward(cpu);
+  r.backward(cpu);
+  double worst = 0;
+  for (auto [x, y] : {std::pair{g.fwd.out, r.fwd.out}, {g.bwd.dq, r.bwd.dq}, {g.bwd.dk, r.bwd.dk}, {g.bwd.dv, r.bwd.dv}})
+    worst = std::max(worst, rel_error(to_host_f64(gpu, x), to_host_f64(cpu, y)));
+  return worst;
+}
+
+std::string label(const AttentionSpec& s, int64_t B, int64_t T) {
+  return std::string("bf16 ") + (s.differential ? "diff-" : "") + attn_norm_name(s.norm) + " d=" +
+         std::to_string(s.d) + " T=" + std::to_string(T) + " B=" + std::to_string(B) + " H=" + std::to_string(s.Hq);
+}
+
+// Times forward and forward+backward of one spec; returns the fwd+bwd µs.
+double time_spec(Runner& r, const AttentionSpec& s, int64_t B, int64_t T, double base_fb_us) {
+  const DType dt = DType::bf16;
+  Row check{"attention_verify", label(s, 1, 192)};
+  check.rel_err = verify(r.ctx(), s, dt);
+  verify(r, check, dt);
+  AttnRun run(r.ctx(), s, B, T, dt);
+  // Same width for every variant: the FLOP count of the standard layer with H·d = Hq·dv.
+  const double width = double(s.Hq) * double(s.value_dim());
+  const double fwd_flops = 4.0 * double(B) * double(T) * double(T) * width / 2.0;
+  const std::string mem = run.memory_note();
+  Row f{"attention_fwd", label(s, B, T)};
+  f.rel_err = check.rel_err;
+  f.us = r.time_us([&] { run.forward(r.ctx()); });
+  f.flops = fwd_flops;
+  f.note = mem;
+  r.add(f);
+  Row fb{"attention_fwd_bwd", label(s, B, T)};
+  fb.rel_err = check.rel_err;
+  fb.us = r.time_us([&] {
+    run.forward(r.ctx());
+    run.backward(r.ctx());
+  });
+  fb.flops = 3.5 * fwd_flops;
+  fb.note = base_fb_us > 0 ? "time " + std::to_string(fb.us / base_fb_us).substr(0, 4) + "x causal softmax" : mem;
+  r.add(fb);
+  return fb.us;
+}
+
+void run(Runner& r, const std::vector<int64_t>& sizes) {
+  CHECK(sizes.size() == 2 || sizes.size() == 3, "attention sizes: d T [variants]");
+  CHECK(r.ctx().is_cuda(), "bench attention times the CUDA kernels; no GPU is usable here");
+  const int64_t d = sizes[0], T = sizes[1];
+  const bool variants = sizes.size() == 3 && sizes[2] != 0;
+  CHECK(d > 0 && 2048 % d == 0 && T > 0 && 16384 % T == 0, "attention: d must divide 2048 and T divide 16384");
+  const int64_t B = 16384 / T, H = 2048 / d;
+  AttentionSpec s;
+  s.Hq = s.Hkv = H, s.d = d, s.causal = true, s.norm = AttnNorm::softmax;
+  const double base = time_spec(r, s, B, T, 0);
+  if (!variants) return;
+  for (AttnNorm n : {AttnNorm::linear, AttnNorm::ramp}) {
+    AttentionSpec v = s;
+    v.norm = n;
+    v.ramp_alpha = 0.5;
+    time_spec(r, v, B, T, base);
+  }
+  // Differential at the same width: H/2 heads, two maps of head dim d, value dim 2d (METHODS §3.2).
+  AttentionSpec diff = s;
+  diff.differential = true;
+  diff.Hq = diff.Hkv = H / 2;
+  diff.dv = 2 * d;
+  time_spec(r, diff, B, T, base);
+}
+
+ATTNLAB_BENCH("attention", "d T [variants: 1 adds linear, ramp, differential] (B = 16384/T, H = 2048/d)",
+              {{64, 1024, 1}, {64, 512}, {64, 2048}, {64, 4096}, {128, 512}, {128, 1024}, {128, 2048}, {128, 4096}},
+              run);
+
+}  // namespace
+}  // namespace attnlab::bench
