@@ -306,7 +306,7 @@ __global__ void __launch_bounds__(1024, 1) backward_kernel(T* __restrict__ dx, f
 
 // dγ[c] += Σ_g partial[g][0][c], dβ[c] += Σ_g partial[g][1][c], in a fixed order.
 // Block (32, 32): x = column in a tile of 32, y = stride over the partial rows.
-__global__ void partial_sum_kernel(float* __restrict__ dw, float* __restrict__ db,
+static __global__ void partial_sum_kernel(float* __restrict__ dw, float* __restrict__ db,
                                    const float* __restrict__ partial, int G, int np, int C) {
   __shared__ float s[32][33];
   const int c = blockIdx.x * 32 + threadIdx.x, param = blockIdx.y;

@@ -42,6 +42,10 @@ struct EmbeddingBackwardArgs {
 void embedding_forward(Ctx& ctx, const EmbeddingArgs& a);
 void embedding_backward(Ctx& ctx, const EmbeddingBackwardArgs& a);
 
+// Token positions of one id are summed in sub-segments of this many (bounds the serial work of a
+// frequent id; see cuda/embedding.cu).
+inline constexpr int kEmbeddingSubSegment = 32;
+
 // Scratch sizes (elements) of the CUDA backward for N = B·T tokens, V ids, C columns.
 size_t embedding_backward_index_scratch(int64_t N, int64_t V);
 size_t embedding_backward_partial_scratch(int64_t N, int64_t C);
