@@ -1,0 +1,68 @@
+#include "core/config/model_config.h"
+
+#include "core/config/suggest.h"
+
+namespace attnlab::config {
+
+const std::vector<std::string>& init_architectures() {
+  static const std::vector<std::string> archs = {"gpt2", "qwen2", "qwen3", "decoder_paper", "decoder_seed"};
+  return archs;
+}
+
+namespace {
+
+std::string check_model_source(const Value& v) {
+  const std::string& s = std::get<std::string>(v);
+  if (s.rfind("init:", 0) != 0) return "";
+  std::string arch = s.substr(5);
+  for (const auto& a : init_architectures())
+    if (a == arch) return "";
+  std::string msg = "unknown architecture '" + arch + "' in '" + s + "'; init: takes one of " +
+                    join_words(init_architectures(), ", ");
+  if (auto near = closest_word(arch, init_architectures())) msg += "; did you mean 'init:" + *near + "'?";
+  return msg;
+}
+
+std::string check_arch_overrides(const Value& v) {
+  for (const auto& [key, value] : std::get<StringMap>(v)) {
+    if (key.empty()) return "an architecture override needs a key";
+    if (value.empty()) return "architecture override '" + key + "' has no value";
+  }
+  return "";
+}
+
+}  // namespace
+
+void declare_fields(FieldBinder<ModelSetupConfig>& f) {
+  f.field("from", &ModelSetupConfig::from,
+          "HF model folder (config.json + safetensors), or init:<arch> for random weights")
+      .required()
+      .check("a folder, or init:" + join_words(init_architectures(), "|"), check_model_source);
+  f.field("arch", &ModelSetupConfig::arch,
+          "config.json keys to override (HF names, e.g. num_hidden_layers: 4); scalars only")
+      .def(StringMap{})
+      .check("scalar values", check_arch_overrides);
+
+  FieldBinder<AttentionConfig> a = f.nested("attention", &ModelSetupConfig::attention);
+  a.enum_field("variant", &AttentionConfig::variant,
+               {{"standard", AttentionVariant::standard},
+                {"differential", AttentionVariant::differential},
+                {"two_pass", AttentionVariant::two_pass}},
+               "attention operator: standard, differential (two maps, lambda) or two_pass (scout + gates)")
+      .def("standard");
+  a.enum_field("norm", &AttentionConfig::norm,
+               {{"softmax", AttentionNorm::softmax}, {"linear", AttentionNorm::linear}, {"ramp", AttentionNorm::ramp}},
+               "score normalisation: softmax, linear (shift by row min) or ramp (mix of both)")
+      .def("softmax");
+  a.field("ramp_alpha", &AttentionConfig::ramp_alpha,
+          "ramp weight alpha: alpha*linear + (1-alpha)*softmax; set only with norm: ramp")
+      .range_closed(0, 1);
+  a.enum_field("controller", &AttentionConfig::controller,
+               {{"none", ScoreController::none},
+                {"info_density", ScoreController::info_density},
+                {"temperature", ScoreController::temperature}},
+               "per-row score controller: none, info_density (additive) or temperature (multiplicative)")
+      .def("none");
+}
+
+}  // namespace attnlab::config

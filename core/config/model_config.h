@@ -1,0 +1,39 @@
+#pragma once
+// The `model:` section: where the weights come from, architecture overrides, and the
+// attention variant swapped into every attention layer (spec/METHODS.md, DESIGN.md §5).
+// Named ModelSetupConfig because attnlab::ModelConfig is the HF config.json (core/io/hf_config.h).
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config/field.h"
+
+namespace attnlab::config {
+
+enum class AttentionVariant : uint8_t { standard, differential, two_pass };
+enum class AttentionNorm : uint8_t { softmax, linear, ramp };
+enum class ScoreController : uint8_t { none, info_density, temperature };
+
+struct AttentionConfig {
+  AttentionVariant variant = AttentionVariant::standard;
+  AttentionNorm norm = AttentionNorm::softmax;
+  std::optional<double> ramp_alpha;  // only with norm ramp: alpha*linear + (1-alpha)*softmax
+  ScoreController controller = ScoreController::none;
+};
+
+// The architectures `model.from: init:<arch>` can build with random weights.
+const std::vector<std::string>& init_architectures();
+
+struct ModelSetupConfig {
+  std::string from;  // an HF model folder, or "init:<arch>"
+  StringMap arch;    // config.json keys to override, e.g. {num_hidden_layers: 4}
+  AttentionConfig attention;
+
+  bool random_init() const { return from.rfind("init:", 0) == 0; }
+  // The <arch> of "init:<arch>"; empty for a folder.
+  std::string init_arch() const { return random_init() ? from.substr(5) : std::string(); }
+};
+
+void declare_fields(FieldBinder<ModelSetupConfig>& f);
+
+}  // namespace attnlab::config

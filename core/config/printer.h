@@ -1,0 +1,26 @@
+#pragma once
+// Text forms of the config: the resolved YAML (saved into run folders, printed by
+// `attnlab validate`), its hash (compared by ranks at rendezvous), and the field reference
+// (`attnlab config fields`).
+#include <cstdint>
+#include <string>
+
+#include "core/config/resolved.h"
+
+namespace attnlab::config {
+
+// YAML of every field in registry order, each line commented with its source (default,
+// file, override). Deterministic; reloading it gives the same values.
+std::string print_resolved(const ResolvedConfig& resolved);
+
+// FNV-1a 64 over "path=value" lines of every field (values in the printer's canonical
+// form). Sources do not count: two ranks that reach the same values by different routes agree.
+uint64_t config_hash(const ResolvedConfig& resolved);
+std::string config_hash_hex(const ResolvedConfig& resolved);  // 16 lowercase hex digits
+
+// The field reference: every field's path, type, default, range or choices, and doc, by
+// section, then the cross-field rules. `section` "" lists all; otherwise one section (or
+// "task"). Throws attnlab::Error for an unknown section.
+std::string print_field_reference(const std::string& section = "");
+
+}  // namespace attnlab::config
