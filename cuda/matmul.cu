@@ -1,46 +1,115 @@
+#include <cooperative_groups.h>
+
 #include <climits>
 
 #include "core/ops/matmul.h"
 #include "cuda/common.cuh"
 #include "cuda/matmul_plan.cuh"
 
+namespace cg = cooperative_groups;
+
 namespace attnlab::cuda {
 
 namespace {
 
-// bias_grad: one block per tile of kCols columns; the block's kRowLanes warps stride over all
-// rows (lane = column, so each warp reads kCols consecutive elements of a row), then the warps'
-// partial sums are added in a fixed order. Every column's sum has one fixed order: deterministic
-// without atomics, and no scratch beyond shared memory.
-constexpr int kCols = 32;
-constexpr int kRowLanes = 16;
+// bias_grad, deterministic without float atomics or scratch: block (column tile, chunk) sums one
+// of kChunks fixed row chunks of its tile; the kChunks blocks of a tile form one thread-block
+// cluster and block 0 of it adds their partials, read from the others' shared memory
+// (Hopper distributed shared memory), in rank order. Within a block: TPR threads span the tile's
+// columns (VEC adjacent columns each, one 16-byte load per row when the width allows), the rest
+// stride over rows; row lanes are combined by fixed shuffles, then warps in order.
+constexpr int kThreads = 512;
+constexpr int kChunks = 8;  // cluster size: the portable maximum
+constexpr int kWarps = kThreads / 32;
 
-template <class T>
-__global__ void __launch_bounds__(kCols* kRowLanes)
-    bias_grad_kernel(const T* __restrict__ dy, float* __restrict__ dbias, int64_t rows, int64_t cols) {
-  __shared__ float partial[kRowLanes][kCols + 1];
-  const int64_t col = int64_t(blockIdx.x) * kCols + threadIdx.x;
-  float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
-  if (col < cols) {
-    const T* p = dy + col;
-    // Four independent accumulators keep four loads in flight per thread.
-    int64_t r = threadIdx.y;
-    for (; r + 3 * kRowLanes < rows; r += 4 * kRowLanes) {
-      s0 += to_f(p[r * cols]);
-      s1 += to_f(p[(r + kRowLanes) * cols]);
-      s2 += to_f(p[(r + 2 * kRowLanes) * cols]);
-      s3 += to_f(p[(r + 3 * kRowLanes) * cols]);
-    }
-    for (; r < rows; r += kRowLanes) s0 += to_f(p[r * cols]);
+// VEC adjacent elements of one row: one 16-byte load when VEC > 1 (the launcher checks alignment).
+template <class T, int VEC>
+__device__ __forceinline__ void load_row(const T* p, float (&out)[VEC]) {
+  if constexpr (VEC == 1) {
+    out[0] = to_f(*p);
+  } else {
+    static_assert(VEC * sizeof(T) == 16, "vector loads are 16 bytes");
+    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
+    const T* v = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) out[e] = to_f(v[e]);
   }
-  partial[threadIdx.y][threadIdx.x] = (s0 + s1) + (s2 + s3);
+}
+
+template <class T, int VEC, int TPR>
+__global__ void __cluster_dims__(1, kChunks, 1) __launch_bounds__(kThreads)
+    bias_grad_kernel(const T* __restrict__ dy, float* __restrict__ dbias, int64_t rows, int64_t cols) {
+  constexpr int kTile = TPR * VEC, kRowLanes = kThreads / TPR;
+  __shared__ float warp_sums[kWarps][kTile];
+  __shared__ float block_sum[kTile];
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int tx = tid % TPR, row_lane = tid / TPR;
+  const int64_t col0 = int64_t(blockIdx.x) * kTile + int64_t(tx) * VEC;
+  const int64_t chunk = (rows + kChunks - 1) / kChunks;
+  const int64_t r0 = int64_t(blockIdx.y) * chunk, r1 = min(rows, r0 + chunk);
+
+  // Four independent accumulator sets keep four loads in flight per thread.
+  float s[4][VEC];
+#pragma unroll
+  for (int u = 0; u < 4; ++u)
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) s[u][e] = 0.f;
+  if (col0 < cols) {  // VEC > 1 only when cols % VEC == 0: the whole vector is in range
+    const T* p = dy + col0;
+    int64_t r = r0 + row_lane;
+    for (; r + 3 * kRowLanes < r1; r += 4 * kRowLanes) {
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        float v[VEC];
+        load_row<T, VEC>(p + (r + u * kRowLanes) * cols, v);
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) s[u][e] += v[e];
+      }
+    }
+    for (; r < r1; r += kRowLanes) {
+      float v[VEC];
+      load_row<T, VEC>(p + r * cols, v);
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) s[0][e] += v[e];
+    }
+  }
+  float t[VEC];
+#pragma unroll
+  for (int e = 0; e < VEC; ++e) {
+    t[e] = (s[0][e] + s[1][e]) + (s[2][e] + s[3][e]);
+    // The warp's row lanes of one column sit TPR lanes apart.
+#pragma unroll
+    for (int o = TPR; o < 32; o <<= 1) t[e] += __shfl_xor_sync(0xffffffffu, t[e], o);
+  }
+  if (lane < TPR)
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) warp_sums[warp][lane * VEC + e] = t[e];
   __syncthreads();
-  if (threadIdx.y == 0 && col < cols) {
+  if (tid < kTile) {
     float total = 0.f;
 #pragma unroll
-    for (int i = 0; i < kRowLanes; ++i) total += partial[i][threadIdx.x];
-    dbias[col] += total;
+    for (int w = 0; w < kWarps; ++w) total += warp_sums[w][tid];
+    block_sum[tid] = total;
   }
+  cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();  // every block's block_sum is written
+  if (cluster.block_rank() == 0 && tid < kTile) {
+    const int64_t col = int64_t(blockIdx.x) * kTile + tid;
+    float total = 0.f;
+#pragma unroll
+    for (int b = 0; b < kChunks; ++b) total += cluster.map_shared_rank(block_sum, b)[tid];
+    if (col < cols) dbias[col] += total;
+  }
+  cluster.sync();  // the other blocks' shared memory stays alive until block 0 has read it
+}
+
+template <class T, int VEC, int TPR>
+void launch_bias_grad(Ctx& ctx, const T* dy, float* dbias, int64_t rows, int64_t cols) {
+  const int64_t tiles = ceil_div(cols, TPR * VEC);
+  CHECK(tiles <= INT_MAX, "bias_grad: ", cols, " columns is too many");
+  bias_grad_kernel<T, VEC, TPR><<<dim3{unsigned(tiles), unsigned(kChunks)}, kThreads, 0,
+                                  stream_of(ctx)>>>(dy, dbias, rows, cols);
+  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
@@ -69,11 +138,13 @@ void bias_grad(Ctx& ctx, const Tensor& dy, const Tensor& dbias, int64_t rows, in
   float* out = dptr<float>(dbias);
   dispatch_cuda_float(dy.dtype, "bias_grad", [&](auto t) {
     using T = decltype(t);
-    const dim3 block(kCols, kRowLanes);
-    const int64_t blocks = ceil_div(cols, kCols);
-    CHECK(blocks <= INT_MAX, "bias_grad: ", cols, " columns is too many");
-    bias_grad_kernel<T><<<unsigned(blocks), block, 0, stream_of(ctx)>>>(dptr<T>(dy), out, rows, cols);
-    CUDA_CHECK_LAUNCH();
+    constexpr int kVec = 16 / sizeof(T);
+    // 16-byte loads need every row to start 16-byte aligned; 4 threads then cover a 64-byte
+    // stretch of a row, so a 768-wide bias still spreads over 24 tiles × 8 chunks of blocks.
+    if (cols % kVec == 0 && reinterpret_cast<uintptr_t>(dy.data) % 16 == 0)
+      launch_bias_grad<T, kVec, 4>(ctx, dptr<T>(dy), out, rows, cols);
+    else
+      launch_bias_grad<T, 1, 32>(ctx, dptr<T>(dy), out, rows, cols);
   });
 }
 

@@ -189,7 +189,9 @@ TEST(BiasGradGpu, DeterministicAndAccurate) {
   ATTNLAB_REQUIRE_GPU();
   Ctx& c = gpu_ctx();
   for (DType dt : {DType::f32, DType::bf16})
-    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {10007, 77}, {3, 3571}, {1031, 33}}) {
+    // Odd widths take the scalar path, multiples of 8 the 16-byte one; tall ones split rows.
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {10007, 77}, {3, 3571}, {1031, 33},
+                              {4099, 776}, {7, 264}, {2053, 8}}) {
       auto dy = round_as(dt, rand_uniform(size_t(rows * cols), -1, 1, uint64_t(rows + cols)));
       auto db0 = round_as(DType::f32, rand_uniform(size_t(cols), -1, 1, 9));
       Buffer tdy = make_tensor(Device::cuda, dt, {rows, cols}, dy, "dy");

@@ -82,7 +82,7 @@ void run_linear(Runner& r, const std::vector<int64_t>& s) {
   std::string note;
   if (!c.is_cuda() && rows > 512) {  // the GPT-2 shapes at 8192 tokens take minutes on 2 cores
     rows = 512;
-    note = "rows capped at 512 on the CPU; ";
+    note = "rows capped at 512 on the CPU";
   }
   const DType dt = c.is_cuda() ? DType::bf16 : DType::f32, acc = acc_dtype(dt);
   auto x = round_values(dt, random_values(size_t(rows * in), 11));
@@ -99,13 +99,14 @@ void run_linear(Runner& r, const std::vector<int64_t>& s) {
   const std::string shape = dtype_label(dt) + " " + std::to_string(rows) + "x" + std::to_string(out) +
                             "x" + std::to_string(in);
   const double flops = 2.0 * double(rows) * double(out) * double(in);
-  const std::string base_note = note + (dt == DType::f32 ? "fp32, TF32 off" : "");
+  const std::string base_note =
+      note + (dt == DType::f32 ? std::string(note.empty() ? "" : "; ") + "fp32, TF32 off" : "");
   auto finish = [&](Row& row, const std::function<void()>& fn, const std::string& extra) {
     verify(r, row, dt);
     row.us = r.time_us(fn);
     row.flops = flops;
     row.peak_tflops = peak_for(dt);
-    row.note = base_note + extra;
+    row.note = base_note.empty() ? extra : base_note + "; " + extra;
     r.add(row);
   };
 
@@ -138,6 +139,23 @@ void run_linear(Runner& r, const std::vector<int64_t>& s) {
     return acc_v;
   }, 23);
   finish(g, [&] { linear_backward(c, bdw); }, std::string("dW += dYᵀ X into ") + dtype_name(acc));
+  if (!with_bias) return;
+
+  // db += Σ_rows dY alone: memory-bound, one read of dY.
+  auto db0 = round_values(acc, random_values(size_t(out), 16));
+  Buffer tdb = upload(c, acc, {out}, db0);
+  LinearBackwardArgs bdb{tdy.t(), tx.t(), tw.t(), Tensor{}, Tensor{}, tdb.t()};
+  linear_backward(c, bdb);
+  std::vector<double> want = db0;
+  for (int64_t m = 0; m < rows; ++m)
+    for (int64_t o = 0; o < out; ++o) want[size_t(o)] += dy[size_t(m * out + o)];
+  Row db{"linear_db", shape};
+  db.rel_err = rel_error(to_host_f64(c, tdb.t()), want);
+  verify(r, db, acc);
+  db.us = r.time_us([&] { linear_backward(c, bdb); });
+  db.bytes = double(rows * out) * dtype_size(dt) + 2.0 * double(out) * dtype_size(acc);
+  db.note = (note.empty() ? "" : note + "; ") + "db += column sums of dY (deterministic, no atomics)";
+  r.add(db);
 }
 
 ATTNLAB_BENCH("matmul", "M N K [batch]  (C = A·B, row-major, bf16 and fp32 operands)",
