@@ -31,6 +31,13 @@ std::string quoted_list(const std::vector<std::string>& words) {
 std::string unknown_key_message(const Schema& schema, const std::string& prefix, const std::string& key) {
   std::string msg = prefix.empty() ? "unknown top-level key '" + key + "'" : "unknown key '" + key + "' in " + prefix;
   const std::vector<std::string> paths = schema.all_paths();
+  // "optim.lr: 1e-4" in the file: dotted paths are the command line's spelling, not YAML's.
+  const std::string as_path = prefix.empty() ? key : prefix + "." + key;
+  if (key.find('.') != std::string::npos && (schema.find(as_path) || schema.is_section(as_path))) {
+    const std::string parent = parent_path(as_path);
+    return msg + "; in YAML, nest it: " + parent + ": {" + leaf_name(as_path) + ": ...} (dotted paths are for " +
+           "command-line overrides)";
+  }
   auto join = [&](const std::string& k) { return prefix.empty() ? k : prefix + "." + k; };
 
   // 1. The same name in another section: a key put in the wrong place.

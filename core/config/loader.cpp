@@ -163,6 +163,10 @@ void walk_mapping(const YAML::Node& map, const std::string& prefix, LoadState& s
       continue;
     }
     if (st.skip_study_fields && st.is_study_path(path)) continue;
+    if (name.find('.') != std::string::npos) {  // one spelling per field in files: nested keys
+      st.fail(where(st, key.Mark()), unknown_key_message(st.schema, prefix, name));
+      continue;
+    }
     if (const FieldSpec* spec = st.schema.find(path)) {
       read_field(*spec, key, value, st);
     } else if (st.schema.is_section(path)) {

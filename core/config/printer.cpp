@@ -148,11 +148,15 @@ std::string print_field_reference(const std::string& section) {
     }
   }
   out << "\nCross-field rules:\n";
+  size_t listed = 0;
   for (const CrossFieldRule& r : cross_field_rules()) {
     bool relevant = section.empty();
     for (const auto& p : r.reads) relevant = relevant || in_section(p, section);
-    if (relevant) out << "  - " << r.summary << "\n";
+    if (!relevant) continue;
+    out << "  - " << r.summary << "\n";
+    ++listed;
   }
+  if (listed == 0) out << "  (none reads this section)\n";
   return out.str();
 }
 

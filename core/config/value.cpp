@@ -3,6 +3,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 
 namespace attnlab::config {
@@ -139,7 +140,14 @@ std::string format_scalar_string(const std::string& s) {
       case '\\': q += "\\\\"; break;
       case '\n': q += "\\n"; break;
       case '\t': q += "\\t"; break;
-      default: q += c;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {  // YAML wants other control characters escaped
+          char hex[8];
+          std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+          q += hex;
+        } else {
+          q += c;
+        }
     }
   }
   return q + "\"";

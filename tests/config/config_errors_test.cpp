@@ -66,6 +66,9 @@ TEST(ConfigErrors, UnknownKeysSuggestTheNearestPath) {
   shared.extra = "every_steps: 5\n";
   expect_single(shared.text(), "every_steps",
                 "did you mean one of 'eval.every_steps', 'checkpoint.every_steps', 'log.every_steps'?");
+  Parts dotted;
+  dotted.extra = "optim.lr: 0.1\n";
+  expect_single(dotted.text(), "optim.lr", "in YAML, nest it: optim: {lr: ...}");
   Parts hopeless;
   hopeless.extra = "optim:\n  xyzzy: 1\n";
   expect_single(hopeless.text(), "xyzzy", "optim's keys are name, lr, weight_decay");

@@ -233,6 +233,28 @@ TEST(Config, ResolvedPrintoutOfEveryTaskReloads) {
   }
 }
 
+TEST(Config, AwkwardStringsSurviveTheRoundTrip) {
+  TempYaml y(minimal_pretrain_yaml());
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"run.out_dir", "/tmp/a b#c \"q\" \\ end"}, {"data.tokenizer", "C:\\tok: json"}, {"data.path", "- dash"},
+      {"checkpoint.resume", "null"},                {"log.metrics_file", "*.jsonl"},   {"data.shard_dir", "tab\there\x01"},
+      {"model.arch.note", "x: y, [z]"},             {"model.arch.flag", "true"}};
+  std::vector<std::string> overrides;
+  for (const auto& [k, v] : cases) overrides.push_back(k + "=" + v);
+  ExperimentConfig a = load_experiment(y.path(), overrides);
+  TempYaml printed(print_resolved(a.resolved));
+  ExperimentConfig b = load_experiment(printed.path());
+  EXPECT_EQ(b.run.out_dir, "/tmp/a b#c \"q\" \\ end") << printed.text();
+  EXPECT_EQ(b.data.tokenizer, "C:\\tok: json");
+  EXPECT_EQ(b.data.path, "- dash");
+  EXPECT_EQ(b.checkpoint.resume, "null");
+  EXPECT_EQ(b.log.metrics_file, "*.jsonl");
+  EXPECT_EQ(b.data.shard_dir.value_or(""), "tab\there\x01");
+  EXPECT_EQ(b.model.arch.at("note"), "x: y, [z]");
+  EXPECT_EQ(b.model.arch.at("flag"), "true");
+  EXPECT_EQ(config_hash(a.resolved), config_hash(b.resolved));
+}
+
 TEST(Config, FloatsPrintInTheShortestFormThatReadsBack) {
   // Random magnitudes from 1e-12 to 1e12: every one must come back bit-identical.
   auto mantissas = rand_uniform(400, -1.0, 1.0, 17);

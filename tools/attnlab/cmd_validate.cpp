@@ -39,7 +39,7 @@ void setup(CLI::App& root) {
       "validate",
       "Check an experiment YAML without running it: print the resolved config (every field, its value and "
       "whether it came from the default, the file or an override), or every problem as FILE:LINE:COLUMN: "
-      "message and exit 2");
+      "message and exit 2. `attnlab config fields` lists every field.");
   v->add_option("file", opts->file, "experiment YAML file")->required();
   v->add_option("overrides", opts->overrides, "key.path=value overrides, applied after the file (e.g. optim.lr=1e-4)");
   v->add_flag("-q,--quiet", opts->quiet, "print nothing when the config is valid");
