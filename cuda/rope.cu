@@ -53,10 +53,6 @@ __global__ void rope_kernel(T* out, const T* in, const int32_t* positions, Geome
 
     if (unit < Idx(g.units_rot)) {
       const int i0 = int(unit) * N;
-      const int64_t pos = positions ? int64_t(positions[token]) : g.pos_offset + int64_t(t);
-      float c[N], s[N];
-#pragma unroll
-      for (int k = 0; k < N; ++k) rope_cos_sin<float>(pos, inv_freq[i0 + k], g.inverse, &c[k], &s[k]);
       const Idx off1 = kInterleaved ? Idx(2 * i0) : Idx(i0);
       const Idx off2 = kInterleaved ? Idx(2 * i0 + N) : Idx(g.rot / 2 + i0);
       Pack<T, N> lo[kHeadsPerThread], hi[kHeadsPerThread];
@@ -68,6 +64,12 @@ __global__ void rope_kernel(T* out, const T* in, const int32_t* positions, Geome
           hi[j] = load_pack<N>(x + off2);
         }
       }
+      // The angles after the loads are issued: sincosf's range reduction branches, and loads
+      // placed after it would wait for it.
+      const int64_t pos = positions ? int64_t(positions[token]) : g.pos_offset + int64_t(t);
+      float c[N], s[N];
+#pragma unroll
+      for (int k = 0; k < N; ++k) rope_cos_sin<float>(pos, inv_freq[i0 + k], g.inverse, &c[k], &s[k]);
 #pragma unroll
       for (int j = 0; j < kHeadsPerThread; ++j) {
         if (j < heads) {

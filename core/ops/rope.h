@@ -6,6 +6,9 @@
 // layout or already permuted to [B, H, T, d], the layout attention consumes, which saves a
 // separate permute pass. Backward applies the transposed rotation and mirrors the layouts:
 // dout in forward's output layout, dx in [B, T, H, d].
+// Precision: f32 and bf16 tensors use HF's float32 inv_freq and float32 angles pos·inv_freq; bf16
+// values are rotated in fp32 and rounded once (HF casts cos/sin to bf16 and rounds each product,
+// so it is slightly less accurate than this). f64 on the CPU runs everything in double.
 #include <cstdint>
 
 #include "core/ctx.h"
