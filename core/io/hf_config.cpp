@@ -170,6 +170,26 @@ void check_values(const ModelConfig& c, bool head_dim_given, std::vector<std::st
 
 }  // namespace
 
+ModelConfig model_config_defaults(ModelArch a) {
+  ModelConfig c;
+  c.arch = a;
+  c.source = std::string("defaults for ") + model_type_name(a);
+  if (a == ModelArch::gpt2) {
+    c.norm_eps = 1e-5;
+    c.activation = "gelu_new";
+    c.tie_word_embeddings = true;
+    c.attention_bias = true;
+  } else {
+    c.norm_eps = 1e-6;
+    c.rope_theta = 1e6;
+    c.activation = "silu";
+    c.tie_word_embeddings = false;
+    c.attention_bias = a == ModelArch::qwen2;
+    c.qk_norm = a == ModelArch::qwen3;
+  }
+  return c;
+}
+
 ModelConfig parse_hf_config(const std::string& text, const std::string& source) {
   ModelConfig c;
   c.source = source;

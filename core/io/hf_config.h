@@ -44,6 +44,10 @@ struct ModelConfig {
   std::string source;                   // path or label, for messages
 };
 
+// A config for `a` with the flags and defaults transformers implies (activation, tied embeddings,
+// q/k/v biases, q/k norm) and zero sizes, for building tiny models in code.
+ModelConfig model_config_defaults(ModelArch a);
+
 // Parses config.json text. Throws one attnlab::Error naming `source` and listing every missing
 // or mistyped key, an unknown model_type (with the supported ones), or unsupported settings.
 ModelConfig parse_hf_config(const std::string& text, const std::string& source);

@@ -127,6 +127,7 @@ void store_from_f64(uint8_t* p, DType t, double d) {
 
 void convert_elements(const uint8_t* src, StDType st, uint8_t* dst, DType dt, int64_t n) {
   const size_t ss = st_dtype_size(st), ds = dtype_size(dt);
+  if (n == 0) return;  // empty tensors may come with null pointers
   if (to_attnlab_dtype(st) == dt) {
     std::memcpy(dst, src, size_t(n) * ss);
     return;

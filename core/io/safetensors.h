@@ -8,6 +8,9 @@
 // The reader memory-maps the file read-only and validates the whole header before anything else
 // sees it: any malformed input is refused with one attnlab::Error that names the file, the place
 // (tensor name or byte offset) and what to do about it. No input can make it read out of bounds.
+// Unlike the reference reader it accepts unused bytes between or after tensors (nothing is read
+// from them); our writer never leaves any. A file truncated by another process while mapped
+// raises SIGBUS on access, as with any mmap: don't rewrite checkpoints that are being read.
 #include <cstdint>
 #include <map>
 #include <optional>

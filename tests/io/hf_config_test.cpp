@@ -261,8 +261,10 @@ TEST(HfConfig, EditedFieldsAreWrittenBackAndUnknownKeysKept) {
 
 TEST(HfConfig, ConfigBuiltInCodeSavesWhatTransformersNeeds) {
   ScratchDir dir;
-  ModelConfig c;
-  c.arch = ModelArch::qwen2;
+  ModelConfig c = model_config_defaults(ModelArch::qwen2);
+  EXPECT_TRUE(c.attention_bias);
+  EXPECT_FALSE(c.qk_norm);
+  EXPECT_FALSE(c.tie_word_embeddings);
   c.hidden_size = 48;
   c.num_layers = 3;
   c.num_heads = 6;
@@ -289,6 +291,24 @@ TEST(HfConfig, ConfigBuiltInCodeSavesWhatTransformersNeeds) {
 
   c.qk_norm = true;  // Qwen2 has no q/k norm: saving it would silently drop it
   EXPECT_THROW(hf_config_json(c), Error);
+
+  // Qwen3 from defaults: q/k norm implied, no biases, head_dim always written.
+  ModelConfig q3 = model_config_defaults(ModelArch::qwen3);
+  q3.hidden_size = 32;
+  q3.num_layers = 2;
+  q3.num_heads = 4;
+  q3.num_kv_heads = 2;
+  q3.head_dim = 16;
+  q3.intermediate_size = 40;
+  q3.vocab_size = 97;
+  q3.max_position_embeddings = 64;
+  save_hf_config(path, q3);
+  ModelConfig q3back = load_hf_config(path);
+  expect_same_fields(q3back, q3);
+  EXPECT_TRUE(q3back.qk_norm);
+  EXPECT_FALSE(q3back.attention_bias);
+  EXPECT_EQ(q3back.raw["head_dim"], 16);
+  EXPECT_EQ(q3back.raw["architectures"], ojson::array({"Qwen3ForCausalLM"}));
 }
 
 TEST(HfConfig, MissingKeysAreListedTogether) {

@@ -139,6 +139,7 @@ class Mutator {
     if (chance(0.4)) text = specials[pick(std::size(specials))];
     else {
       long long v = std::atoll(std::string(b.begin() + long(at), b.begin() + long(at + len)).c_str());
+      v = std::clamp(v, -(1LL << 62), 1LL << 62);  // atoll saturates on long runs; keep v + delta defined
       text = std::to_string(v + (long long)pick(33) - 16);
     }
     splice_header(b, at, len, text);

@@ -48,12 +48,11 @@ void run_inspect(const InspectOptions& o) {
 
 void setup(CLI::App& root) {
   auto opts = std::make_shared<InspectOptions>();
-  auto* c = root.add_subcommand(
-      "inspect",
-      "Show what a .safetensors checkpoint holds: its metadata, then one line per tensor with\n"
-      "name, dtype, shape, size in bytes and where its data starts in the file, then totals per dtype.\n"
-      "The whole header is checked first; a malformed or truncated file is refused with the reason\n"
-      "and a non-zero exit status.\n"
+  auto* c = root.add_subcommand("inspect", "Show a .safetensors checkpoint's metadata and tensors (name, dtype, shape, bytes)");
+  c->footer(
+      "Prints the metadata, then one line per tensor with its name, dtype, shape, size in bytes and\n"
+      "where its data starts in the file, then totals per dtype. The whole header is checked first: a\n"
+      "malformed or truncated file is refused with the reason and a non-zero exit status.\n"
       "Example: attnlab inspect model.safetensors");
   c->add_option("file", opts->path, "the .safetensors file to read")->required();
   c->add_flag("--sort-by-name", opts->sort_by_name, "list tensors by name instead of by position in the file");
