@@ -60,8 +60,9 @@ namespace cuda {
 // Expects validated arguments (the dispatcher checks shapes, dtypes and devices).
 void matmul(Ctx& ctx, const MatmulArgs& a);
 // dbias[c] += Σ_r dy[r, c] for dy [rows, cols] (f32 or bf16) into f32 dbias [cols].
-// Deterministic (fixed summation order, no float atomics) and needs no scratch: the row chunks
-// of a column tile are reduced through a thread-block cluster's distributed shared memory (sm_90).
+// Deterministic (fixed summation order, no float atomics). Tall dy is split into row chunks whose
+// partial sums go to ctx.workspace (stream-ordered scratch that cuBLASLt uses only inside its own
+// calls on the same stream), then a second kernel adds the chunks in order.
 void bias_grad(Ctx& ctx, const Tensor& dy, const Tensor& dbias, int64_t rows, int64_t cols);
 // cuBLASLt plans (descriptors + heuristic result) built so far in this process; a repeated
 // shape reuses its plan, so this stays flat across training steps.
