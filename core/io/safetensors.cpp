@@ -292,7 +292,7 @@ void SafetensorsFile::parse() {
     refuse(file, detail::cat("header byte ", 8 + (e.byte ? e.byte - 1 : 0)),
            "the header is not valid JSON (" + printable(e.what(), 200, true) + ")", kFixReexport);
   } catch (const nlohmann::json::exception& e) {
-    refuse(file, "header", "the header could not be parsed (" + printable(e.what(), 200, true) + ")", kFixReexport);
+    refuse(file, "header", "the header is not valid JSON (" + printable(e.what(), 200, true) + ")", kFixReexport);
   }
   if (!dup.duplicate.empty())
     refuse(file, "header", "key '" + printable(dup.duplicate) + "' appears twice in one JSON object", kFixReexport);

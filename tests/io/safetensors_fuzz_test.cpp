@@ -302,6 +302,7 @@ TEST(SafetensorsFuzz, MutatedFilesLoadInBoundsOrThrowAttnlabError) {
   };
   std::vector<int64_t> class_count(classes.size(), 0);
   int64_t unclassified = 0;
+  std::string first_unclassified;
   for (int64_t i = 0; i < cases; ++i) {
     Bytes b = base;
     Mutator(uint64_t(i)).mutate(b);
@@ -330,7 +331,7 @@ TEST(SafetensorsFuzz, MutatedFilesLoadInBoundsOrThrowAttnlabError) {
       size_t k = 0;
       while (k < classes.size() && after_place.find(classes[k].first) == std::string::npos) ++k;
       if (k < classes.size()) ++class_count[k];
-      else ++unclassified;
+      else if (unclassified++ == 0) first_unclassified = msg;
       ++refused;
     } catch (const std::exception& e) {
       ADD_FAILURE() << "case " << i << ": non-attnlab exception " << typeid(e).name() << ": " << e.what();
@@ -341,7 +342,8 @@ TEST(SafetensorsFuzz, MutatedFilesLoadInBoundsOrThrowAttnlabError) {
               (long long)refused, (unsigned long long)touched);
   for (size_t k = 0; k < classes.size(); ++k)
     std::printf("[fuzz]   %6lld  %s\n", (long long)class_count[k], classes[k].second);
-  std::printf("[fuzz]   %6lld  other\n", (long long)unclassified);
+  std::printf("[fuzz]   %6lld  other%s%s\n", (long long)unclassified, unclassified ? ", first: " : "",
+              first_unclassified.c_str());
   EXPECT_EQ(loaded + refused, cases);
   if (cases >= 1000) {
     // The mutations must exercise both outcomes, and many distinct refusals, to mean anything.
