@@ -187,7 +187,6 @@ EncodedChat encode_chat(const Tokenizer& tokenizer, ChatFamily family, const std
 std::optional<ChatFamily> chat_family_for_tokenizer(const std::string& name_or_path) {
   if (name_or_path == "qwen3") return ChatFamily::qwen3;
   if (name_or_path == "qwen2.5") return ChatFamily::qwen2_5;
-  if (name_or_path == "qwen2") return ChatFamily::qwen2;
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::path dir = fs::is_directory(name_or_path, ec) ? fs::path(name_or_path) : fs::path(name_or_path).parent_path();

@@ -26,8 +26,8 @@ struct AddedToken {
   int32_t id = -1;
   bool special = false;     // control tokens; decode can skip them
   bool normalized = false;  // matched after normalisation instead of on the raw text
-  bool lstrip = false;      // swallows whitespace on its left
-  bool rstrip = false;      // swallows whitespace on its right
+  bool lstrip = false;      // swallows ASCII whitespace on its left
+  bool rstrip = false;      // swallows ASCII whitespace on its right
 };
 
 struct EncodeOptions {

@@ -145,6 +145,10 @@ void read_pre_tokenizer(Tokenizer::Impl& t, const json& p, const std::string& wh
   } else if (type == "ByteLevel") {
     saw_byte_level = true;
     t.add_prefix_space = json_bool(p, "add_prefix_space", false, where);
+    // HF adds the prefix space to every piece an earlier Split made; attnlab adds it once per
+    // segment, which is the same only when ByteLevel comes first.
+    INPUT_CHECK(!t.add_prefix_space || t.splitters.empty(), where, ".add_prefix_space: true after a Split ",
+                "pre-tokenizer is not supported");
     if (json_bool(p, "use_regex", true, where)) t.splitters.emplace_back(kGpt2SplitPattern, where);
   } else if (type == "Split") {
     INPUT_CHECK(p.contains("pattern") && p["pattern"].is_object(), where,
@@ -311,8 +315,8 @@ Tokenizer Tokenizer::load(const std::string& name_or_path) {
   if (name_or_path == "gpt2")
     return from_gpt2_files(require_asset("gpt2/encoder.json"), require_asset("gpt2/vocab.bpe"));
   if (name_or_path == "qwen3") return from_tokenizer_json(require_asset("qwen3/tokenizer.json"));
-  if (name_or_path == "qwen2.5" || name_or_path == "qwen2") {
-    // Qwen2/2.5 share Qwen3's vocabulary, merges, normaliser and regex; their added tokens stop
+  if (name_or_path == "qwen2.5") {
+    // Qwen2.5 shares Qwen3's vocabulary, merges, normaliser and regex; its added tokens stop
     // at <|file_sep|> (151664), before Qwen3's <tool_response>, </tool_response>, <think>, </think>.
     Tokenizer t = from_tokenizer_json(require_asset("qwen3/tokenizer.json"));
     t.drop_added_tokens_above(151664);
