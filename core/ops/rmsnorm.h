@@ -11,6 +11,7 @@
 #include <cstddef>
 
 #include "core/ctx.h"
+#include "core/ops/row_norm.h"
 
 namespace attnlab {
 
