@@ -163,12 +163,18 @@ __global__ void __launch_bounds__(1024) forward_rows_kernel(FwdRowParams<T> p) {
       mx[4] = fmaxf(mx[4], raw[0][i][v]);
     }
   }
+  // Plain softmax (one map, no KL) reduces one value per pass: fewer shuffles and no argmin.
+  const bool lean = M == 1 && !want_kl && c.mode == int(AttnNorm::softmax);
   float local_mn[2] = {-mx[2], -mx[3]};
-  block_allreduce<5>(mx, red, MaxOp{});
+  if (lean) {
+    block_allreduce<1>(reinterpret_cast<float(&)[1]>(mx[0]), red, MaxOp{});
+  } else {
+    block_allreduce<5>(mx, red, MaxOp{});
 #pragma unroll
-  for (int m = 0; m < 2; ++m)
-    if (local_mn[m] != -mx[2 + m]) imin[m] = INT_MAX;
-  block_min_int<2>(imin, reinterpret_cast<int*>(red + 32 * 5));
+    for (int m = 0; m < 2; ++m)
+      if (local_mn[m] != -mx[2 + m]) imin[m] = INT_MAX;
+    block_min_int<2>(imin, reinterpret_cast<int*>(red + 32 * 5));
+  }
   // Pass 2: Σ exp(x − max), Σ (x − min + 1), Σ exp(raw − max raw).
   float sums[5] = {0, 0, 0, 0, 0};
 #pragma unroll
@@ -187,7 +193,8 @@ __global__ void __launch_bounds__(1024) forward_rows_kernel(FwdRowParams<T> p) {
       if (want_kl) sums[4] += expf(raw[0][i][v] - mx[4]);
     }
   }
-  block_allreduce<5>(sums, red, SumOp{});
+  if (lean) block_allreduce<1>(reinterpret_cast<float(&)[1]>(sums[0]), red, SumOp{});
+  else block_allreduce<5>(sums, red, SumOp{});
   AttnRowNorm<float> norm[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) {
@@ -334,6 +341,7 @@ __global__ void __launch_bounds__(1024) backward_rows_kernel(BwdRowParams<T> p) 
           sums[3 * m + 1] += gj * grad[m].norm.linear_p(x);
         } else {
           sums[3 * m] += gj * pv[m][i][v];
+          if (c.mode == int(AttnNorm::softmax)) sums[3 * m + 1] += pv[m][i][v];
         }
         sums[3 * m + 2] += gj;
       }
@@ -342,7 +350,10 @@ __global__ void __launch_bounds__(1024) backward_rows_kernel(BwdRowParams<T> p) 
   }
   block_allreduce<7>(sums, red, SumOp{});
 #pragma unroll
-  for (int m = 0; m < M; ++m) grad[m].dot = sums[3 * m], grad[m].dot_lin = sums[3 * m + 1], grad[m].sum_g = sums[3 * m + 2];
+  for (int m = 0; m < M; ++m) {
+    grad[m].dot = sums[3 * m], grad[m].dot_lin = sums[3 * m + 1], grad[m].sum_g = sums[3 * m + 2];
+    grad[m].finish();
+  }
   if (DIFF && tid == 0 && p.dlambda_partials) p.dlambda_partials[ri.r] = sums[6];
 
   // Pass 2: dSc = dx·τ per map (in place), the combined map for dV, controller sums.
@@ -399,9 +410,10 @@ __global__ void dlambda_reduce_kernel(const float* __restrict__ partials, float*
 // Vectors per thread (NV) and threads per row: the whole row fits in registers, with at most
 // 512 threads unless the row needs more (then up to 1024 with 8 vectors each).
 template <class T>
-void row_config(int64_t S, int& nv, int& threads) {
+void row_config(int64_t S, bool aligned, int& nv, int& threads) {
   const int64_t V = int64_t(16 / sizeof(T));
-  const int64_t nvec = (S + 2 * V - 2) / V;  // worst-case misalignment adds V − 1 elements
+  // Misaligned rows can straddle one more vector: up to V − 1 extra elements.
+  const int64_t nvec = aligned ? ceil_div(S, V) : (S + 2 * V - 2) / V;
   for (int cand : {1, 2, 4, 8}) {
     nv = cand;
     if (ceil_div(nvec, cand) <= 512) break;
@@ -410,6 +422,12 @@ void row_config(int64_t S, int& nv, int& threads) {
   CHECK(t <= 1024, "attention: rows of ", S, " keys exceed the materialized kernel's limit of ",
         1024 * 8 * V - V, " (use the fused kernel for longer contexts)");
   threads = int(std::max<int64_t>(t, 32));
+}
+
+// Every row starts on a 16-byte boundary (the kernels then see mis = 0 on every row).
+template <class T>
+bool rows_aligned(const T* base, int64_t S) {
+  return (reinterpret_cast<uintptr_t>(base) & 15u) == 0 && (S * int64_t(sizeof(T))) % 16 == 0;
 }
 
 template <class T, bool DIFF>
@@ -443,7 +461,7 @@ void launch_forward_rows(Ctx& ctx, const FwdRowParams<T>& p) {
   if (p.c.rows == 0) return;
   CHECK(p.c.rows < (int64_t(1) << 31), "attention: ", p.c.rows, " rows exceed the grid limit");
   int nv = 1, threads = 32;
-  row_config<T>(p.c.S, nv, threads);
+  row_config<T>(p.c.S, rows_aligned(p.maps[0], p.c.S), nv, threads);
   if (p.c.nmaps == 2) launch_fwd<T, true>(ctx, p, nv, threads);
   else launch_fwd<T, false>(ctx, p, nv, threads);
 }
@@ -453,7 +471,7 @@ void launch_backward_rows(Ctx& ctx, const BwdRowParams<T>& p) {
   if (p.c.rows == 0) return;
   CHECK(p.c.rows < (int64_t(1) << 31), "attention: ", p.c.rows, " rows exceed the grid limit");
   int nv = 1, threads = 32;
-  row_config<T>(p.c.S, nv, threads);
+  row_config<T>(p.c.S, rows_aligned(p.dp, p.c.S), nv, threads);
   const bool diff = p.c.nmaps == 2, scores = p.scores[0] != nullptr;
   if (diff && scores) launch_bwd<T, true, true>(ctx, p, nv, threads);
   else if (diff) launch_bwd<T, true, false>(ctx, p, nv, threads);

@@ -239,10 +239,12 @@ void backward_impl(const AttentionBackwardArgs& a, const AttnShape& sh) {
           g.dot_lin += gj * g.norm.linear_p(x);
         } else {
           g.dot += gj * A(probs[m][r * S + j]);
+          if (mode == int(AttnNorm::softmax)) g.dot_lin += A(probs[m][r * S + j]);
         }
         g.sum_g += gj;
         if (m == 1) dlam -= A(dp[r * S + j]) * A(probs[1][r * S + j]);
       }
+      g.finish();
     }
     A s_dmul = 0, s_dadd = 0;
     for (int64_t j = 0; j < S; ++j) {

@@ -104,8 +104,11 @@ ATTNLAB_HD A attn_variance(A s1, A s2, int64_t n) {
 }
 
 // Backward of the normalisation of one map for one row. The reductions of pass 1 are
-//   softmax: dot = Σ g P;  linear: dot = Σ g P, sum_g = Σ g;  ramp: dot = Σ g P_softmax(x),
-//   dot_lin = Σ g P_linear(x), sum_g = Σ g;  relaxed_linear: none.
+//   softmax: dot = Σ g P, dot_lin = Σ P;  linear: dot = Σ g P, sum_g = Σ g;
+//   ramp: dot = Σ g P_softmax(x), dot_lin = Σ g P_linear(x), sum_g = Σ g;  relaxed_linear: none.
+// finish() then turns softmax's Δ into Σ g P / Σ P: the stored P (bf16 on the GPU) sums to 1 only
+// up to rounding, and dividing by its actual sum keeps Σ_j dx_j = 0, so a per-row additive
+// controller still gets a zero gradient (METHODS §4.3) at any precision.
 // dx(j) is then d loss / d x_j for a visible key (the argmin subgradient of METHODS §4.4 goes
 // to the first index of the minimum).
 template <class A>
@@ -114,6 +117,9 @@ struct AttnRowGrad {
   int64_t n = 0;
   int64_t imin = -1;
   A dot = 0, dot_lin = 0, sum_g = 0;
+  ATTNLAB_HD void finish() {
+    if (norm.mode == int(AttnNorm::softmax) && dot_lin > A(0)) dot /= dot_lin;
+  }
   ATTNLAB_HD A dx(int64_t j, A g, A p_stored, A x) const {
     switch (norm.mode) {
       case int(AttnNorm::softmax): return p_stored * (g - dot);
