@@ -50,11 +50,11 @@ void dropout_apply(Ctx& ctx, const Tensor& out, const Tensor& in, double p, uint
     const bool packed = (rng_offset & 3) == 0 && reinterpret_cast<uintptr_t>(in.data) % align == 0 &&
                         reinterpret_cast<uintptr_t>(out.data) % align == 0;
     if (packed)
-      dropout_kernel<T, true><<<grid, block, 0, stream_of(ctx)>>>(dptr<T>(out), dptr<T>(in), n, ctx.seed, rng_offset,
-                                                                  threshold, scale);
+      dropout_kernel<T, true>
+          <<<grid, block, 0, stream_of(ctx)>>>(dptr<T>(out), dptr<T>(in), n, ctx.seed, rng_offset, threshold, scale);
     else
-      dropout_kernel<T, false><<<grid, block, 0, stream_of(ctx)>>>(dptr<T>(out), dptr<T>(in), n, ctx.seed,
-                                                                   rng_offset, threshold, scale);
+      dropout_kernel<T, false>
+          <<<grid, block, 0, stream_of(ctx)>>>(dptr<T>(out), dptr<T>(in), n, ctx.seed, rng_offset, threshold, scale);
     CUDA_CHECK_LAUNCH();
   });
 }

@@ -8,8 +8,8 @@ void rmsnorm_forward(Ctx& ctx, const RmsNormArgs& a) {
   dispatch_cuda_float(a.x.dtype, "rmsnorm_forward", [&](auto t) {
     using T = decltype(t);
     const int64_t C = a.x.dim(-1), rows = a.x.numel() / C;
-    rownorm::forward<T, false>(ctx, dptr<T>(a.y), nullptr, dptr<float>(a.rstd), dptr<T>(a.x),
-                               dptr_or_null<T>(a.weight), nullptr, rows, C, float(a.eps));
+    rownorm::forward<T, false>(ctx, dptr<T>(a.y), nullptr, dptr<float>(a.rstd), dptr<T>(a.x), dptr_or_null<T>(a.weight),
+                               nullptr, rows, C, float(a.eps));
   });
 }
 
@@ -17,11 +17,10 @@ void rmsnorm_backward(Ctx& ctx, const RmsNormBackwardArgs& a) {
   dispatch_cuda_float(a.x.dtype, "rmsnorm_backward", [&](auto t) {
     using T = decltype(t);
     const int64_t C = a.x.dim(-1), rows = a.x.numel() / C;
-    rownorm::backward<T, false>(ctx, dptr_or_null<T>(a.dx), dptr_or_null<float>(a.dweight),
-                                nullptr, dptr_or_null<float>(a.scratch),
-                                a.scratch.defined() ? size_t(a.scratch.numel()) : 0, dptr<T>(a.dy), dptr<T>(a.x),
-                                dptr_or_null<T>(a.weight), nullptr, dptr<float>(a.rstd), rows, C,
-                                a.accumulate_dx);
+    rownorm::backward<T, false>(ctx, dptr_or_null<T>(a.dx), dptr_or_null<float>(a.dweight), nullptr,
+                                dptr_or_null<float>(a.scratch), a.scratch.defined() ? size_t(a.scratch.numel()) : 0,
+                                dptr<T>(a.dy), dptr<T>(a.x), dptr_or_null<T>(a.weight), nullptr, dptr<float>(a.rstd),
+                                rows, C, a.accumulate_dx);
   });
 }
 

@@ -28,10 +28,10 @@ constexpr int kForwardBlock = 256;   // threads per block we aim for (whole row 
 constexpr int kBackwardBlock = 512;  // larger: fewer blocks, so fewer partial rows to reduce
 
 struct Layout {
-  int vec = 1;     // elements per pack
-  int packs = 0;   // C / vec
-  int tpr = 1;     // threads per row
-  int rpb = 1;     // rows per block
+  int vec = 1;    // elements per pack
+  int packs = 0;  // C / vec
+  int tpr = 1;    // threads per row
+  int rpb = 1;    // rows per block
   int block() const { return tpr * rpb; }
 };
 
@@ -111,10 +111,10 @@ struct PackRegs<bf16_t, 8> {
 
 // y = LayerNorm: (x − μ)·rstd·γ + β; RMSNorm (HF Qwen): γ ⊙ T(x·rstd), x̂ rounded to T first.
 template <class T, int VEC, bool kLayerNorm>
-__global__ void __launch_bounds__(1024, 1) forward_kernel(T* __restrict__ y, float* __restrict__ mean_out,
-                                                       float* __restrict__ rstd_out, const T* __restrict__ x,
-                                                       const T* __restrict__ w, const T* __restrict__ b,
-                                                       int64_t rows, int C, int tpr, float eps) {
+__global__ void __launch_bounds__(1024, 1)
+    forward_kernel(T* __restrict__ y, float* __restrict__ mean_out, float* __restrict__ rstd_out,
+                   const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, int64_t rows, int C,
+                   int tpr, float eps) {
   constexpr int K = kElemsPerThread / VEC;
   __shared__ float red[32];
   const int rpb = blockDim.x / tpr, rg = threadIdx.x / tpr, t = threadIdx.x % tpr;
@@ -203,14 +203,13 @@ __device__ __forceinline__ void smem_add(float* acc, const float (&v)[VEC]) {
 // the one thread that owns its column in its row group (no races, no atomics); keeping them out
 // of registers is what lets 1024-thread blocks run without spilling.
 template <class T, int VEC, bool kLayerNorm>
-__global__ void __launch_bounds__(1024, 1) backward_kernel(T* __restrict__ dx, float* __restrict__ partial,
-                                                        const T* __restrict__ dy, const T* __restrict__ x,
-                                                        const T* __restrict__ w, const float* __restrict__ mean,
-                                                        const float* __restrict__ rstd, int64_t rows, int C,
-                                                        int tpr, bool accumulate) {
+__global__ void __launch_bounds__(1024, 1)
+    backward_kernel(T* __restrict__ dx, float* __restrict__ partial, const T* __restrict__ dy, const T* __restrict__ x,
+                    const T* __restrict__ w, const float* __restrict__ mean, const float* __restrict__ rstd,
+                    int64_t rows, int C, int tpr, bool accumulate) {
   constexpr int K = kElemsPerThread / VEC;
-  constexpr int NP = kLayerNorm ? 2 : 1;  // partial params: dγ (and dβ)
-  extern __shared__ float4 acc_storage[];   // [rpb][NP][C] floats when partial != nullptr
+  constexpr int NP = kLayerNorm ? 2 : 1;   // partial params: dγ (and dβ)
+  extern __shared__ float4 acc_storage[];  // [rpb][NP][C] floats when partial != nullptr
   __shared__ float red[32 * 2];
   float* const acc = reinterpret_cast<float*>(acc_storage);
   const int rpb = blockDim.x / tpr, rg = threadIdx.x / tpr, t = threadIdx.x % tpr;
@@ -307,7 +306,7 @@ __global__ void __launch_bounds__(1024, 1) backward_kernel(T* __restrict__ dx, f
 // dγ[c] += Σ_g partial[g][0][c], dβ[c] += Σ_g partial[g][1][c], in a fixed order.
 // Block (32, 32): x = column in a tile of 32, y = stride over the partial rows.
 static __global__ void partial_sum_kernel(float* __restrict__ dw, float* __restrict__ db,
-                                   const float* __restrict__ partial, int G, int np, int C) {
+                                          const float* __restrict__ partial, int G, int np, int C) {
   __shared__ float s[32][33];
   const int c = blockIdx.x * 32 + threadIdx.x, param = blockIdx.y;
   float acc = 0.f;
@@ -326,14 +325,14 @@ static __global__ void partial_sum_kernel(float* __restrict__ dw, float* __restr
 // ---- launchers ---------------------------------------------------------------------------
 
 template <class T, bool kLayerNorm>
-void forward(Ctx& ctx, T* y, float* mean, float* rstd, const T* x, const T* w, const T* b, int64_t rows,
-             int64_t C, float eps) {
+void forward(Ctx& ctx, T* y, float* mean, float* rstd, const T* x, const T* w, const T* b, int64_t rows, int64_t C,
+             float eps) {
   const int vec = choose_vec<T>(C, {y, x, w, b});
   const Layout l = make_layout(C, vec, kForwardBlock);
   const int64_t grid = ceil_div(rows, l.rpb);
   if (vec == 1)
-    forward_kernel<T, 1, kLayerNorm><<<grid, l.block(), 0, stream_of(ctx)>>>(y, mean, rstd, x, w, b, rows, int(C),
-                                                                            l.tpr, eps);
+    forward_kernel<T, 1, kLayerNorm>
+        <<<grid, l.block(), 0, stream_of(ctx)>>>(y, mean, rstd, x, w, b, rows, int(C), l.tpr, eps);
   else
     forward_kernel<T, max_vec<T>(), kLayerNorm>
         <<<grid, l.block(), 0, stream_of(ctx)>>>(y, mean, rstd, x, w, b, rows, int(C), l.tpr, eps);
@@ -352,8 +351,8 @@ int64_t backward_grid(const Ctx& ctx, const Layout& l, int64_t rows, int64_t C) 
   // Above 48 KiB a kernel must opt in to dynamic shared memory (per device, idempotent).
   CUDA_CHECK(cudaFuncSetAttribute(backward_kernel<T, VEC, kLayerNorm>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   int(smem)));
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, backward_kernel<T, VEC, kLayerNorm>, l.block(),
-                                                           smem));
+  CUDA_CHECK(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, backward_kernel<T, VEC, kLayerNorm>, l.block(), smem));
   CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, std::max(0, ctx.device_index)));
   return std::min<int64_t>(ceil_div(rows, l.rpb), int64_t(std::max(1, per_sm)) * sms);
 }
@@ -365,22 +364,23 @@ size_t backward_scratch_floats(const Ctx& ctx, int64_t rows, int64_t C) {
   if (rows <= 0) return 0;
   int64_t g = backward_grid<T, 1, kLayerNorm>(ctx, make_layout(C, 1, kBackwardBlock), rows, C);
   if (C % max_vec<T>() == 0)
-    g = std::max(g, backward_grid<T, max_vec<T>(), kLayerNorm>(ctx, make_layout(C, max_vec<T>(), kBackwardBlock),
-                                                               rows, C));
+    g = std::max(
+        g, backward_grid<T, max_vec<T>(), kLayerNorm>(ctx, make_layout(C, max_vec<T>(), kBackwardBlock), rows, C));
   return size_t(g) * np * size_t(C);
 }
 
 template <class T, int VEC, bool kLayerNorm>
 void launch_backward(Ctx& ctx, const Layout& l, T* dx, float* dw, float* db, float* scratch, size_t scratch_floats,
-                     const T* dy, const T* x, const T* w, const float* mean, const float* rstd, int64_t rows,
-                     int64_t C, bool accumulate) {
+                     const T* dy, const T* x, const T* w, const float* mean, const float* rstd, int64_t rows, int64_t C,
+                     bool accumulate) {
   constexpr int np = kLayerNorm ? 2 : 1;
   const bool want_partials = dw != nullptr || db != nullptr;
   const int64_t grid = backward_grid<T, VEC, kLayerNorm>(ctx, l, rows, C);
   if (want_partials) {
     const size_t need = size_t(grid) * np * size_t(C);
-    CHECK(scratch != nullptr && scratch_floats >= need, "row norm backward: the weight gradient needs an f32 scratch of ",
-          need, " floats (ask *_backward_scratch_floats), got ", scratch ? scratch_floats : 0);
+    CHECK(scratch != nullptr && scratch_floats >= need,
+          "row norm backward: the weight gradient needs an f32 scratch of ", need,
+          " floats (ask *_backward_scratch_floats), got ", scratch ? scratch_floats : 0);
   }
   const size_t smem = want_partials ? acc_bytes(l, C, np) : 0;
   backward_kernel<T, VEC, kLayerNorm><<<grid, l.block(), smem, stream_of(ctx)>>>(

@@ -20,10 +20,10 @@
 namespace attnlab {
 
 struct EmbeddingArgs {
-  Tensor out;    // [B, T, C] or [N, C] out, table's dtype
-  Tensor ids;    // [B, T] or [N] in, i32
-  Tensor table;  // [V, C] in
-  Tensor pos;    // [P, C] in, table's dtype; undefined = no position table
+  Tensor out;              // [B, T, C] or [N, C] out, table's dtype
+  Tensor ids;              // [B, T] or [N] in, i32
+  Tensor table;            // [V, C] in
+  Tensor pos;              // [P, C] in, table's dtype; undefined = no position table
   int64_t pos_offset = 0;  // first position row used (KV-cache decoding); pos_offset + T ≤ P
 };
 

@@ -137,8 +137,7 @@ void layernorm_backward(Ctx& ctx, const LayerNormBackwardArgs& a) {
     check_row_norm_tensor(op, a.dweight, s.C, at, "dweight");
   }
   if (a.dbias.defined()) check_row_norm_tensor(op, a.dbias, s.C, at, "dbias");
-  check_device(ctx.device, {&a.dx, &a.dweight, &a.dbias, &a.dy, &a.x, &a.weight, &a.mean, &a.rstd,
-                            &a.scratch});
+  check_device(ctx.device, {&a.dx, &a.dweight, &a.dbias, &a.dy, &a.x, &a.weight, &a.mean, &a.rstd, &a.scratch});
   if (s.rows == 0) return;
   if (ctx.is_cuda()) return ATTNLAB_CUDA_DISPATCH(cuda::layernorm_backward(ctx, a));
   dispatch_cpu_float(a.x.dtype, op, [&](auto t) { cpu_backward<decltype(t)>(a, s); });

@@ -1,6 +1,7 @@
+#include "core/ops/dropout.h"
+
 #include <cmath>
 
-#include "core/ops/dropout.h"
 #include "core/rng.h"
 #include "support/testing.h"
 

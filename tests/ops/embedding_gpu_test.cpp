@@ -33,9 +33,11 @@ EmbRef cpu_reference(int64_t C, const std::vector<int32_t>& ids, const std::vect
                      const std::vector<double>& dp0, int64_t P, int64_t pos_offset, int64_t padding) {
   Ctx& c = cpu_ctx();
   Buffer ti = make_ids(Device::cpu, {kB, kT}, ids);
-  Buffer tt = make_tensor(Device::cpu, DType::f64, {kV, C}, table), tp = make_tensor(Device::cpu, DType::f64, {P, C}, pos);
+  Buffer tt = make_tensor(Device::cpu, DType::f64, {kV, C}, table),
+         tp = make_tensor(Device::cpu, DType::f64, {P, C}, pos);
   Buffer to(Device::cpu, DType::f64, {kB, kT, C}), tdo = make_tensor(Device::cpu, DType::f64, {kB, kT, C}, dout);
-  Buffer tdt = make_tensor(Device::cpu, DType::f64, {kV, C}, dt0), tdp = make_tensor(Device::cpu, DType::f64, {P, C}, dp0);
+  Buffer tdt = make_tensor(Device::cpu, DType::f64, {kV, C}, dt0),
+         tdp = make_tensor(Device::cpu, DType::f64, {P, C}, dp0);
   embedding_forward(c, {to.t(), ti.t(), tt.t(), tp.t(), pos_offset});
   EmbeddingBackwardArgs a;
   a.dtable = tdt.t();
@@ -67,7 +69,8 @@ TEST_P(EmbeddingGpu, MatchesCpuWithCollisionsAndPadding) {
     const int64_t P = 200, pos_offset = 5, padding = 220;
     const std::string where = std::string(dtype_name(dt)) + " C=" + std::to_string(C);
     auto ids = gpt2_like_ids(uint64_t(C), int32_t(padding));
-    auto table = round_as(dt, rand_uniform(kV * C, -1, 1, C + 1)), pos = round_as(dt, rand_uniform(P * C, -1, 1, C + 2));
+    auto table = round_as(dt, rand_uniform(kV * C, -1, 1, C + 1)),
+         pos = round_as(dt, rand_uniform(P * C, -1, 1, C + 2));
     auto dout = round_as(dt, rand_uniform(kN * C, -1, 1, C + 3));
     // f32-representable starting gradients, so an untouched row compares exactly.
     auto dt0 = round_as(DType::f32, rand_uniform(kV * C, -1, 1, C + 4));
@@ -77,7 +80,8 @@ TEST_P(EmbeddingGpu, MatchesCpuWithCollisionsAndPadding) {
     Buffer ti = make_ids(Device::cuda, {kB, kT}, ids);
     Buffer tt = make_tensor(Device::cuda, dt, {kV, C}, table), tp = make_tensor(Device::cuda, dt, {P, C}, pos);
     Buffer to = make_poisoned(Device::cuda, dt, {kB, kT, C}), tdo = make_tensor(Device::cuda, dt, {kB, kT, C}, dout);
-    Buffer tdt = make_tensor(Device::cuda, DType::f32, {kV, C}, dt0), tdp = make_tensor(Device::cuda, DType::f32, {P, C}, dp0);
+    Buffer tdt = make_tensor(Device::cuda, DType::f32, {kV, C}, dt0),
+           tdp = make_tensor(Device::cuda, DType::f32, {P, C}, dp0);
     embedding_forward(g, {to.t(), ti.t(), tt.t(), tp.t(), pos_offset});
     EXPECT_LT(rel_err(to_host_f64(g, to.t()), ref.out), gpu_tol(dt)) << where;
 

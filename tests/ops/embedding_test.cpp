@@ -1,4 +1,5 @@
 #include "core/ops/embedding.h"
+
 #include "support/testing.h"
 
 namespace attnlab::test {
@@ -8,7 +9,8 @@ TEST(Embedding, ForwardGathersRowsAndAddsPositions) {
   const int64_t V = 11, C = 5, B = 3, T = 4, P = 9, offset = 2;
   auto table = rand_uniform(V * C, -1, 1, 81), pos = rand_uniform(P * C, -1, 1, 82);
   auto ids = rand_ints(B * T, 0, int32_t(V), 83);
-  Buffer tt = make_tensor(Device::cpu, DType::f64, {V, C}, table), tp = make_tensor(Device::cpu, DType::f64, {P, C}, pos);
+  Buffer tt = make_tensor(Device::cpu, DType::f64, {V, C}, table),
+         tp = make_tensor(Device::cpu, DType::f64, {P, C}, pos);
   Buffer ti = make_ids(Device::cpu, {B, T}, ids);
   Buffer to = make_poisoned(Device::cpu, DType::f64, {B, T, C});
   embedding_forward(c, {to.t(), ti.t(), tt.t(), Tensor{}});
@@ -33,7 +35,8 @@ TEST(Embedding, FiniteDifference) {
   auto ids = rand_ints(B * T, 0, int32_t(V), 86);
   ids[3] = ids[7] = ids[8] = 4;  // repeated ids: the scatter-add has collisions
   auto R = rand_uniform(B * T * C, -1, 1, 87);
-  Buffer tt(Device::cpu, DType::f64, {V, C}), tp(Device::cpu, DType::f64, {P, C}), to(Device::cpu, DType::f64, {B, T, C});
+  Buffer tt(Device::cpu, DType::f64, {V, C}), tp(Device::cpu, DType::f64, {P, C}),
+      to(Device::cpu, DType::f64, {B, T, C});
   Buffer ti = make_ids(Device::cpu, {B, T}, ids);
   auto loss = [&] {
     from_host_f64(c, tt.t(), table);
@@ -56,8 +59,8 @@ TEST(Embedding, FiniteDifference) {
   embedding_backward(c, a);
   auto gt = to_host_f64(c, dt.t()), gp = to_host_f64(c, dp.t());
   std::string report;
-  double err = fd_check(loss, {{"table", table.data(), table.size(), &gt}, {"pos", pos.data(), pos.size(), &gp}},
-                        1e-6, 64, &report);
+  double err = fd_check(loss, {{"table", table.data(), table.size(), &gt}, {"pos", pos.data(), pos.size(), &gp}}, 1e-6,
+                        64, &report);
   record_fd_error("embedding", err);
   EXPECT_LT(err, 1e-8) << report;
 }

@@ -35,15 +35,23 @@ void check_layernorm(DType dt, const LnCase& k) {
     Ctx& c = cpu_ctx();
     Buffer tx = make_tensor(Device::cpu, DType::f64, {rows, C}, x), tw = make_tensor(Device::cpu, DType::f64, {C}, w);
     Buffer tb = make_tensor(Device::cpu, DType::f64, {C}, b), tdy = make_tensor(Device::cpu, DType::f64, {rows, C}, dy);
-    Buffer ty(Device::cpu, DType::f64, {rows, C}), tm(Device::cpu, DType::f64, {rows}), tr(Device::cpu, DType::f64, {rows});
+    Buffer ty(Device::cpu, DType::f64, {rows, C}), tm(Device::cpu, DType::f64, {rows}),
+        tr(Device::cpu, DType::f64, {rows});
     Buffer tdx = make_tensor(Device::cpu, DType::f64, {rows, C}, dx0);
     Buffer tdw = make_tensor(Device::cpu, DType::f64, {C}, dw0), tdb = make_tensor(Device::cpu, DType::f64, {C}, db0);
-    layernorm_forward(c, {ty.t(), tm.t(), tr.t(), tx.t(), k.weight ? tw.t() : Tensor{}, k.bias ? tb.t() : Tensor{}, eps});
-    LayerNormBackwardArgs a{k.want_dx ? tdx.t() : Tensor{}, k.want_dw ? tdw.t() : Tensor{}, k.want_db ? tdb.t() : Tensor{},
-                            tdy.t(), tx.t(), k.weight ? tw.t() : Tensor{}, tm.t(), tr.t()};
+    layernorm_forward(c,
+                      {ty.t(), tm.t(), tr.t(), tx.t(), k.weight ? tw.t() : Tensor{}, k.bias ? tb.t() : Tensor{}, eps});
+    LayerNormBackwardArgs a{k.want_dx ? tdx.t() : Tensor{},
+                            k.want_dw ? tdw.t() : Tensor{},
+                            k.want_db ? tdb.t() : Tensor{},
+                            tdy.t(),
+                            tx.t(),
+                            k.weight ? tw.t() : Tensor{},
+                            tm.t(),
+                            tr.t()};
     a.accumulate_dx = k.accumulate_dx;
     layernorm_backward(c, a);
-    ref = {to_host_f64(c, ty.t()), to_host_f64(c, tm.t()), to_host_f64(c, tr.t()),
+    ref = {to_host_f64(c, ty.t()),  to_host_f64(c, tm.t()),  to_host_f64(c, tr.t()),
            to_host_f64(c, tdx.t()), to_host_f64(c, tdw.t()), to_host_f64(c, tdb.t())};
   }
 
@@ -58,8 +66,15 @@ void check_layernorm(DType dt, const LnCase& k) {
   ASSERT_GT(scratch_n, 0u) << where;
   Buffer scratch = make_poisoned(Device::cuda, DType::f32, {int64_t(scratch_n)});
   layernorm_forward(g, {ty.t, tm.t(), tr.t(), tx.t, k.weight ? tw.t : Tensor{}, k.bias ? tb.t : Tensor{}, eps});
-  LayerNormBackwardArgs a{k.want_dx ? tdx.t : Tensor{}, k.want_dw ? tdw.t() : Tensor{}, k.want_db ? tdb.t() : Tensor{},
-                          tdy.t, tx.t, k.weight ? tw.t : Tensor{}, tm.t(), tr.t(), scratch.t()};
+  LayerNormBackwardArgs a{k.want_dx ? tdx.t : Tensor{},
+                          k.want_dw ? tdw.t() : Tensor{},
+                          k.want_db ? tdb.t() : Tensor{},
+                          tdy.t,
+                          tx.t,
+                          k.weight ? tw.t : Tensor{},
+                          tm.t(),
+                          tr.t(),
+                          scratch.t()};
   a.accumulate_dx = k.accumulate_dx;
   layernorm_backward(g, a);
 
@@ -167,7 +182,8 @@ TEST(LayerNormGpuErrors, RejectsTooWideRowsAndMissingScratch) {
   EXPECT_THROW(layernorm_forward(g, {y.t(), m.t(), r.t(), x.t(), Tensor{}, Tensor{}}), Error);
   const int64_t C2 = 64;
   Buffer x2 = make_tensor(Device::cuda, DType::f32, {3, C2}, rand_uniform(3 * C2, -1, 1, 5));
-  Buffer y2(Device::cuda, DType::f32, {3, C2}), dy2 = make_tensor(Device::cuda, DType::f32, {3, C2}, rand_uniform(3 * C2, -1, 1, 6));
+  Buffer y2(Device::cuda, DType::f32, {3, C2}),
+      dy2 = make_tensor(Device::cuda, DType::f32, {3, C2}, rand_uniform(3 * C2, -1, 1, 6));
   Buffer m2(Device::cuda, DType::f32, {3}), r2(Device::cuda, DType::f32, {3}), dx2(Device::cuda, DType::f32, {3, C2});
   Buffer db2 = make_tensor(Device::cuda, DType::f32, {C2}, rand_uniform(C2, -1, 1, 7));
   layernorm_forward(g, {y2.t(), m2.t(), r2.t(), x2.t(), Tensor{}, Tensor{}});

@@ -1,6 +1,7 @@
+#include "core/ops/layernorm.h"
+
 #include <cmath>
 
-#include "core/ops/layernorm.h"
 #include "support/testing.h"
 
 namespace attnlab::test {
@@ -66,8 +67,7 @@ TEST(LayerNorm, AffineMatchesDefinitionAndFloatMatchesDouble) {
   std::vector<double> xm, xv, ref(rows * C);
   row_moments(x, rows, C, &xm, &xv);
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < C; ++c)
-      ref[r * C + c] = (x[r * C + c] - xm[r]) / std::sqrt(xv[r] + eps) * w[c] + b[c];
+    for (int64_t c = 0; c < C; ++c) ref[r * C + c] = (x[r * C + c] - xm[r]) / std::sqrt(xv[r] + eps) * w[c] + b[c];
   EXPECT_LT(rel_err(d.y, ref), 1e-14);
   LnRun f = run_forward(DType::f32, rows, C, round_as(DType::f32, x), &w, &b, eps);
   EXPECT_LT(rel_err(f.y, ref), 1e-6);
@@ -80,7 +80,8 @@ TEST(LayerNorm, FiniteDifference) {
   auto x = rand_uniform(rows * C, -2, 2, 21), w = rand_uniform(C, 0.5, 1.5, 22), b = rand_uniform(C, -1, 1, 23);
   auto R = rand_uniform(rows * C, -1, 1, 24);  // loss = Σ R ⊙ y
   Buffer tx(Device::cpu, DType::f64, {rows, C}), tw(Device::cpu, DType::f64, {C}), tb(Device::cpu, DType::f64, {C});
-  Buffer ty(Device::cpu, DType::f64, {rows, C}), tm(Device::cpu, DType::f64, {rows}), tr(Device::cpu, DType::f64, {rows});
+  Buffer ty(Device::cpu, DType::f64, {rows, C}), tm(Device::cpu, DType::f64, {rows}),
+      tr(Device::cpu, DType::f64, {rows});
   auto loss = [&] {
     from_host_f64(c, tx.t(), x);
     from_host_f64(c, tw.t(), w);
@@ -108,9 +109,9 @@ TEST(LayerNorm, FiniteDifference) {
   layernorm_backward(c, a);
   auto gx = to_host_f64(c, tdx.t()), gw = to_host_f64(c, tdw.t()), gb = to_host_f64(c, tdb.t());
   std::string report;
-  double err = fd_check(loss, {{"x", x.data(), x.size(), &gx}, {"gamma", w.data(), w.size(), &gw},
-                               {"beta", b.data(), b.size(), &gb}},
-                        1e-6, 64, &report);
+  double err = fd_check(
+      loss, {{"x", x.data(), x.size(), &gx}, {"gamma", w.data(), w.size(), &gw}, {"beta", b.data(), b.size(), &gb}},
+      1e-6, 64, &report);
   record_fd_error("layernorm", err);
   EXPECT_LT(err, 1e-7) << report;
 }
@@ -121,7 +122,8 @@ TEST(LayerNorm, BackwardAccumulatesAndSkipsFrozen) {
   auto x = rand_uniform(rows * C, -2, 2, 31), w = rand_uniform(C, 0.5, 1.5, 32), dy = rand_uniform(rows * C, -1, 1, 33);
   auto dx0 = rand_uniform(rows * C, -1, 1, 34), dw0 = rand_uniform(C, -1, 1, 35), db0 = rand_uniform(C, -1, 1, 36);
   Buffer tx = make_tensor(Device::cpu, DType::f64, {rows, C}, x), tw = make_tensor(Device::cpu, DType::f64, {C}, w);
-  Buffer ty(Device::cpu, DType::f64, {rows, C}), tm(Device::cpu, DType::f64, {rows}), tr(Device::cpu, DType::f64, {rows});
+  Buffer ty(Device::cpu, DType::f64, {rows, C}), tm(Device::cpu, DType::f64, {rows}),
+      tr(Device::cpu, DType::f64, {rows});
   layernorm_forward(c, {ty.t(), tm.t(), tr.t(), tx.t(), tw.t(), Tensor{}, 1e-5});
   Buffer tdy = make_tensor(Device::cpu, DType::f64, {rows, C}, dy);
 
@@ -134,7 +136,8 @@ TEST(LayerNorm, BackwardAccumulatesAndSkipsFrozen) {
   auto ref_dx = to_host_f64(c, rdx.t()), ref_dw = to_host_f64(c, rdw.t()), ref_db = to_host_f64(c, rdb.t());
 
   // Accumulate into non-zero buffers.
-  Buffer adx = make_tensor(Device::cpu, DType::f64, {rows, C}, dx0), adw = make_tensor(Device::cpu, DType::f64, {C}, dw0);
+  Buffer adx = make_tensor(Device::cpu, DType::f64, {rows, C}, dx0),
+         adw = make_tensor(Device::cpu, DType::f64, {C}, dw0);
   Buffer adb = make_tensor(Device::cpu, DType::f64, {C}, db0);
   a.dx = adx.t();
   a.dweight = adw.t();
@@ -170,7 +173,8 @@ TEST(LayerNorm, MissingWeightActsAsOnes) {
   auto x = rand_uniform(rows * C, -2, 2, 41), dy = rand_uniform(rows * C, -1, 1, 42);
   Buffer tx = make_tensor(Device::cpu, DType::f64, {rows, C}, x);
   Buffer ones = make_tensor(Device::cpu, DType::f64, {C}, std::vector<double>(C, 1.0));
-  Buffer ty(Device::cpu, DType::f64, {rows, C}), tm(Device::cpu, DType::f64, {rows}), tr(Device::cpu, DType::f64, {rows});
+  Buffer ty(Device::cpu, DType::f64, {rows, C}), tm(Device::cpu, DType::f64, {rows}),
+      tr(Device::cpu, DType::f64, {rows});
   layernorm_forward(c, {ty.t(), tm.t(), tr.t(), tx.t(), Tensor{}, Tensor{}, 1e-5});
   Buffer tdy = make_tensor(Device::cpu, DType::f64, {rows, C}, dy);
   Buffer d1 = make_poisoned(Device::cpu, DType::f64, {rows, C}), d2 = make_poisoned(Device::cpu, DType::f64, {rows, C});

@@ -14,9 +14,7 @@ struct RmsCase {
   uint64_t seed = 1;
 };
 
-Tensor shaped(const Tensor& t, const RmsCase& k) {
-  return k.per_head ? t.view({3, 5, k.rows / 15, k.C}) : t;
-}
+Tensor shaped(const Tensor& t, const RmsCase& k) { return k.per_head ? t.view({3, 5, k.rows / 15, k.C}) : t; }
 
 void check_rmsnorm(DType dt, const RmsCase& k) {
   const int64_t rows = k.rows, C = k.C, n = rows * C;
@@ -32,10 +30,15 @@ void check_rmsnorm(DType dt, const RmsCase& k) {
     Buffer tx = make_tensor(Device::cpu, DType::f64, {rows, C}, x), tw = make_tensor(Device::cpu, DType::f64, {C}, w);
     Buffer tdy = make_tensor(Device::cpu, DType::f64, {rows, C}, dy);
     Buffer ty(Device::cpu, DType::f64, {rows, C}), tr(Device::cpu, DType::f64, {rows});
-    Buffer tdx = make_tensor(Device::cpu, DType::f64, {rows, C}, dx0), tdw = make_tensor(Device::cpu, DType::f64, {C}, dw0);
+    Buffer tdx = make_tensor(Device::cpu, DType::f64, {rows, C}, dx0),
+           tdw = make_tensor(Device::cpu, DType::f64, {C}, dw0);
     rmsnorm_forward(c, {ty.t(), tr.t(), tx.t(), k.weight ? tw.t() : Tensor{}, eps});
-    RmsNormBackwardArgs a{k.want_dx ? tdx.t() : Tensor{}, k.want_dw ? tdw.t() : Tensor{}, tdy.t(), tx.t(),
-                          k.weight ? tw.t() : Tensor{}, tr.t()};
+    RmsNormBackwardArgs a{k.want_dx ? tdx.t() : Tensor{},
+                          k.want_dw ? tdw.t() : Tensor{},
+                          tdy.t(),
+                          tx.t(),
+                          k.weight ? tw.t() : Tensor{},
+                          tr.t()};
     a.accumulate_dx = k.accumulate_dx;
     rmsnorm_backward(c, a);
     ref_y = to_host_f64(c, ty.t());
@@ -51,8 +54,13 @@ void check_rmsnorm(DType dt, const RmsCase& k) {
   Buffer tr = make_poisoned(Device::cuda, DType::f32, {rows}), tdw = make_tensor(Device::cuda, DType::f32, {C}, dw0);
   Buffer scratch = make_poisoned(Device::cuda, DType::f32, {int64_t(rmsnorm_backward_scratch_floats(g, dt, rows, C))});
   rmsnorm_forward(g, {shaped(ty.t, k), tr.t(), shaped(tx.t, k), k.weight ? tw.t : Tensor{}, eps});
-  RmsNormBackwardArgs a{k.want_dx ? shaped(tdx.t, k) : Tensor{}, k.want_dw ? tdw.t() : Tensor{}, shaped(tdy.t, k),
-                        shaped(tx.t, k), k.weight ? tw.t : Tensor{}, tr.t(), scratch.t()};
+  RmsNormBackwardArgs a{k.want_dx ? shaped(tdx.t, k) : Tensor{},
+                        k.want_dw ? tdw.t() : Tensor{},
+                        shaped(tdy.t, k),
+                        shaped(tx.t, k),
+                        k.weight ? tw.t : Tensor{},
+                        tr.t(),
+                        scratch.t()};
   a.accumulate_dx = k.accumulate_dx;
   rmsnorm_backward(g, a);
 

@@ -1,6 +1,7 @@
+#include "core/ops/rmsnorm.h"
+
 #include <cmath>
 
-#include "core/ops/rmsnorm.h"
 #include "support/testing.h"
 
 namespace attnlab::test {
@@ -120,7 +121,8 @@ TEST(RmsNorm, BackwardAccumulatesAndSkipsFrozen) {
     for (int64_t r = 0; r < rows; ++r) s += dy[r * C + cc] * xhat[r * C + cc];
     ASSERT_NEAR(ref_dw[cc], s, 1e-13) << cc;
   }
-  Buffer adx = make_tensor(Device::cpu, DType::f64, {rows, C}, dx0), adw = make_tensor(Device::cpu, DType::f64, {C}, dw0);
+  Buffer adx = make_tensor(Device::cpu, DType::f64, {rows, C}, dx0),
+         adw = make_tensor(Device::cpu, DType::f64, {C}, dw0);
   RmsNormBackwardArgs a{adx.t(), adw.t(), tdy.t(), tx.t(), tw.t(), tr.t()};
   a.accumulate_dx = true;
   rmsnorm_backward(c, a);

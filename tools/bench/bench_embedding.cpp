@@ -16,7 +16,8 @@ std::vector<int32_t> zipf_ids(int64_t n, int64_t V, uint64_t seed) {
   std::mt19937_64 g(seed);
   std::uniform_real_distribution<double> u(0.0, 1.0);
   std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (auto& id : ids) id = int32_t(std::min<double>(double(V - 1), std::floor(std::exp(u(g) * std::log(double(V)))) - 1));
+  for (auto& id : ids)
+    id = int32_t(std::min<double>(double(V - 1), std::floor(std::exp(u(g) * std::log(double(V)))) - 1));
   return ids;
 }
 
@@ -28,7 +29,8 @@ void run(Runner& r, const std::vector<int64_t>& s) {
   const std::string shape = "V=" + std::to_string(V) + " C=" + std::to_string(C) + " N=" + std::to_string(N);
   auto ids = zipf_ids(N, V, 1);
   const int64_t unique = int64_t(std::unordered_set<int32_t>(ids.begin(), ids.end()).size());
-  auto table = random_values(size_t(V * C), 2), pos = random_values(size_t(T * C), 3), dout = random_values(size_t(N * C), 4);
+  auto table = random_values(size_t(V * C), 2), pos = random_values(size_t(T * C), 3),
+       dout = random_values(size_t(N * C), 4);
   for (DType dt : bench_dtypes(r.ctx())) {
     Ctx& c = r.ctx();
     const DType at = acc_dtype(dt);

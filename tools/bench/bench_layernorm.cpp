@@ -16,7 +16,8 @@ LnReference reference(int64_t rows, int64_t C, const std::vector<double>& x, con
   Ctx cpu = Ctx::make_cpu();
   Buffer tx = upload(cpu, DType::f64, {rows, C}, x), tw = upload(cpu, DType::f64, {C}, w);
   Buffer tb = upload(cpu, DType::f64, {C}, b), tdy = upload(cpu, DType::f64, {rows, C}, dy);
-  Buffer ty(Device::cpu, DType::f64, {rows, C}), tm(Device::cpu, DType::f64, {rows}), tr(Device::cpu, DType::f64, {rows});
+  Buffer ty(Device::cpu, DType::f64, {rows, C}), tm(Device::cpu, DType::f64, {rows}),
+      tr(Device::cpu, DType::f64, {rows});
   Buffer tdx(Device::cpu, DType::f64, {rows, C});
   layernorm_forward(cpu, {ty.t(), tm.t(), tr.t(), tx.t(), tw.t(), tb.t()});
   layernorm_backward(cpu, {tdx.t(), Tensor{}, Tensor{}, tdy.t(), tx.t(), tw.t(), tm.t(), tr.t()});
@@ -33,8 +34,8 @@ void run(Runner& r, const std::vector<int64_t>& s) {
     Ctx& c = r.ctx();
     const DType at = acc_dtype(dt);
     const double es = double(dtype_size(dt));
-    LnReference ref = reference(rows, C, round_values(dt, x), round_values(dt, w), round_values(dt, b),
-                                round_values(dt, dy));
+    LnReference ref =
+        reference(rows, C, round_values(dt, x), round_values(dt, w), round_values(dt, b), round_values(dt, dy));
     Buffer tx = upload(c, dt, {rows, C}, x), tw = upload(c, dt, {C}, w), tb = upload(c, dt, {C}, b);
     Buffer tdy = upload(c, dt, {rows, C}, dy), ty(c.device, dt, {rows, C}), tdx(c.device, dt, {rows, C});
     Buffer tm(c.device, at, {rows}), tr(c.device, at, {rows});

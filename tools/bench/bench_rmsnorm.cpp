@@ -16,7 +16,8 @@ RmsReference reference(int64_t rows, int64_t C, const std::vector<double>& x, co
   Ctx cpu = Ctx::make_cpu();
   Buffer tx = upload(cpu, DType::f64, {rows, C}, x), tw = upload(cpu, DType::f64, {C}, w);
   Buffer tdy = upload(cpu, DType::f64, {rows, C}, dy);
-  Buffer ty(Device::cpu, DType::f64, {rows, C}), tr(Device::cpu, DType::f64, {rows}), tdx(Device::cpu, DType::f64, {rows, C});
+  Buffer ty(Device::cpu, DType::f64, {rows, C}), tr(Device::cpu, DType::f64, {rows}),
+      tdx(Device::cpu, DType::f64, {rows, C});
   rmsnorm_forward(cpu, {ty.t(), tr.t(), tx.t(), tw.t()});
   rmsnorm_backward(cpu, {tdx.t(), Tensor{}, tdy.t(), tx.t(), tw.t(), tr.t()});
   return {to_host_f64(cpu, ty.t()), to_host_f64(cpu, tdx.t())};
@@ -26,7 +27,8 @@ void run(Runner& r, const std::vector<int64_t>& s) {
   CHECK(s.size() == 2, "rmsnorm sizes: rows C");
   const int64_t rows = s[0], C = s[1], n = rows * C;
   const std::string shape = std::to_string(rows) + "x" + std::to_string(C);
-  auto x = random_values(size_t(n), 1, -2.0, 3.0), dy = random_values(size_t(n), 2), w = random_values(size_t(C), 3, 0.5, 1.5);
+  auto x = random_values(size_t(n), 1, -2.0, 3.0), dy = random_values(size_t(n), 2),
+       w = random_values(size_t(C), 3, 0.5, 1.5);
   for (DType dt : bench_dtypes(r.ctx())) {
     Ctx& c = r.ctx();
     const DType at = acc_dtype(dt);
