@@ -156,6 +156,6 @@ case "${1:-}" in
   --verify) cmd_verify ;;
   --path) cache_dir ;;
   --record) cmd_record ;;
-  -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
+  -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
   *) die "unknown option '$1'; see tools/fetch_assets.sh --help" ;;
 esac
