@@ -6,15 +6,14 @@
 //   2. offsets     = exclusive prefix sum of count (one block), so the tokens of `id` will occupy
 //                    sorted slots [offsets[id], offsets[id+1]).
 //   3. claim       : each warp takes 32 consecutive tokens; __match_any_sync groups its lanes by
-//                    id, the group leader reserves slots with one atomicAdd on cursor[id] (one
-//                    atomic per id per warp, so a frequent id does not serialise on its counter),
-//                    and the lanes fill them. Which warp's tokens come first inside a bucket
-//                    depends on scheduling: not yet deterministic.
-//   4. order       : the token at slot s moves to offsets[id] + #{tokens of its bucket at smaller
-//                    positions}. Afterwards `sorted` lists each id's tokens in increasing position:
-//                    deterministic. Each slot scans its bucket with independent loads (lanes of one
-//                    bucket read the same addresses, so they are broadcasts): Σ bucket² loads, a
-//                    few microseconds for text-like ids, ~15 µs if all 8192 tokens share one id.
+//                    id, the group leader reserves a run of slots with one atomicAdd on
+//                    cursor[id], and the lanes fill the run in token order. Which warp's run comes
+//                    first inside a bucket depends on scheduling: not yet deterministic.
+//   4. order       : every slot computes its final place from the runs of its bucket (runs are
+//                    sorted inside and tagged by their 32-token window, so the rank of a token is
+//                    the length of the runs of earlier windows plus its index in its run). After
+//                    this, `sorted` lists each id's tokens in increasing position: deterministic.
+//                    Cost per slot: the number of runs in its bucket (≤ N/32 for one huge id).
 //   5. accumulate  : one warp per sub-segment of ≤ 32 consecutive slots of a bucket sums the dout
 //                    rows in slot order, over all C columns (vector loads). A bucket of ≤ 32 tokens
 //                    is a single sub-segment that adds its sum straight into dtable[id]. A longer
@@ -92,8 +91,8 @@ __global__ void count_kernel(int* __restrict__ count, const int32_t* __restrict_
 // offsets[v] = Σ_{u<v} count[u], offsets[V] = total. One block of kScanThreads, each thread a
 // contiguous chunk of ids.
 constexpr int kScanThreads = 1024;
-__global__ void __launch_bounds__(kScanThreads)
-    scan_kernel(int* __restrict__ offsets, const int* __restrict__ count, int V) {
+__global__ void __launch_bounds__(kScanThreads) scan_kernel(int* __restrict__ offsets, const int* __restrict__ count,
+                                                            int V) {
   __shared__ int warp_total[32];
   const int per = (V + kScanThreads - 1) / kScanThreads;
   const int begin = min(V, int(threadIdx.x) * per), end = min(V, begin + per);
@@ -128,8 +127,9 @@ __global__ void __launch_bounds__(kScanThreads)
 }
 
 // Grid covers N exactly with whole warps: warp w owns tokens [32w, 32w + 32).
-__global__ void claim_kernel(int* __restrict__ tmp, int* __restrict__ cursor, const int* __restrict__ offsets,
-                             const int32_t* __restrict__ ids, int N, int V, int padding) {
+__global__ void claim_kernel(int* __restrict__ tmp, int* __restrict__ runlen, int* __restrict__ cursor,
+                             const int* __restrict__ offsets, const int32_t* __restrict__ ids, int N, int V,
+                             int padding) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   const int lane = threadIdx.x & 31;
   int id = i < N ? clamp_id(ids[i], V) : -1;
@@ -143,19 +143,24 @@ __global__ void claim_kernel(int* __restrict__ tmp, int* __restrict__ cursor, co
   base = __shfl_sync(peers, base, leader);
   const int slot = offsets[id] + base + rank;
   tmp[slot] = i;
+  if (rank == 0) runlen[slot] = n;
 }
 
-__global__ void order_kernel(int* __restrict__ sorted, const int* __restrict__ tmp, const int* __restrict__ offsets,
-                             const int32_t* __restrict__ ids, int V) {
+__global__ void order_kernel(int* __restrict__ sorted, const int* __restrict__ tmp, const int* __restrict__ runlen,
+                             const int* __restrict__ offsets, const int32_t* __restrict__ ids, int N, int V) {
   const int total = offsets[V];
   for (int s = blockIdx.x * blockDim.x + threadIdx.x; s < total; s += gridDim.x * blockDim.x) {
     const int pos = tmp[s];
     const int id = clamp_id(ids[pos], V);
-    const int lo = offsets[id], hi = offsets[id + 1];
-    int rank = 0;
-#pragma unroll 8
-    for (int t = lo; t < hi; ++t) rank += tmp[t] < pos;
-    sorted[lo + rank] = pos;
+    const int lo = offsets[id], hi = offsets[id + 1], window = pos / kSub;
+    int before = 0, my_head = lo;
+    for (int head = lo; head < hi;) {
+      const int len = runlen[head], w = tmp[head] / kSub;
+      if (w < window) before += len;
+      if (w == window) my_head = head;
+      head += len;
+    }
+    sorted[lo + before + (s - my_head)] = pos;
   }
 }
 
@@ -180,39 +185,23 @@ __global__ void accumulate_kernel(float* __restrict__ dtable, float* __restrict_
   const int n_sub = (count + kSub - 1) / kSub, sub = (s - lo) / kSub;
   const bool direct = n_sub == 1;
   float* dst = direct ? dtable + int64_t(id) * C : partial + partial_row(s, sub == n_sub - 1) * C;
-  // Each lane takes up to kJ packs per pass and loads all of them for a row before adding: kJ
-  // independent loads in flight per row (times the row unroll) instead of one.
-  constexpr int kJ = 4;
   const int packs = C / VEC;
-  for (int p0 = lane; p0 < packs; p0 += 32 * kJ) {
-    float acc[kJ][VEC];
+  for (int p = lane; p < packs; p += 32) {
+    float acc[VEC];
 #pragma unroll
-    for (int j = 0; j < kJ; ++j)
-#pragma unroll
-      for (int e = 0; e < VEC; ++e) acc[j][e] = 0.f;
-#pragma unroll 2
+    for (int j = 0; j < VEC; ++j) acc[j] = 0.f;
+#pragma unroll 4
     for (int r = s; r < end; ++r) {
-      const T* row = dout + int64_t(sorted[r]) * C;
+      float v[VEC];
+      load_pack<T, VEC>(v, dout + int64_t(sorted[r]) * C, p);
 #pragma unroll
-      for (int j = 0; j < kJ; ++j) {
-        const int p = p0 + 32 * j;
-        if (p >= packs) break;
-        float v[VEC];
-        load_pack<T, VEC>(v, row, p);
-#pragma unroll
-        for (int e = 0; e < VEC; ++e) acc[j][e] += v[e];
-      }
+      for (int j = 0; j < VEC; ++j) acc[j] += v[j];
     }
+    if (direct) {
+      add_floats<VEC>(dst + p * VEC, acc);
+    } else {
 #pragma unroll
-    for (int j = 0; j < kJ; ++j) {
-      const int p = p0 + 32 * j;
-      if (p >= packs) break;
-      if (direct) {
-        add_floats<VEC>(dst + p * VEC, acc[j]);
-      } else {
-#pragma unroll
-        for (int e = 0; e < VEC; ++e) dst[p * VEC + e] = acc[j][e];
-      }
+      for (int j = 0; j < VEC; ++j) dst[p * VEC + j] = acc[j];
     }
   }
   if (direct) return;
@@ -229,7 +218,6 @@ __global__ void accumulate_kernel(float* __restrict__ dtable, float* __restrict_
     float acc[VEC];
 #pragma unroll
     for (int j = 0; j < VEC; ++j) acc[j] = 0.f;
-#pragma unroll 4
     for (int k = 0; k < n_sub; ++k) {
       const float* src = partial + partial_row(lo + k * kSub, k == n_sub - 1) * C + p * VEC;
 #pragma unroll
@@ -260,9 +248,7 @@ __global__ void dpos_kernel(float* __restrict__ dpos, const T* __restrict__ dout
   }
 }
 
-int64_t grid_for(int64_t threads, int block) {
-  return std::max<int64_t>(1, std::min<int64_t>(ceil_div(threads, block), 132 * 32));
-}
+int64_t grid_for(int64_t threads, int block) { return std::max<int64_t>(1, std::min<int64_t>(ceil_div(threads, block), 132 * 32)); }
 
 template <class T>
 int choose_vec(int64_t C, std::initializer_list<const void*> ptrs) {
@@ -286,9 +272,10 @@ void embedding_forward(Ctx& ctx, const EmbeddingArgs& a) {
     const int64_t threads = N * (C / vec);
     const int block = 256;
     auto launch = [&](auto kernel) {
-      kernel<<<grid_for(threads, block), block, 0, stream_of(ctx)>>>(
-          dptr<T>(a.out), dptr<int32_t>(a.ids), dptr<T>(a.table), pos, N, int(tokens_per_position_row(a.ids)), int(V),
-          int(C), a.pos_offset);
+      kernel<<<grid_for(threads, block), block, 0, stream_of(ctx)>>>(dptr<T>(a.out), dptr<int32_t>(a.ids),
+                                                                      dptr<T>(a.table), pos, N,
+                                                                      int(tokens_per_position_row(a.ids)), int(V),
+                                                                      int(C), a.pos_offset);
     };
     if (vec == 1)
       launch(forward_kernel<T, 1>);
@@ -311,8 +298,7 @@ void embedding_backward(Ctx& ctx, const EmbeddingBackwardArgs& a) {
 
     if (a.dtable.defined()) {
       const int V = int(a.dtable.dim(0));
-      const size_t need_idx = embedding_backward_index_scratch(N, V),
-                   need_part = embedding_backward_partial_scratch(N, C);
+      const size_t need_idx = embedding_backward_index_scratch(N, V), need_part = embedding_backward_partial_scratch(N, C);
       CHECK(a.index_scratch.defined() && a.index_scratch.dtype == DType::i32 &&
                 size_t(a.index_scratch.numel()) >= need_idx,
             "embedding_backward: index_scratch must be i32 with >= ", need_idx, " elements, got '",
@@ -327,7 +313,8 @@ void embedding_backward(Ctx& ctx, const EmbeddingBackwardArgs& a) {
       int* done = cursor + V;
       int* offsets = done + V;
       int* tmp = offsets + V + 1;
-      int* sorted = tmp + N;
+      int* runlen = tmp + N;
+      int* sorted = runlen + N;
       float* partial = dptr<float>(a.partial_scratch);
       float* dtable = dptr<float>(a.dtable);
       const int padding = int(a.padding_idx);
@@ -337,15 +324,15 @@ void embedding_backward(Ctx& ctx, const EmbeddingBackwardArgs& a) {
       CUDA_CHECK_LAUNCH();
       scan_kernel<<<1, kScanThreads, 0, st>>>(offsets, count, V);
       CUDA_CHECK_LAUNCH();
-      claim_kernel<<<ceil_div(N, block), block, 0, st>>>(tmp, cursor, offsets, ids, N, V, padding);
+      claim_kernel<<<ceil_div(N, block), block, 0, st>>>(tmp, runlen, cursor, offsets, ids, N, V, padding);
       CUDA_CHECK_LAUNCH();
-      order_kernel<<<grid_for(N, block), block, 0, st>>>(sorted, tmp, offsets, ids, V);
+      order_kernel<<<grid_for(N, block), block, 0, st>>>(sorted, tmp, runlen, offsets, ids, N, V);
       CUDA_CHECK_LAUNCH();
       const int vec = choose_vec<T>(C, {dout, dtable, partial});
       const int64_t warps_blocks = ceil_div(int64_t(N) * 32, block);
       if (vec == 1)
-        accumulate_kernel<T, 1>
-            <<<warps_blocks, block, 0, st>>>(dtable, partial, done, sorted, offsets, ids, dout, V, int(C));
+        accumulate_kernel<T, 1><<<warps_blocks, block, 0, st>>>(dtable, partial, done, sorted, offsets, ids, dout, V,
+                                                                int(C));
       else
         accumulate_kernel<T, max_vec<T>()>
             <<<warps_blocks, block, 0, st>>>(dtable, partial, done, sorted, offsets, ids, dout, V, int(C));

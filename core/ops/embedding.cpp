@@ -104,8 +104,9 @@ void embedding_forward(Ctx& ctx, const EmbeddingArgs& a) {
   CHECK(a.table.dim(0) <= INT_MAX, op, ": V must fit in i32, got ", a.table.dim(0));
   s.C = a.table.dim(1);
   const DType dt = a.table.dtype;
-  CHECK(a.out.numel() == s.N * s.C && a.out.dim(-1) == s.C && a.out.dtype == dt, op, ": out must be ", dtype_name(dt),
-        " [", s.N, " tokens, ", s.C, "], got '", a.out.name, "' ", dtype_name(a.out.dtype), a.out.shape_str());
+  CHECK(a.out.numel() == s.N * s.C && a.out.dim(-1) == s.C && a.out.dtype == dt, op, ": out must be ",
+        dtype_name(dt), " [", s.N, " tokens, ", s.C, "], got '", a.out.name, "' ", dtype_name(a.out.dtype),
+        a.out.shape_str());
   if (a.pos.defined()) check_pos(op, a.pos, s, a.pos_offset, dt, "pos");
   check_device(ctx.device, {&a.out, &a.ids, &a.table, &a.pos});
   if (s.N == 0) return;
@@ -126,7 +127,8 @@ void embedding_backward(Ctx& ctx, const EmbeddingBackwardArgs& a) {
   if (a.dtable.defined()) {
     CHECK(a.dtable.ndim == 2 && a.dtable.dim(1) == s.C && a.dtable.dtype == at && a.dtable.dim(0) >= 1 &&
               a.dtable.dim(0) <= INT_MAX,
-          op, ": dtable must be ", dtype_name(at), " [V, ", s.C, "], got '", a.dtable.name, "' ",
+          op,
+          ": dtable must be ", dtype_name(at), " [V, ", s.C, "], got '", a.dtable.name, "' ",
           dtype_name(a.dtable.dtype), a.dtable.shape_str());
     CHECK(a.padding_idx == -1 || (a.padding_idx >= 0 && a.padding_idx < a.dtable.dim(0)), op,
           ": padding_idx must be -1 or in [0, ", a.dtable.dim(0), "), got ", a.padding_idx);
@@ -139,8 +141,8 @@ void embedding_backward(Ctx& ctx, const EmbeddingBackwardArgs& a) {
   dispatch_cpu_float(a.dout.dtype, op, [&](auto t) { cpu_backward<decltype(t)>(a, s); });
 }
 
-// Layout (cuda/embedding.cu): count[V], cursor[V], done[V], offsets[V+1], tmp[N], sorted[N].
-size_t embedding_backward_index_scratch(int64_t N, int64_t V) { return size_t(4 * V + 1 + 2 * N); }
+// Layout (cuda/embedding.cu): count[V], cursor[V], done[V], offsets[V+1], tmp[N], runlen[N], sorted[N].
+size_t embedding_backward_index_scratch(int64_t N, int64_t V) { return size_t(4 * V + 1 + 3 * N); }
 
 // At most two sub-segment partial rows start in any window of kEmbeddingSubSegment sorted slots.
 size_t embedding_backward_partial_scratch(int64_t N, int64_t C) {
