@@ -1,0 +1,43 @@
+#pragma once
+// The LM head with the fused cross-entropy (METHODS P1, P10): logits = h Eᵀ (E [V, D]: lm_head.weight,
+// or the token embedding when tied), then per-row loss and log-sum-exp, then the mean over the
+// caller's count of target tokens, all on the device.
+//
+// Targets are already shifted: targets[b, t] is the token position t must predict (HF shifts
+// labels inside the model; callers here pass ids[b, t + 1], and kIgnoreIndex for the last position
+// and for masked tokens). Backward writes the logits' gradient over the logits buffer (in place),
+// then runs the head's GEMMs: the logits are valid from forward until backward.
+#include <cstdint>
+#include <string>
+
+#include "core/layers/activations.h"
+#include "core/layers/layer_name.h"
+#include "core/layers/linear.h"
+
+namespace attnlab {
+
+class LmHead {
+ public:
+  LmHead() = default;
+  LmHead(const std::string& name, Param* weight);
+
+  void plan(ActivationPlanner& p, DType dt, int64_t B, int64_t T);
+  // h [B, T, D] → logits [B·T, V]; with targets ([B, T] i32, defined) also the loss:
+  // Σ_rows loss / valid_count into loss() ([1], acc dtype). valid_count must be > 0 then.
+  void forward(Ctx& ctx, const Tensor& h, const Tensor& targets, double valid_count);
+  // dh [B, T, D] overwritten; dE += (when trainable). Needs a forward with targets.
+  void backward(Ctx& ctx, const Tensor& h, const Tensor& dh);
+
+  const Tensor& logits() const { return logits_; }  // [B·T, V]
+  const Tensor& loss() const { return loss_; }      // [1] acc
+  Param* weight() const { return proj_.weight_param(); }
+
+ private:
+  LayerName name_;
+  Linear proj_;
+  Tensor logits_, row_loss_, lse_, loss_;
+  Tensor targets_;
+  double valid_count_ = 0;
+};
+
+}  // namespace attnlab

@@ -1,0 +1,68 @@
+#pragma once
+// Normalisation layers over the layernorm / rmsnorm ops (METHODS P2, P3).
+//
+// Both save their per-row statistics (mean and rstd, or rstd) in activation slots; the input x is
+// the caller's (the residual stream, or a projection output), passed again to backward. RmsNorm
+// also serves Qwen3's per-head q_norm / k_norm: x [B, T, H, d] is normalised over its last dim, so
+// rows = B·T·H and the [d] weight is shared by every head (its gradient sums over heads).
+#include <string>
+
+#include "core/layers/activations.h"
+#include "core/layers/layer_name.h"
+#include "core/layers/param.h"
+
+namespace attnlab {
+
+class LayerNorm {
+ public:
+  LayerNorm() = default;
+  LayerNorm(const std::string& name, Param* weight, Param* bias, double eps);
+
+  // rows × C of dtype dt; the CUDA backward's partial sums are shared scratch.
+  void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t rows, int64_t C);
+  void forward(Ctx& ctx, const Tensor& x, const Tensor& y);
+  // dx = ∂/∂x (overwrite, or += with accumulate_dx: the residual stream); dγ, dβ += (if trainable).
+  void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx, bool accumulate_dx);
+
+ private:
+  LayerName name_;
+  Param* weight_ = nullptr;
+  Param* bias_ = nullptr;
+  double eps_ = 1e-5;
+  Tensor mean_, rstd_, scratch_;
+};
+
+class RmsNorm {
+ public:
+  RmsNorm() = default;
+  RmsNorm(const std::string& name, Param* weight, double eps);
+
+  void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t rows, int64_t C);
+  void forward(Ctx& ctx, const Tensor& x, const Tensor& y);
+  void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx, bool accumulate_dx);
+
+ private:
+  LayerName name_;
+  Param* weight_ = nullptr;
+  double eps_ = 1e-6;
+  Tensor rstd_, scratch_;
+};
+
+// The model's normalisation: LayerNorm (GPT-2) or RMSNorm (Qwen), chosen at construction.
+class Norm {
+ public:
+  Norm() = default;
+  static Norm layer_norm(const std::string& name, Param* weight, Param* bias, double eps);
+  static Norm rms_norm(const std::string& name, Param* weight, double eps);
+
+  void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t rows, int64_t C);
+  void forward(Ctx& ctx, const Tensor& x, const Tensor& y);
+  void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx, bool accumulate_dx);
+
+ private:
+  bool rms_ = false;
+  LayerNorm ln_;
+  RmsNorm rms_norm_;
+};
+
+}  // namespace attnlab

@@ -1,0 +1,164 @@
+#include "core/layers/param.h"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+
+#include "core/memory.h"
+
+namespace attnlab {
+
+int64_t Param::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::vector<int64_t> Param::stored_shape() const {
+  std::vector<int64_t> s = shape;
+  if (stored_transposed) std::reverse(s.begin(), s.end());
+  return s;
+}
+
+Tensor make_tensor_view(void* data, DType dt, Device dev, const std::vector<int64_t>& dims, const char* name) {
+  CHECK(!dims.empty() && dims.size() <= size_t(Tensor::kMaxDims), "tensor '", name, "' has ", dims.size(),
+        " dims; 1 to ", Tensor::kMaxDims, " are supported");
+  Tensor t;
+  t.data = data;
+  t.dtype = dt;
+  t.device = dev;
+  t.name = name;
+  t.ndim = int(dims.size());
+  for (size_t i = 0; i < dims.size(); ++i) {
+    CHECK(dims[i] >= 0, "tensor '", name, "' has a negative dimension");
+    t.shape[i] = dims[i];
+  }
+  return t;
+}
+
+bool name_matches(const std::string& pattern, const std::string& name) {
+  return ::fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+}
+
+Param& ParamStore::add(const std::string& name, std::vector<int64_t> shape, bool stored_transposed) {
+  CHECK(!allocated_, "parameter '", name, "' registered after the parameters were laid out");
+  CHECK(!name.empty(), "a parameter needs a name");
+  CHECK(find(name) == nullptr, "parameter '", name, "' registered twice");
+  CHECK(!shape.empty() && shape.size() <= size_t(Tensor::kMaxDims), "parameter '", name, "' has ", shape.size(),
+        " dims");
+  for (int64_t d : shape) CHECK(d > 0, "parameter '", name, "' has a non-positive dimension");
+  CHECK(!stored_transposed || shape.size() == 2, "parameter '", name, "': only matrices are stored transposed");
+  Param& p = params_.emplace_back();
+  p.name = name;
+  p.shape = std::move(shape);
+  p.decay = p.shape.size() >= 2;
+  p.stored_transposed = stored_transposed;
+  return p;
+}
+
+void ParamStore::allocate(Device dev, DType dt) {
+  CHECK(!allocated_, "the parameters are already laid out");
+  device_ = dev;
+  dtype_ = dt;
+  size_t bytes = 0;
+  for (const Param& p : params_) bytes += Arena::aligned(size_t(p.numel()) * dtype_size(dt));
+  values_ = Arena(dev, std::max<size_t>(bytes, Arena::kAlign));
+  for (Param& p : params_) {
+    void* data = values_.alloc_bytes(size_t(p.numel()) * dtype_size(dt), p.name.c_str());
+    p.value = make_tensor_view(data, dt, dev, p.shape, p.name.c_str());
+  }
+  allocated_ = true;
+}
+
+void ParamStore::allocate_grads(const Ctx& ctx) {
+  CHECK(allocated_, "allocate_grads before the parameters were laid out");
+  const DType gt = grad_dtype();
+  size_t bytes = 0;
+  for (const Param& p : params_)
+    if (p.trainable) bytes += Arena::aligned(size_t(p.numel()) * dtype_size(gt));
+  grads_ = Arena(device_, std::max<size_t>(bytes, Arena::kAlign));
+  grads_base_ = grads_.alloc_bytes(0, "gradient arena base");  // a zero-byte carve returns the base
+  for (Param& p : params_) {
+    p.grad = Tensor();
+    if (!p.trainable) continue;
+    void* data = grads_.alloc_bytes(size_t(p.numel()) * dtype_size(gt), p.name.c_str());
+    p.grad = make_tensor_view(data, gt, device_, p.shape, p.name.c_str());
+  }
+  grads_allocated_ = true;
+  zero_grads(ctx);
+}
+
+void ParamStore::zero_grads(const Ctx& ctx) {
+  if (!grads_allocated_ || grads_.used() == 0) return;
+  // The arena's used bytes are a multiple of its 256-byte alignment: one i32 view covers them all.
+  zero_tensor(ctx, make_tensor_view(grads_base_, DType::i32, device_, {int64_t(grads_.used() / 4)},
+                                    "parameter gradients"));
+}
+
+void ParamStore::set_trainable(const Ctx& ctx, const std::vector<std::string>& patterns) {
+  std::vector<std::string> unmatched;
+  for (const std::string& pat : patterns) {
+    bool any = false;
+    for (const Param& p : params_) any = any || name_matches(pat, p.name);
+    if (!any) unmatched.push_back("'" + pat + "'");
+  }
+  if (!unmatched.empty()) {
+    std::string list;
+    for (const auto& u : unmatched) list += (list.empty() ? "" : ", ") + u;
+    FAIL_WITH("trainable parameters: pattern(s) ", list, " match no parameter name; names look like ",
+              some_names(), " (patterns are fnmatch globs over the HF names, e.g. '*.k_proj.*')");
+  }
+  for (Param& p : params_) {
+    p.trainable = false;
+    for (const std::string& pat : patterns) p.trainable = p.trainable || name_matches(pat, p.name);
+  }
+  if (grads_allocated_) allocate_grads(ctx);
+}
+
+void ParamStore::set_all_trainable(const Ctx& ctx) {
+  for (Param& p : params_) p.trainable = true;
+  if (grads_allocated_) allocate_grads(ctx);
+}
+
+Param* ParamStore::find(const std::string& name) {
+  for (Param& p : params_)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+const Param* ParamStore::find(const std::string& name) const {
+  for (const Param& p : params_)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+Param& ParamStore::at(const std::string& name) {
+  Param* p = find(name);
+  if (!p) FAIL_WITH("no parameter named '", name, "'; names look like ", some_names());
+  return *p;
+}
+
+int64_t ParamStore::total_numel() const {
+  int64_t n = 0;
+  for (const Param& p : params_) n += p.numel();
+  return n;
+}
+int64_t ParamStore::trainable_numel() const {
+  int64_t n = 0;
+  for (const Param& p : params_)
+    if (p.trainable) n += p.numel();
+  return n;
+}
+
+std::string ParamStore::some_names() const {
+  std::string s;
+  size_t shown = 0;
+  for (const Param& p : params_) {
+    if (shown == 4) break;
+    s += (shown ? ", " : "") + p.name;
+    ++shown;
+  }
+  if (params_.size() > shown) s += ", ... (" + std::to_string(params_.size()) + " in all)";
+  return s.empty() ? "(none registered)" : s;
+}
+
+}  // namespace attnlab

@@ -1,0 +1,101 @@
+#pragma once
+// Named parameters and the store that lays them out.
+//
+// A Param is one HF-named tensor (`model.layers.3.self_attn.k_proj.weight`) in the runtime layout:
+// its value in the model's dtype and, when it is trainable, a gradient in the accumulation dtype
+// (f32 for f32/bf16, f64 for f64). A frozen parameter has NO gradient tensor (grad undefined), and
+// every layer's backward passes that undefined tensor to its op, which then skips the weight-
+// gradient GEMM: that is how KV-only fine-tuning costs less than full fine-tuning.
+//
+// The ParamStore registers parameters (name, shape) while the model is built, then carves every
+// value out of one arena and every gradient out of another, each sized exactly (Arena::aligned per
+// tensor). Layers hold Param pointers (stable: the store never moves a Param) and read value/grad
+// at call time, so re-carving the gradients after a change of the trainable set is seen at once.
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "core/arena.h"
+#include "core/ctx.h"
+
+namespace attnlab {
+
+struct Param {
+  std::string name;            // the HF name; tensors' names point into it
+  std::vector<int64_t> shape;  // runtime layout (Linear weights [out, in])
+  Tensor value;                // model dtype, on the model's device
+  Tensor grad;                 // acc dtype; undefined when frozen (or before allocate_grads)
+  bool trainable = true;
+  bool decay = true;           // weight decay applies (matrices yes; biases and norm weights no)
+  // GPT-2's Conv1D stores its 2-D weight [in, out] in checkpoints; the runtime keeps [out, in].
+  // Only the checkpoint reader and writer look at this.
+  bool stored_transposed = false;
+
+  int64_t numel() const;
+  // The checkpoint shape (shape reversed when stored_transposed).
+  std::vector<int64_t> stored_shape() const;
+};
+
+class ParamStore {
+ public:
+  ParamStore() = default;
+  ParamStore(const ParamStore&) = delete;
+  ParamStore& operator=(const ParamStore&) = delete;
+
+  // Registers a parameter; names are unique. Must come before allocate(). `decay` defaults to
+  // "is a matrix" (HF Trainer's convention excludes biases and norm weights).
+  Param& add(const std::string& name, std::vector<int64_t> shape, bool stored_transposed = false);
+
+  // Carves every value (dtype `dt` on `dev`) from one arena; called once.
+  void allocate(Device dev, DType dt);
+  // (Re)carves the gradients of the trainable parameters from a fresh arena (acc dtype), zeroed.
+  void allocate_grads(const Ctx& ctx);
+  bool allocated() const { return allocated_; }
+  bool grads_allocated() const { return grads_allocated_; }
+
+  // Sets the trainable set: a parameter is trainable iff its name matches one of the fnmatch-style
+  // patterns (`*.k_proj.*`, `model.layers.1?.*`; `*` also crosses dots). Every pattern must match
+  // at least one name (a typo is an error listing a few names). Re-carves the gradients when they
+  // were allocated: frozen parameters then hold no gradient memory.
+  void set_trainable(const Ctx& ctx, const std::vector<std::string>& patterns);
+  void set_all_trainable(const Ctx& ctx);
+
+  // Sets every gradient to zero (one memset over the gradient arena).
+  void zero_grads(const Ctx& ctx);
+
+  Param* find(const std::string& name);
+  const Param* find(const std::string& name) const;
+  // Throws naming the parameter and a few that exist.
+  Param& at(const std::string& name);
+
+  size_t size() const { return params_.size(); }
+  int64_t total_numel() const;
+  int64_t trainable_numel() const;
+  Device device() const { return device_; }
+  DType dtype() const { return dtype_; }
+  DType grad_dtype() const { return acc_dtype(dtype_); }
+
+  std::deque<Param>::iterator begin() { return params_.begin(); }
+  std::deque<Param>::iterator end() { return params_.end(); }
+  std::deque<Param>::const_iterator begin() const { return params_.begin(); }
+  std::deque<Param>::const_iterator end() const { return params_.end(); }
+
+ private:
+  std::string some_names() const;
+
+  std::deque<Param> params_;  // a deque never moves its elements: Param pointers stay valid
+  Arena values_, grads_;
+  void* grads_base_ = nullptr;
+  Device device_ = Device::cpu;
+  DType dtype_ = DType::f32;
+  bool allocated_ = false, grads_allocated_ = false;
+};
+
+// fnmatch(3) without flags: `*` and `?` match any characters, dots included; `[...]` classes.
+bool name_matches(const std::string& pattern, const std::string& name);
+
+// A tensor view of `data` with a runtime list of dims (at most Tensor::kMaxDims).
+Tensor make_tensor_view(void* data, DType dt, Device dev, const std::vector<int64_t>& dims, const char* name);
+
+}  // namespace attnlab

@@ -1,0 +1,107 @@
+#include "core/models/decoder_block.h"
+
+#include "core/nvtx.h"
+#include "core/ops/residual.h"
+
+namespace attnlab {
+
+GeluKind gelu_kind_of(const ModelConfig& c) {
+  const std::string& a = c.activation;
+  if (a == "gelu_new" || a == "gelu_pytorch_tanh") return GeluKind::tanh_approx;
+  if (a == "gelu") return GeluKind::erf_exact;
+  FAIL_WITH("config '", c.source, "': activation_function '", a,
+            "' is not implemented; GPT-2 models use gelu_new, gelu_pytorch_tanh (tanh form) or gelu (erf form)");
+}
+
+DecoderBlock::DecoderBlock(const ModelConfig& c, int64_t layer, const std::string& prefix, ParamStore& ps,
+                           double residual_dropout)
+    : name_(prefix), width_(c.hidden_size) {
+  const int64_t D = c.hidden_size, I = c.intermediate_size;
+  const bool gpt2 = c.arch == ModelArch::gpt2;
+  if (gpt2) {
+    const std::string ln1 = prefix + ".ln_1";
+    norm1_ = Norm::layer_norm(ln1, &ps.add(ln1 + ".weight", {D}), &ps.add(ln1 + ".bias", {D}), c.norm_eps);
+  } else {
+    const std::string ln1 = prefix + ".input_layernorm";
+    norm1_ = Norm::rms_norm(ln1, &ps.add(ln1 + ".weight", {D}), c.norm_eps);
+  }
+
+  const std::string attn_prefix = prefix + (gpt2 ? ".attn" : ".self_attn");
+  attn_ = make_attention_layer({c, layer, attn_prefix, ps, attention_options(c)});
+
+  if (gpt2) {
+    const std::string ln2 = prefix + ".ln_2";
+    norm2_ = Norm::layer_norm(ln2, &ps.add(ln2 + ".weight", {D}), &ps.add(ln2 + ".bias", {D}), c.norm_eps);
+    const std::string m = prefix + ".mlp";
+    // Conv1D weights: [in, out] in the checkpoint, [out, in] here.
+    Linear fc(&ps.add(m + ".c_fc.weight", {I, D}, true), &ps.add(m + ".c_fc.bias", {I}));
+    Linear proj(&ps.add(m + ".c_proj.weight", {D, I}, true), &ps.add(m + ".c_proj.bias", {D}));
+    mlp_ = Mlp::gelu(m, fc, proj, gelu_kind_of(c));
+  } else {
+    CHECK(c.activation == "silu", "config '", c.source, "': hidden_act '", c.activation,
+          "' is not implemented; Qwen models use silu (SwiGLU)");
+    const std::string ln2 = prefix + ".post_attention_layernorm";
+    norm2_ = Norm::rms_norm(ln2, &ps.add(ln2 + ".weight", {D}), c.norm_eps);
+    const std::string m = prefix + ".mlp";
+    Linear gate(&ps.add(m + ".gate_proj.weight", {I, D}), nullptr);
+    Linear up(&ps.add(m + ".up_proj.weight", {I, D}), nullptr);
+    Linear down(&ps.add(m + ".down_proj.weight", {D, I}), nullptr);
+    mlp_ = Mlp::swiglu(m, gate, up, down);
+  }
+  attn_drop_ = Dropout(attn_prefix + ".resid_dropout", residual_dropout);
+  mlp_drop_ = Dropout(prefix + ".mlp.dropout", residual_dropout);
+}
+
+void DecoderBlock::set_training(bool training) {
+  attn_drop_.set_training(training);
+  mlp_drop_.set_training(training);
+}
+
+void DecoderBlock::plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t B, int64_t T) {
+  const int64_t rows = B * T;
+  const std::string& n = name_.name;
+  h1_ = p.saved(dt, {B, T, width_}, n + ".norm1_out");
+  mid_ = p.saved(dt, {B, T, width_}, n + ".mid");
+  h2_ = p.saved(dt, {B, T, width_}, n + ".norm2_out");
+  norm1_.plan(p, ctx, dt, rows, width_);
+  norm2_.plan(p, ctx, dt, rows, width_);
+  attn_->plan(p, ctx, dt, B, T);
+  mlp_.plan(p, dt, B, T);
+  branch_ = p.scratch("block.branch", dt, {B, T, width_});
+  d_norm_ = p.scratch("block.d_norm_out", dt, {B, T, width_});
+  d_drop_ = p.scratch("block.d_branch", dt, {B, T, width_});
+}
+
+void DecoderBlock::forward(Ctx& ctx, const Tensor& x, const Tensor& out) {
+  NVTX_RANGE(ctx, name_.forward.c_str());
+  norm1_.forward(ctx, x, h1_);
+  attn_->forward(ctx, h1_, branch_);
+  attn_drop_.forward(ctx, branch_);
+  residual_forward(ctx, {mid_, x, branch_});
+  norm2_.forward(ctx, mid_, h2_);
+  mlp_.forward(ctx, h2_, branch_);
+  mlp_drop_.forward(ctx, branch_);
+  residual_forward(ctx, {out, mid_, branch_});
+}
+
+void DecoderBlock::backward(Ctx& ctx, const Tensor& x, const Tensor& dres) {
+  NVTX_RANGE(ctx, name_.backward.c_str());
+  // dres = ∂L/∂out = ∂L/∂mid (direct path) + the MLP branch, which norm2's backward adds.
+  Tensor d_branch = dres;
+  if (mlp_drop_.applied()) {
+    mlp_drop_.backward(ctx, dres, d_drop_);
+    d_branch = d_drop_;
+  }
+  mlp_.backward(ctx, d_branch, h2_, d_norm_);
+  norm2_.backward(ctx, d_norm_, mid_, dres, true);
+
+  d_branch = dres;
+  if (attn_drop_.applied()) {
+    attn_drop_.backward(ctx, dres, d_drop_);
+    d_branch = d_drop_;
+  }
+  attn_->backward(ctx, d_branch, h1_, d_norm_);
+  norm1_.backward(ctx, d_norm_, x, dres, true);
+}
+
+}  // namespace attnlab

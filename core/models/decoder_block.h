@@ -1,0 +1,54 @@
+#pragma once
+// One pre-norm decoder block, shared by GPT-2 and Qwen2/2.5/3 (METHODS §6):
+//
+//   h1 = norm1(x);  mid = x + drop(attn(h1));  h2 = norm2(mid);  out = mid + drop(mlp(h2))
+//
+// GPT-2: ln_1 / ln_2 LayerNorms, GELU-tanh MLP (c_fc, c_proj). Qwen: input_layernorm /
+// post_attention_layernorm RMSNorms, SwiGLU MLP. The attention layer comes from the variant
+// registry (core/layers/attention_layer.h).
+//
+// Saved: h1, mid, h2 (x and out belong to the model's residual stream) and the sublayers' own.
+// Backward walks the residual stream with ONE gradient buffer: dres holds ∂L/∂out on entry and
+// ∂L/∂x on return; each norm's backward adds its branch's contribution into it (accumulate_dx).
+#include <memory>
+#include <string>
+
+#include "core/io/hf_config.h"
+#include "core/layers/attention_layer.h"
+#include "core/layers/dropout.h"
+#include "core/layers/layer_name.h"
+#include "core/layers/mlp.h"
+#include "core/layers/norm.h"
+
+namespace attnlab {
+
+class DecoderBlock {
+ public:
+  // Registers the block's parameters under `prefix` ("transformer.h.3", "model.layers.3").
+  DecoderBlock(const ModelConfig& config, int64_t layer, const std::string& prefix, ParamStore& params,
+               double residual_dropout);
+
+  void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t B, int64_t T);
+  // x, out [B, T, D]; x must stay untouched until backward.
+  void forward(Ctx& ctx, const Tensor& x, const Tensor& out);
+  void backward(Ctx& ctx, const Tensor& x, const Tensor& dres);
+
+  void set_training(bool training);
+  AttentionLayer& attention() { return *attn_; }
+  const std::string& name() const { return name_.name; }
+
+ private:
+  LayerName name_;
+  int64_t width_ = 0;  // D
+  Norm norm1_, norm2_;
+  std::unique_ptr<AttentionLayer> attn_;
+  Mlp mlp_;
+  Dropout attn_drop_, mlp_drop_;
+  Tensor h1_, mid_, h2_;            // saved
+  Tensor branch_, d_norm_, d_drop_; // scratch
+};
+
+// The MLP and norm choices of each architecture, for the model and for tests.
+GeluKind gelu_kind_of(const ModelConfig& config);
+
+}  // namespace attnlab

@@ -1,0 +1,110 @@
+#pragma once
+// A decoder language model built from an HF config.json (core/io/hf_config.h):
+//   GPT-2 (any size): learned positions, LayerNorm, GELU-tanh MLP, fused c_attn, tied head;
+//   Qwen2/2.5: RMSNorm, RoPE (θ from config), GQA, q/k/v biases, SwiGLU, tied or untied head;
+//   Qwen3: Qwen2 plus per-head q_norm/k_norm, no biases (attention_bias), head_dim from config.
+// Parameters carry the HF names (core/layers/param.h); checkpoints are read and written by
+// core/models/weights.h.
+//
+// Use:
+//   Model m(config, {Device::cuda, DType::bf16}, ctx);   // parameters and gradients laid out
+//   init_weights(m, ctx, seed) or load_weights(m, ctx, folder);
+//   m.params().set_trainable(ctx, {"*.k_proj.*", "*.v_proj.*"});   // optional
+//   m.plan(ctx, B, T);                                   // activations, once per shape
+//   step: m.params().zero_grads(ctx); m.forward(ctx, ids, targets, n); m.backward(ctx);
+//
+// dtypes: CPU f32 or f64, CUDA f32 or bf16 (bf16 values are the working copy; gradients f32).
+// ids/targets are [B, T] i32 on the model's device and must stay alive until backward: the
+// embedding's backward reads the ids again, the loss's backward the targets.
+// Dropout (GPT-2 embd_pdrop / resid_pdrop from config.json) applies only in training mode
+// (set_training(true)); attention-probability dropout (attn_pdrop) is not implemented.
+#include <memory>
+#include <vector>
+
+#include "core/io/hf_config.h"
+#include "core/layers/activations.h"
+#include "core/layers/dropout.h"
+#include "core/layers/embedding.h"
+#include "core/layers/lm_head.h"
+#include "core/layers/norm.h"
+#include "core/layers/param.h"
+#include "core/models/decoder_block.h"
+
+namespace attnlab {
+
+struct ModelOptions {
+  Device device = Device::cpu;
+  DType dtype = DType::f32;
+  bool allocate_grads = true;  // false: inference only (no gradient memory)
+};
+
+class Model {
+ public:
+  Model(const ModelConfig& config, const ModelOptions& options, const Ctx& ctx);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  ParamStore& params() { return params_; }
+  const ParamStore& params() const { return params_; }
+  Device device() const { return options_.device; }
+  DType dtype() const { return options_.dtype; }
+  int64_t num_layers() const { return int64_t(blocks_.size()); }
+
+  void set_training(bool training);
+  bool training() const { return training_; }
+
+  // Lays out the activations for batches of B sequences of T tokens (one arena; replaces an
+  // earlier plan). forward/backward then take exactly [B, T] inputs.
+  void plan(Ctx& ctx, int64_t B, int64_t T);
+  int64_t planned_batch() const { return B_; }
+  int64_t planned_tokens() const { return T_; }
+  size_t activation_bytes() const { return planner_.capacity(); }
+
+  // ids [B, T] i32. With targets ([B, T] i32, kIgnoreIndex = skip) also computes the loss
+  // Σ per-token loss / valid_count, returned as a [1] acc-dtype device tensor (undefined without
+  // targets). Logits are available from logits() until backward.
+  Tensor forward(Ctx& ctx, const Tensor& ids, const Tensor& targets, double valid_count);
+  // Accumulates every trainable parameter's gradient (zero them first: params().zero_grads).
+  void backward(Ctx& ctx);
+
+  Tensor logits() const;  // [B, T, V], model dtype, valid between forward and backward
+  const Tensor& loss() const { return head_.loss(); }
+
+  AttentionLayer& attention(int64_t layer) { return blocks_.at(size_t(layer))->attention(); }
+  Param* token_embedding() const { return embedding_.tokens(); }
+  Param* lm_head_weight() const { return head_.weight(); }
+
+  // HF module prefixes of this architecture.
+  std::string block_prefix(int64_t layer) const;
+
+ private:
+  void plan_all(ActivationPlanner& p, const Ctx& ctx);
+  void check_inputs(const Tensor& ids, const Tensor& targets) const;
+
+  ModelConfig config_;
+  ModelOptions options_;
+  ParamStore params_;
+  TokenEmbedding embedding_;
+  Dropout embedding_dropout_;
+  std::vector<std::unique_ptr<DecoderBlock>> blocks_;
+  Norm final_norm_;
+  LmHead head_;
+  bool training_ = false;
+
+  ActivationPlanner planner_;
+  int64_t B_ = 0, T_ = 0;
+  std::vector<Tensor> residual_;  // saved: residual_[l] is block l's input, residual_[L] the last output
+  Tensor final_out_;              // saved: final norm output (the head's input)
+  Tensor d_residual_;             // the residual stream's gradient, alive through the whole backward
+  Tensor d_final_;                // scratch: ∂L/∂(final norm output)
+  Tensor ids_;                    // the last forward's ids (the embedding backward reads them)
+  bool have_loss_ = false;
+};
+
+// Shifted causal-LM targets on the host: targets[b, t] = ids[b, t + 1], the last position of each
+// row kIgnoreIndex (HF's labels = input_ids convention). Returns the number of valid targets.
+int64_t causal_lm_targets(const std::vector<int32_t>& ids, int64_t B, int64_t T, std::vector<int32_t>& targets);
+
+}  // namespace attnlab

@@ -1,0 +1,41 @@
+#pragma once
+// HF checkpoints in and out of a Model, and random initialisation.
+//
+// Folder layout (what transformers' save_pretrained writes and from_pretrained reads):
+//   config.json + model.safetensors, or config.json + model.safetensors.index.json + the shards it
+//   names (model-00001-of-00002.safetensors, ...).
+// Names are the HF names of the model's parameters, with two tolerances on load: a GPT-2 file
+// whose names lack the "transformer." prefix (the original gpt2 upload), and tensors HF itself
+// ignores (GPT-2's attn.bias / attn.masked_bias mask buffers; lm_head.weight of a tied model).
+// Every float dtype (F16, BF16, F32, F64) converts to the model dtype (round to nearest even).
+// GPT-2's Conv1D weights are [in, out] in the file and transposed on the way in and out.
+// Validation happens before any value is read: one error lists every missing tensor, every
+// tensor with the wrong shape and every unexpected one, naming the file.
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/models/model.h"
+
+namespace attnlab {
+
+// Reads folder/config.json, builds the model and loads its weights.
+std::unique_ptr<Model> load_model(const std::string& folder, const ModelOptions& options, Ctx& ctx);
+// Loads the weights of `folder` into an existing model (its config must match the files).
+void load_weights(Model& model, Ctx& ctx, const std::string& folder);
+
+// Writes folder/config.json (torch_dtype set to the file dtype) and folder/model.safetensors
+// (tied embeddings stored once, GPT-2 Conv1D weights [in, out]). file_dtype: f32, bf16 or f64;
+// the model's dtype when left undefined. Creates the folder; refuses one holding a sharded index.
+void save_model(const Model& model, Ctx& ctx, const std::string& folder, DType file_dtype);
+void save_model(const Model& model, Ctx& ctx, const std::string& folder);
+
+// HF initialisation, seeded (Philox normal draws, the same on every device and dtype):
+// matrices and embeddings ~ N(0, initializer_range²) (config.json, default 0.02); GPT-2's c_proj
+// weights (attention and MLP) N(0, (initializer_range / sqrt(2·L))²); norm weights 1; biases 0.
+void init_weights(Model& model, Ctx& ctx, uint64_t seed);
+
+// The HF torch_dtype name of a dtype ("float32", "bfloat16", "float64").
+const char* torch_dtype_name(DType dt);
+
+}  // namespace attnlab
