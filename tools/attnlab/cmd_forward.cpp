@@ -1,0 +1,165 @@
+// attnlab forward --model DIR (--text TEXT --tokenizer T | --tokens FILE) --dump OUT.safetensors
+// [--grads] [--device cpu|cuda] [--dtype f32|bf16|f64]: one forward (and backward) pass, dumped
+// for comparison with other implementations (transformers, llm.c, ...).
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/io/safetensors.h"
+#include "core/memory.h"
+#include "core/models/weights.h"
+#include "data/tokenizer.h"
+#include "tools/attnlab/command.h"
+
+namespace attnlab::cli {
+namespace {
+
+struct ForwardOptions {
+  std::string model;
+  std::string text;
+  std::string tokenizer;
+  std::string tokens;
+  std::string dump;
+  bool grads = false;
+  std::string device = "cpu";
+  std::string dtype = "f32";
+};
+
+// One sequence per non-empty line; ids separated by spaces or commas ("[1, 2, 3]" works too).
+std::vector<std::vector<int32_t>> read_token_file(const std::string& path) {
+  std::ifstream in(path);
+  CHECK(in, "forward: cannot open --tokens file '", path, "'");
+  std::vector<std::vector<int32_t>> rows;
+  std::string line;
+  for (int64_t lineno = 1; std::getline(in, line); ++lineno) {
+    for (char& c : line)
+      if (c == ',' || c == '[' || c == ']') c = ' ';
+    std::istringstream ls(line);
+    std::vector<int32_t> row;
+    for (std::string word; ls >> word;) {
+      char* end = nullptr;
+      const long v = std::strtol(word.c_str(), &end, 10);
+      CHECK(*end == '\0' && v >= 0 && v <= INT32_MAX, "forward: '", path, "' line ", lineno, ": '", word,
+            "' is not a token id (non-negative integers separated by spaces)");
+      row.push_back(int32_t(v));
+    }
+    if (row.empty()) continue;
+    CHECK(rows.empty() || row.size() == rows[0].size(), "forward: '", path, "' line ", lineno, " has ", row.size(),
+          " ids but the first sequence has ", rows[0].size(), "; every line is one sequence of the batch");
+    rows.push_back(std::move(row));
+  }
+  CHECK(!rows.empty(), "forward: '", path, "' holds no token ids");
+  return rows;
+}
+
+// A float tensor as an f32 CPU buffer (optionally in the checkpoint layout: [in, out] for Conv1D).
+Buffer to_f32_host(Ctx& ctx, const Tensor& t, bool transpose) {
+  std::vector<double> v = to_host_f64(ctx, t);
+  if (transpose) {
+    std::vector<double> turned(v.size());
+    const int64_t rows = t.dim(0), cols = t.dim(1);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) turned[size_t(c * rows + r)] = v[size_t(r * cols + c)];
+    v.swap(turned);
+  }
+  Buffer b(Device::cpu, DType::f32, {int64_t(v.size())}, t.name);
+  from_host_f64(ctx, b.t(), v);
+  return b;
+}
+
+void run_forward(const ForwardOptions& o) {
+  CHECK(o.text.empty() != o.tokens.empty(), "forward: give either --text (with --tokenizer) or --tokens FILE");
+  CHECK(o.text.empty() || !o.tokenizer.empty(), "forward: --text needs --tokenizer (gpt2, qwen2.5, qwen3 or a path)");
+  const Device dev = o.device == "cuda" ? Device::cuda : Device::cpu;
+  CHECK(o.device == "cpu" || o.device == "cuda", "forward: --device is cpu or cuda, got '", o.device, "'");
+  const DType dt = dtype_from_name(o.dtype);
+
+  std::vector<std::vector<int32_t>> rows;
+  if (!o.tokens.empty()) {
+    rows = read_token_file(o.tokens);
+  } else {
+    data::Tokenizer tok = data::Tokenizer::load(o.tokenizer);
+    rows.push_back(tok.encode(o.text));
+    CHECK(!rows[0].empty(), "forward: --text encodes to no tokens");
+  }
+  const int64_t B = int64_t(rows.size()), T = int64_t(rows[0].size());
+  CHECK(!o.grads || T >= 2, "forward: --grads needs a loss, and the loss needs sequences of at least 2 tokens");
+
+  Ctx ctx = dev == Device::cuda ? Ctx::make_cuda(0, 0) : Ctx::make_cpu(0);
+  auto model = load_model(o.model, {dev, dt, o.grads}, ctx);
+  const int64_t V = model->config().vocab_size;
+  std::vector<int32_t> ids;
+  for (const auto& r : rows) ids.insert(ids.end(), r.begin(), r.end());
+  for (size_t i = 0; i < ids.size(); ++i)
+    CHECK(ids[i] < V, "forward: token id ", ids[i], " (sequence ", i / size_t(T), ", position ", i % size_t(T),
+          ") is outside the model's vocabulary of ", V, " (", o.model, "/config.json)");
+  std::vector<int32_t> targets;
+  const int64_t valid = causal_lm_targets(ids, B, T, targets);
+
+  Buffer ids_dev(dev, DType::i32, {B, T}, "input_ids"), targets_dev(dev, DType::i32, {B, T}, "targets");
+  from_host_f64(ctx, ids_dev.t(), std::vector<double>(ids.begin(), ids.end()));
+  from_host_f64(ctx, targets_dev.t(), std::vector<double>(targets.begin(), targets.end()));
+  model->plan(ctx, B, T);
+  if (o.grads) model->params().zero_grads(ctx);
+  Tensor loss = model->forward(ctx, ids_dev, valid > 0 ? targets_dev.t() : Tensor(), double(valid));
+
+  std::vector<Buffer> keep;
+  std::vector<NamedTensor> out;
+  auto add = [&](const std::string& name, Buffer b, std::vector<int64_t> dims) {
+    keep.push_back(std::move(b));
+    out.push_back({name, make_tensor_view(keep.back().t().data, keep.back().t().dtype, Device::cpu, dims, "")});
+  };
+  Buffer ids_host(Device::cpu, DType::i32, {B, T}, "input_ids");
+  from_host_f64(ctx, ids_host.t(), std::vector<double>(ids.begin(), ids.end()));
+  add("input_ids", std::move(ids_host), {B, T});
+  add("logits", to_f32_host(ctx, model->logits(), false), {B, T, V});
+  double loss_value = 0;
+  if (loss.defined()) {
+    loss_value = to_host_f64(ctx, loss)[0];
+    add("loss", to_f32_host(ctx, loss, false), {1});
+  }
+  if (o.grads) {
+    model->backward(ctx);
+    for (const Param& p : model->params())
+      if (p.grad.defined())
+        add("grad." + p.name, to_f32_host(ctx, p.grad, p.stored_transposed), p.stored_shape());
+  }
+  write_safetensors(o.dump, out,
+                    {{"model", o.model}, {"device", o.device}, {"dtype", o.dtype},
+                     {"note", "logits [B,T,V]; loss = mean CE of logits[t] against input_ids[t+1]; grad.<name> in "
+                              "the checkpoint layout (GPT-2 Conv1D [in,out])"}});
+  std::printf("%s: B=%lld T=%lld V=%lld", o.dump.c_str(), (long long)B, (long long)T, (long long)V);
+  if (loss.defined()) std::printf(" loss=%.6f over %lld targets", loss_value, (long long)valid);
+  if (o.grads) std::printf(", %zu gradients", out.size() - 3);
+  std::printf(" (%s, %s)\n", o.device.c_str(), o.dtype.c_str());
+}
+
+void setup(CLI::App& root) {
+  auto o = std::make_shared<ForwardOptions>();
+  auto* c = root.add_subcommand("forward", "Run one forward (and backward) pass and dump logits, loss and gradients");
+  c->footer(
+      "Writes a .safetensors file with input_ids [B,T] (i32), logits [B,T,V] and loss [1] (f32), and with\n"
+      "--grads every parameter gradient as grad.<HF name> (f32, in the checkpoint's layout, so GPT-2's\n"
+      "Conv1D gradients are [in,out] like transformers'). The loss is HF's labels=input_ids loss: the mean\n"
+      "cross-entropy of the logits at t against the token at t+1. Meant for comparing attnlab with other\n"
+      "implementations on the same checkpoint.\n"
+      "Examples:\n"
+      "  attnlab forward --model /tmp/qwen3-tiny --text 'Hello world' --tokenizer qwen3 --dump out.safetensors\n"
+      "  attnlab forward --model ./gpt2 --tokens ids.txt --dump ref.safetensors --grads --device cuda --dtype bf16\n"
+      "  attnlab inspect out.safetensors");
+  c->add_option("--model", o->model, "HF model folder: config.json + model.safetensors (or shards)")->required();
+  c->add_option("--text", o->text, "text to encode (one sequence)");
+  c->add_option("--tokenizer", o->tokenizer, "with --text: gpt2, qwen2.5, qwen3, or a tokenizer folder/file");
+  c->add_option("--tokens", o->tokens, "file of token ids, one sequence per line (equal lengths)");
+  c->add_option("--dump", o->dump, "output .safetensors file")->required();
+  c->add_flag("--grads", o->grads, "also run backward and dump every parameter gradient");
+  c->add_option("--device", o->device, "cpu (default) or cuda");
+  c->add_option("--dtype", o->dtype, "f32 (default), f64 (CPU) or bf16 (CUDA)");
+  c->callback([o] { run_forward(*o); });
+}
+ATTNLAB_COMMAND(setup);
+
+}  // namespace
+}  // namespace attnlab::cli
