@@ -6,6 +6,7 @@
 
 #include "core/log.h"
 #include "data/input_check.h"
+#include "data/seeded_rng.h"
 
 namespace attnlab::data {
 
@@ -15,27 +16,6 @@ namespace {
 constexpr uint64_t kValSplitStream = 0x56414c5350ull;  // "VALSP"
 constexpr uint64_t kEpochStreamBase = 0x4550ull << 32;  // "EP" << 32, + epoch
 
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// Uniform in [0, bound), bound > 0 (Lemire's multiply-and-reject, no modulo bias).
-uint64_t bounded(uint64_t& state, uint64_t bound) {
-  unsigned __int128 m = (unsigned __int128)splitmix64(state) * bound;
-  uint64_t low = uint64_t(m);
-  if (low < bound) {
-    const uint64_t threshold = (0 - bound) % bound;
-    while (low < threshold) {
-      m = (unsigned __int128)splitmix64(state) * bound;
-      low = uint64_t(m);
-    }
-  }
-  return uint64_t(m >> 64);
-}
-
 const char* split_name(Split s) { return s == Split::train ? "train" : "validation"; }
 
 }  // namespace
@@ -43,9 +23,8 @@ const char* split_name(Split s) { return s == Split::train ? "train" : "validati
 std::vector<uint64_t> seeded_permutation(uint64_t n, uint64_t seed, uint64_t stream) {
   std::vector<uint64_t> p(n);
   for (uint64_t i = 0; i < n; ++i) p[i] = i;
-  uint64_t mix = seed;
-  uint64_t state = splitmix64(mix) ^ (stream * 0xD1B54A32D192ED03ull);
-  for (uint64_t i = n; i > 1; --i) std::swap(p[i - 1], p[bounded(state, i)]);
+  SeededRng rng(seed, stream);
+  for (uint64_t i = n; i > 1; --i) std::swap(p[i - 1], p[rng.below(i)]);
   return p;
 }
 

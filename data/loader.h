@@ -40,8 +40,8 @@ inline constexpr int32_t kIgnoreTarget = -100;
 enum class Split { train, validation };
 enum class RemainderPolicy { pad, drop, uneven };
 
-// A permutation of 0..n-1 drawn from (seed, stream) with a SplitMix64 generator and an unbiased
-// Fisher-Yates shuffle; identical on every platform.
+// A permutation of 0..n-1 drawn from (seed, stream) by a Fisher-Yates shuffle with SeededRng
+// (data/seeded_rng.h); identical on every platform.
 std::vector<uint64_t> seeded_permutation(uint64_t n, uint64_t seed, uint64_t stream);
 
 // The seeded validation split of `n` documents: sorted lists of training and validation indices.
