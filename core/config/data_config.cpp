@@ -30,6 +30,19 @@ void declare_fields(FieldBinder<DataConfig>& f) {
       .range_closed_open(0, 1);
   f.field("shard_dir", &DataConfig::shard_dir, "where token shards are cached; unset: <out_dir>/<name>/shards")
       .as_path();
+  f.field("text_field", &DataConfig::text_field,
+          "pretraining text of a jsonl record (key) or tsv row (column name, or 0-based index)")
+      .def("text");
+  f.enum_field("doc_unit", &DataConfig::doc_unit,
+               {{"auto", DocUnit::automatic}, {"file", DocUnit::file}, {"article", DocUnit::article},
+                {"paragraph", DocUnit::paragraph}, {"line", DocUnit::line}},
+               "one pretraining document per: auto (text: file, wikitext: article, jsonl/tsv: row), file, "
+               "article, paragraph or line")
+      .def("auto");
+  f.field("tsv_header", &DataConfig::tsv_header, "the first row of a tsv file names its columns").def(true);
+  f.field("wikitext_detokenize", &DataConfig::wikitext_detokenize,
+          "wikitext: turn \" @-@ \", \" @,@ \", \" @.@ \" back into \"-\", \",\", \".\"")
+      .def(false);
 }
 
 }  // namespace attnlab::config

@@ -13,6 +13,9 @@ enum class DataFormat : uint8_t { text, wikitext, jsonl, tsv };
 // SFT record schemas with built-in field maps (data.fields renames their fields).
 enum class SftFormat : uint8_t { openr1, openmath, gsm8k, sst };
 enum class LossOn : uint8_t { all, assistant };
+// What one pretraining document is (data/corpus.h): auto = file for text, article for wikitext,
+// row for jsonl/tsv.
+enum class DocUnit : uint8_t { automatic, file, article, paragraph, line };
 
 struct DataConfig {
   DataFormat format = DataFormat::text;
@@ -24,6 +27,10 @@ struct DataConfig {
   LossOn loss_on = LossOn::all;
   double val_fraction = 0;
   std::optional<std::string> shard_dir;  // unset: <out_dir>/<name>/shards
+  std::string text_field = "text";       // jsonl key / tsv column (name or 0-based index) of the text
+  DocUnit doc_unit = DocUnit::automatic;
+  bool tsv_header = true;                // the first TSV row names the columns
+  bool wikitext_detokenize = false;      // undo wikitext's " @-@ ", " @,@ ", " @.@ " markers
 
   // The named tokenizers; anything else in `tokenizer` is a path.
   static bool is_named_tokenizer(const std::string& s);
