@@ -203,7 +203,7 @@ PrepareResult prepare_shards(const ShardSpec& spec, const Tokenizer& tokenizer, 
   auto drain = [&] {
     for (TokenizedDoc& d : run_tasks(batch, threads)) acc.add(std::move(d));
     batch.clear();
-    if (!opt.quiet) log_info("tokenised ", acc.total_docs, " documents, ", acc.total_tokens, " tokens");
+    if (!opt.quiet) log_info("tokenised ", acc.total_docs, spec.with_mask ? " records, " : " documents, ", acc.total_tokens, " tokens");
   };
   try {
     spec.produce([&](TokenizeTask&& t) {

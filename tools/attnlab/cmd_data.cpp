@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/config/experiment.h"
+#include "core/log.h"
 #include "data/dataset.h"
 #include "data/input_check.h"
 #include "data/synth.h"
@@ -88,10 +89,13 @@ void run_prepare(const PrepareCli& o) {
     const char* name = split == data::Split::train ? "train" : "validation";
     auto loader = data::make_loader(d, lo, split);
     if (d.sft) {
+      // The loader logs kept/dropped itself (the trainer shows the same line); print it when the
+      // log level hides it.
       auto* s = static_cast<data::SftLoader*>(loader.get());
-      std::printf("%s: %llu of %llu records kept, %llu dropped as longer than seq_len %lld\n", name,
-                  (unsigned long long)s->kept(), (unsigned long long)s->records_in_split(),
-                  (unsigned long long)s->dropped_too_long(), (long long)cfg.data.seq_len);
+      if (log_level() > LogLevel::info)
+        std::printf("%s: %llu of %llu records kept, %llu dropped as longer than seq_len %lld\n", name,
+                    (unsigned long long)s->kept(), (unsigned long long)s->records_in_split(),
+                    (unsigned long long)s->dropped_too_long(), (long long)cfg.data.seq_len);
     } else {
       auto* p = static_cast<data::PretrainLoader*>(loader.get());
       std::printf("%s: %llu documents, %llu tokens with EOS, %llu sequences of %lld+1 tokens\n", name,
@@ -141,7 +145,7 @@ void setup(CLI::App& root) {
       "<run.out_dir>/<run.name>/shards) and print the counts: documents or records, tokens, training and\n"
       "validation sequences (or SFT records kept/dropped by data.seq_len). Shards whose hash matches the\n"
       "tokenizer and the source files are reused, so running it again costs a hash of the files.\n"
-      "Example: attnlab data prepare experiments/pretrain_sotu.yaml data.seq_len=512");
+      "Example: attnlab data prepare my_experiment.yaml data.seq_len=512 data.shard_dir=/tmp/shards");
   prep->add_option("file", po->file, "experiment YAML file")->required();
   prep->add_option("overrides", po->overrides, "key.path=value overrides (e.g. data.path=corpus/)");
   prep->add_option("--threads", po->threads, "tokenising threads (default: all cores)")->check(CLI::NonNegativeNumber);
