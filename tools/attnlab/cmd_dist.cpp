@@ -240,7 +240,7 @@ void run_selftest(const SelftestOptions& o) {
   if (backend == Backend::mpi) {
     comm = dist::make_mpi_communicator(&env);
   } else if (backend == Backend::nccl) {
-    CHECK(cuda.usable, "the nccl backend needs a GPU: ", cuda.reason);
+    if (!cuda.usable) FAIL_WITH("the nccl backend needs a GPU: ", cuda.reason);
     // The rank's GPU becomes the current device before any other CUDA or NCCL call.
     ctx = Ctx::make_cuda(dist::cuda_device_for_local_rank(env.local_rank, cuda.device_count));
     dist::NcclOptions no;

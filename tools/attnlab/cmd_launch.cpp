@@ -106,11 +106,11 @@ std::string status_text(int status) {
 }
 
 int run_launch(const LaunchOptions& o) {
-  CHECK(o.nproc >= 1, "--nproc must be at least 1, got ", o.nproc);
-  CHECK(!o.command.empty(), "nothing to launch: put the attnlab subcommand after --, e.g. "
-                            "`attnlab launch --nproc 2 -- dist selftest`");
-  CHECK(o.command[0] != "launch", "`attnlab launch` cannot launch itself");
-  CHECK(o.grace_s >= 0, "--grace must not be negative");
+  if (o.nproc < 1) FAIL_WITH("--nproc must be at least 1, got ", o.nproc);
+  if (o.command.empty())
+    FAIL_WITH("nothing to launch: put the attnlab subcommand after --, e.g. `attnlab launch --nproc 2 -- dist selftest`");
+  if (o.command[0] == "launch") FAIL_WITH("`attnlab launch` cannot launch itself");
+  if (o.grace_s < 0) FAIL_WITH("--grace must not be negative, got ", o.grace_s);
   const std::string exe = self_exe();
   const int port = o.master_port ? o.master_port : dist::pick_free_loopback_port();
 
