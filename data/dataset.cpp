@@ -73,8 +73,26 @@ PreparedData prepare_data(const config::ExperimentConfig& cfg, const PrepareOpti
   const CorpusOptions source = corpus_options(cfg.data);
   p.prepared = p.sft ? prepare_sft_shards(source, sft_options(cfg.data), tokenizer, cfg.data.tokenizer, p.shard_dir, opt)
                      : prepare_shards(source, tokenizer, p.shard_dir, opt);
-  // Headers were checked by prepare; a fresh tokenisation needs no token scan either.
-  p.shards = std::make_shared<const ShardSet>(ShardSet::open(p.shard_dir, /*check_tokens=*/false));
+  // Every token is checked against the vocabulary once more here (one pass over the mapped
+  // files), so a damaged shard fails now rather than as an out-of-range embedding row.
+  p.shards = std::make_shared<const ShardSet>(ShardSet::open(p.shard_dir, /*check_tokens=*/true));
+  return p;
+}
+
+PreparedData open_prepared_data(const config::ExperimentConfig& cfg) {
+  PreparedData p;
+  p.sft = cfg.data.sft_format.has_value();
+  p.shard_dir = shard_dir_of(cfg);
+  p.shards = std::make_shared<const ShardSet>(ShardSet::open(p.shard_dir, /*check_tokens=*/true));
+  INPUT_CHECK(p.shards->info().has_mask == p.sft, p.shard_dir, ": these shards hold ",
+              p.shards->info().has_mask ? "SFT records" : "corpus documents", " but the config asks for ",
+              p.sft ? "SFT records" : "corpus documents", "; ", shard_fix_hint(p.shard_dir + "/x"));
+  p.prepared.dir = p.shard_dir;
+  p.prepared.reused = true;
+  p.prepared.shard_count = uint32_t(p.shards->shards().size());
+  p.prepared.doc_count = p.shards->doc_count();
+  p.prepared.token_count = p.shards->token_count();
+  p.prepared.hash = p.shards->info().hash;
   return p;
 }
 

@@ -25,8 +25,12 @@ struct PreparedData {
 };
 
 // Loads the tokenizer and prepares (or reuses) the shards of cfg.data; SFT records when
-// data.sft_format is set, corpus documents otherwise.
+// data.sft_format is set, corpus documents otherwise. With several ranks, call it on rank 0 only,
+// then a barrier, then open_prepared_data on the others: preparing rewrites the shard folder.
 PreparedData prepare_data(const config::ExperimentConfig& cfg, const PrepareOptions& opt = {});
+
+// The shards prepare_data left (for ranks other than 0); validates every shard and token.
+PreparedData open_prepared_data(const config::ExperimentConfig& cfg);
 
 // Loader options of the config (seed from run.seed, loss mask from data.loss_on) for one rank.
 LoaderOptions loader_options(const config::ExperimentConfig& cfg, int rank = 0, int world = 1);

@@ -107,7 +107,8 @@ struct ShardAccumulator {
     info.shard_count = info.shard_index + 1;  // patched in finish()
     info.token_count = tokens.size();
     info.doc_count = starts.size() - 1;
-    const std::string tmp = (fs::path(dir) / (shard_file_name(info.shard_index) + ".tmp")).string();
+    const std::string tmp =
+        (fs::path(dir) / (shard_file_name(info.shard_index) + ".tmp." + std::to_string(::getpid()))).string();
     write_shard_in_place(tmp, info, tokens, starts, mask);
     written.push_back({tmp, info});
     tokens.clear();
