@@ -72,11 +72,11 @@ struct RowReader {
 
 // Calls f(i, x) for every token i of the row with its processed logit x. Each thread visits a
 // fixed disjoint subset; consecutive lanes read consecutive addresses (16-byte packs when the row
-// is aligned), and each thread keeps four loads in flight.
-template <class T, class F>
+// is aligned), and each thread keeps kUnroll loads in flight (one SM streams a whole row, so the
+// bytes in flight set the bandwidth; the light passes afford more registers for them).
+template <int kUnroll = 4, class T, class F>
 __device__ __forceinline__ void for_each_logit(const RowReader<T>& row, F&& f) {
   constexpr int kVec = 16 / int(sizeof(T));
-  constexpr int kUnroll = 4;
   int scalar_from = 0;
   if (row.packed) {
     const int packs = row.vocab / kVec;
@@ -411,7 +411,7 @@ __global__ void __launch_bounds__(kThreads, 1) sample_kernel(Params p) {
   const uint32_t draw24 = philox_u32(p.seed, p.offset, uint64_t(row)) >> 8;
 
   uint32_t thread_max = 0;  // order key; 0 is below every float's key
-  for_each_logit(reader, [&](int, float x) { thread_max = max(thread_max, sampling_order_key(x)); });
+  for_each_logit<8>(reader, [&](int, float x) { thread_max = max(thread_max, sampling_order_key(x)); });
   const float m = sampling_key_float(uint32_t(block_max_u64(thread_max, sh)));
 
   // Lower bound on the k-th largest logit: the k-th largest of the per-thread maxima (k distinct
@@ -431,7 +431,7 @@ __global__ void __launch_bounds__(kThreads, 1) sample_kernel(Params p) {
     if (threadIdx.x == 0) sh.i32[0] = 0;
     __syncthreads();  // also: every thread has read bound_key before keys are overwritten
     volatile int* count = &sh.i32[0];
-    for_each_logit(reader, [&](int i, float x) {
+    for_each_logit<8>(reader, [&](int i, float x) {
       const uint32_t key = sampling_order_key(x);
       if (key < bound_key || *count > kCandidates) return;
       const int slot = atomicAdd(&sh.i32[0], 1);
@@ -452,7 +452,7 @@ __global__ void __launch_bounds__(kThreads, 1) greedy_kernel(Params p) {
   const int row = blockIdx.x;
   const RowReader<T> reader = row_reader<T>(p, row, true);
   uint64_t best = 0;  // (order key << 32) | ~id: the largest is the max logit with the lowest id
-  for_each_logit(reader, [&](int i, float x) {
+  for_each_logit<8>(reader, [&](int i, float x) {
     best = max(best, (uint64_t(sampling_order_key(x)) << 32) | (0xffffffffu - uint32_t(i)));
   });
   best = block_max_u64(best, sh);
