@@ -15,6 +15,10 @@ void declare_fields(FieldBinder<TrainConfig>& f) {
       .at_least(1);
   f.field("trainable", &TrainConfig::trainable,
           "globs over HF parameter names to train (e.g. \"*.k_proj.*\"); unset: all (kv_only: k/v projections)");
+  f.field("max_bad_steps", &TrainConfig::max_bad_steps,
+          "steps with a NaN/Inf loss or gradient are skipped; this many in a row stop training with an error")
+      .def(5)
+      .range_closed(1, 1 << 20);
 }
 
 void declare_fields(FieldBinder<EvalConfig>& f) {

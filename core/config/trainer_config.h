@@ -19,6 +19,7 @@ struct TrainConfig {
   // Globs over HF parameter names; unset: every parameter (pretrain, sft) or the k/v
   // projections (kv_only).
   std::optional<std::vector<std::string>> trainable;
+  int64_t max_bad_steps = 0;  // consecutive NaN/Inf steps (skipped) before training stops with an error
 };
 
 enum class BestMetric : uint8_t { none, val_loss };

@@ -1,0 +1,36 @@
+#pragma once
+// The model an experiment trains: `model.from` (an HF folder, or init:<arch> for random weights
+// of a reference shape), `model.arch` (config.json keys to override) and `model.attention` (the
+// attention variant, written into config.json's "attnlab" block, which is how the layers pick it).
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/config/experiment.h"
+#include "core/models/model.h"
+
+namespace attnlab::train {
+
+// config.json of the reference checkpoints init:<arch> starts from: gpt2 (GPT-2 124M),
+// qwen2 (Qwen2.5-0.5B), qwen3 (Qwen3-0.6B-Base). Throws for an architecture the models lack.
+nlohmann::ordered_json reference_config_json(const std::string& arch);
+
+// The HF config the experiment describes: the folder's config.json or the reference one, with
+// model.arch overrides (values parsed as JSON when they parse: "4" is a number, "true" a bool)
+// and the model.attention fields the YAML sets.
+ModelConfig experiment_model_config(const config::ExperimentConfig& cfg);
+
+struct BuiltModel {
+  std::unique_ptr<Model> model;
+  // bf16 models only: a CPU f32 copy holding the full-precision values the bf16 working copy was
+  // rounded from (what the optimizer's master weights start from); null otherwise or when
+  // `need_master_source` was false (a resumed run reads its master weights from the checkpoint).
+  std::unique_ptr<Model> master_source;
+};
+
+// Builds the model on ctx's device in `dtype` (f32, or bf16 on CUDA) with its initial weights:
+// the folder's, or HF's initialisation seeded by run.seed.
+BuiltModel build_model(const config::ExperimentConfig& cfg, const ModelConfig& mc, DType dtype, Ctx& ctx,
+                       bool need_master_source);
+
+}  // namespace attnlab::train

@@ -1,0 +1,291 @@
+// Trainer construction: device, run folder, data, model, optimizer, resume; and checkpoints.
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/config/printer.h"
+#include "core/log.h"
+#include "core/models/weights.h"
+#include "core/train/model_setup.h"
+#include "core/train/trainer_impl.h"
+#include "data/assets.h"
+
+namespace attnlab::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kAssetPrefix = "assets:";
+
+// "assets:text/sotu" names a file or folder of the asset cache (data/assets.h), so experiment
+// files work wherever the cache lives.
+std::string resolve_asset_path(const std::string& path) {
+  if (path.rfind(kAssetPrefix, 0) != 0) return path;
+  const std::string relative = path.substr(std::strlen(kAssetPrefix));
+  const std::string resolved = data::asset_path(relative);
+  CHECK(fs::exists(resolved), "data.path '", path, "': '", relative, "' is not in the asset cache (", data::asset_cache_dir(),
+        "). Fix: run `attnlab assets fetch` (it downloads the tokenizers and the public-domain texts)");
+  return resolved;
+}
+
+// "section.field: old -> new" for every field whose value differs between two resolved configs.
+std::vector<std::string> config_differences(const config::ResolvedConfig& before, const config::ResolvedConfig& now) {
+  std::vector<std::string> out;
+  for (const config::ResolvedField& f : now.fields()) {
+    if (f.path == "checkpoint.resume") continue;
+    const config::ResolvedField* old = before.find(f.path);
+    const std::string v_now = config::format_value(f.value);
+    if (!old) out.push_back(f.path + ": (new field) -> " + v_now);
+    else if (config::format_value(old->value) != v_now)
+      out.push_back(f.path + ": " + config::format_value(old->value) + " -> " + v_now);
+  }
+  return out;
+}
+
+std::string human_count(double n) {
+  char buf[32];
+  if (n >= 1e9) std::snprintf(buf, sizeof buf, "%.2fB", n / 1e9);
+  else if (n >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
+  else if (n >= 1e3) std::snprintf(buf, sizeof buf, "%.1fk", n / 1e3);
+  else std::snprintf(buf, sizeof buf, "%.0f", n);
+  return buf;
+}
+
+}  // namespace
+
+void Trainer::Impl::say(const std::string& text) const {
+  if (rank == 0 && progress) progress->message(text);
+}
+
+void Trainer::Impl::choose_device() {
+  const CudaStatus st = cuda_status();
+  Device dev = Device::cpu;
+  if (cfg.run.device == config::DeviceChoice::cuda) {
+    CHECK(st.usable, "run.device is cuda but CUDA is not usable here: ", st.reason,
+          ". Fix: set run.device: auto (or cpu) to train on the CPU");
+    dev = Device::cuda;
+  } else if (cfg.run.device == config::DeviceChoice::auto_select && st.usable) {
+    dev = Device::cuda;
+  }
+  dtype = cfg.run.dtype;
+  const uint64_t seed = uint64_t(cfg.run.seed);
+  if (dev == Device::cuda) {
+    const int index = opt.comm ? dist::cuda_device_for_local_rank(opt.comm->local_rank(), st.device_count) : 0;
+    ctx = Ctx::make_cuda(index, seed);
+  } else {
+    ctx = Ctx::make_cpu(seed);
+    if (dtype == DType::bf16) dtype = DType::f32;  // announced in the summary; the config rule covers device: cpu
+  }
+  ctx.nvtx = cfg.profile.nvtx;
+}
+
+void Trainer::Impl::setup_data() {
+  cfg.data.path = resolve_asset_path(cfg.data.path);
+  if (opt.data) {
+    data = opt.data;
+  } else {
+    data::PrepareOptions prep;
+    prep.quiet = rank != 0 || opt.console == nullptr;
+    if (rank == 0) data = std::make_shared<const data::PreparedData>(data::prepare_data(cfg, prep));
+    comm->barrier();
+    if (rank != 0) data = std::make_shared<const data::PreparedData>(data::open_prepared_data(cfg));
+  }
+  data::LoaderOptions lo = data::loader_options(cfg, rank, world);
+  // The model is planned for [B, T] once: SFT rows are padded to seq_len rather than to the
+  // batch's longest record.
+  lo.pad_to_seq_len = true;
+  train_loader = data::make_loader(*data, lo, data::Split::train);
+  if (cfg.data.val_fraction > 0) val_loader = data::make_loader(*data, lo, data::Split::validation);
+  const int32_t eos = data->shards->info().eos_id;
+  pad_id = eos >= 0 ? eos : 0;
+}
+
+std::string Trainer::Impl::find_resume_checkpoint() const {
+  const std::string root = checkpoint_root(run_dir);
+  const config::CheckpointConfig& c = cfg.checkpoint;
+  if (c.resume_never()) {
+    const auto latest = latest_checkpoint(root);
+    CHECK(!latest, "checkpoint.resume is never, but '", root, "' already holds checkpoints (the latest at step ",
+          latest ? latest->step : 0, "); a new run would mix its checkpoints with them. Fix: choose another "
+          "run.name, delete that folder, or set checkpoint.resume: auto to continue it");
+    return "";
+  }
+  if (c.resume_auto()) {
+    const auto latest = latest_checkpoint(root);
+    return latest ? latest->path : "";
+  }
+  CHECK(fs::is_directory(c.resume), "checkpoint.resume '", c.resume, "' is not a folder (use auto, never, or a "
+        "checkpoint folder such as ", root, "/", checkpoint_name(1000), ")");
+  CHECK(is_complete_checkpoint(c.resume), "checkpoint.resume '", c.resume, "' holds no ", kDoneMarker,
+        " marker: the save did not finish, so it is not a checkpoint to trust. Fix: resume from an older one");
+  return c.resume;
+}
+
+void Trainer::Impl::setup_model(const std::string& resume_dir) {
+  model_config = experiment_model_config(cfg);
+  const bool kv_only = cfg.task == config::Task::kv_only;
+  CHECK(!kv_only || model_config.arch != ModelArch::gpt2,
+        "task kv_only trains the k_proj/v_proj weights, but GPT-2 fuses q, k and v into one c_attn matrix. Fix: "
+        "use a Qwen2/Qwen3 model, or task sft with train.trainable globs");
+  BuiltModel built = build_model(cfg, model_config, dtype, ctx, /*need_master_source=*/resume_dir.empty());
+  model = std::move(built.model);
+  if (kv_only) model->params().set_trainable(ctx, {"*.k_proj.*", "*.v_proj.*"});
+  else if (cfg.train.trainable) model->params().set_trainable(ctx, *cfg.train.trainable);
+  const uint32_t data_vocab = data->shards->info().vocab_size;
+  CHECK(int64_t(data_vocab) <= model_config.vocab_size, "the data's tokenizer has ", data_vocab,
+        " token ids but the model's embedding has ", model_config.vocab_size, " rows (", model_config.source,
+        "). Fix: use the model's own tokenizer (data.tokenizer), or set model.arch vocab_size");
+  model->set_training(true);
+  model->plan(ctx, B, T);
+  optimizer = std::make_unique<TrainOptimizer>(*model, cfg.optim, ctx, built.master_source.get());
+}
+
+void Trainer::Impl::restore(const std::string& dir) {
+  load_weights(*model, ctx, dir);
+  optimizer->load(ctx, (fs::path(dir) / kOptimizerFile).string());
+  const std::string state_path = (fs::path(dir) / kTrainerStateFile).string();
+  nlohmann::json j = nlohmann::json::parse(read_file_text(state_path), nullptr, false);
+  CHECK(!j.is_discarded(), state_path, ": not valid JSON");
+  state = TrainerState::from_json(j, state_path);
+  CHECK(state.world_size == world, "checkpoint '", dir, "' was written by ", state.world_size,
+        " ranks and this run has ", world, "; the data order depends on the rank count. Fix: resume with ",
+        state.world_size, " ranks");
+  train_loader->restore_state(state.loader_state);
+  ctx.seed = state.rng_seed;
+  ctx.rng_offset = state.rng_offset;
+  resumed_from = dir;
+
+  const std::string hash_now = config::config_hash_hex(cfg.resolved);
+  if (state.config_hash != hash_now) {
+    std::string diff;
+    try {
+      config::ExperimentConfig before = config::load_experiment_text(state.config_yaml, state_path + " (config_yaml)");
+      for (const std::string& d : config_differences(before.resolved, cfg.resolved)) diff += "\n  " + d;
+    } catch (const Error&) {
+      diff = " (the saved config no longer loads)";
+    }
+    if (!diff.empty())
+      say("warning: the config differs from the one the checkpoint was trained with:" + diff);
+  }
+  if (state.total_steps != schedule.total_steps)
+    say("note: the run now has " + std::to_string(schedule.total_steps) + " optimizer steps (the checkpoint's run had " +
+        std::to_string(state.total_steps) + "); the learning-rate schedule follows the new count");
+}
+
+void Trainer::Impl::setup() {
+  choose_device();
+  if (opt.comm) {
+    comm = opt.comm;
+  } else {
+    own_comm = dist::make_single_communicator(ctx);
+    comm = own_comm.get();
+  }
+  rank = comm->rank();
+  world = comm->world_size();
+  set_log_rank(rank, world);
+  progress = std::make_unique<Progress>(rank == 0 ? opt.console : nullptr, cfg.log.progress);
+  run_dir = (fs::path(cfg.run.out_dir) / cfg.run.name).string();
+  if (rank == 0) {
+    std::error_code ec;
+    fs::create_directories(run_dir, ec);
+    CHECK(!ec && fs::is_directory(run_dir), "cannot create the run folder '", run_dir, "': ", ec.message());
+  }
+  B = cfg.train.micro_batch;
+  T = cfg.data.seq_len;
+  accum = cfg.train.grad_accum;
+
+  setup_data();
+  const std::string resume_dir = find_resume_checkpoint();
+  setup_model(resume_dir);
+
+  int64_t total = 0;
+  if (cfg.train.steps) {
+    total = *cfg.train.steps;
+  } else {
+    const int64_t per_rank = int64_t(train_loader->items_per_rank_per_epoch());
+    const int64_t per_step = B * accum;
+    total = (*cfg.train.epochs * per_rank + per_step - 1) / per_step;
+    CHECK(total >= 1, "train.epochs ", *cfg.train.epochs, " over ", per_rank, " training items per rank gives no step");
+  }
+  schedule = LrSchedule::from_config(cfg.schedule, cfg.optim.lr, total);
+
+  state = TrainerState{};
+  state.total_steps = total;
+  state.rng_seed = ctx.seed;
+  state.world_size = world;
+  if (!resume_dir.empty()) restore(resume_dir);
+  state.total_steps = total;
+  state.config_yaml = config::print_resolved(cfg.resolved);
+  state.config_hash = config::config_hash_hex(cfg.resolved);
+
+  if (rank == 0) {
+    write_file_synced((fs::path(run_dir) / "config.yaml").string(), state.config_yaml);
+    metrics.open((fs::path(run_dir) / cfg.log.metrics_file).string(), resumed_from.empty() ? -1 : state.step);
+  }
+  host_ids.assign(size_t(accum * B * T), pad_id);
+  host_targets.assign(size_t(accum * B * T), data::kIgnoreTarget);
+  ids = Buffer(ctx.device, DType::i32, {accum * B, T}, "train_ids");
+  targets = Buffer(ctx.device, DType::i32, {accum * B, T}, "train_targets");
+  step_loss = Buffer(ctx.device, acc_dtype(dtype), {1}, "step_loss");
+  reduce_buf = Buffer(comm->device(), DType::f64, {16}, "reduce_scratch");
+  batches.resize(size_t(accum));
+
+  model_flops_per_token = flops_per_token(model_config, model->params().total_numel(), T);
+  peak = device_peak(ctx, dtype);
+
+  const ModelConfig& mc = model_config;
+  std::string s = std::string("train: task ") + (cfg.task == config::Task::pretrain ? "pretrain"
+                                                 : cfg.task == config::Task::sft   ? "sft"
+                                                                                   : "kv_only");
+  s += " | " + std::string(model_type_name(mc.arch)) + " L=" + std::to_string(mc.num_layers) + " D=" +
+       std::to_string(mc.hidden_size) + " heads " + std::to_string(mc.num_heads) + "/" + std::to_string(mc.num_kv_heads) +
+       "x" + std::to_string(mc.head_dim) + " V=" + std::to_string(mc.vocab_size) + " | " +
+       human_count(double(model->params().total_numel())) + " params, " +
+       human_count(double(optimizer->trainable_numel())) + " trainable";
+  s += "\ntrain: " + std::string(device_name(ctx.device)) + " " + dtype_name(dtype) +
+       (dtype != cfg.run.dtype ? " (run.dtype " + std::string(dtype_name(cfg.run.dtype)) + " needs cuda)" : "") +
+       " | B=" + std::to_string(B) + " x T=" + std::to_string(T) + " x accum " + std::to_string(accum) + " x " +
+       std::to_string(world) + " rank" + (world == 1 ? "" : "s") + " | " + std::to_string(total) + " steps | data: " +
+       std::to_string(train_loader->items()) + (data->sft ? " train records" : " train sequences") +
+       (val_loader ? ", " + std::to_string(val_loader->items()) + " validation" : "") + " | run folder " + run_dir;
+  if (!resumed_from.empty()) s += "\ntrain: resumed from " + resumed_from + " at step " + std::to_string(state.step);
+  say(s);
+}
+
+std::string Trainer::Impl::save_checkpoint(const std::string& name, bool with_optimizer) {
+  std::string path;
+  if (rank == 0) {
+    state.rng_seed = ctx.seed;
+    state.rng_offset = ctx.rng_offset;
+    state.loader_state = train_loader->state_json();
+    CheckpointWriter w(checkpoint_root(run_dir), name);
+    save_model(*model, ctx, w.dir());
+    if (with_optimizer) optimizer->save(ctx, (fs::path(w.dir()) / kOptimizerFile).string());
+    write_file_synced((fs::path(w.dir()) / kTrainerStateFile).string(), state.to_json().dump(2) + "\n");
+    path = w.commit();
+    if (with_optimizer) prune_checkpoints(checkpoint_root(run_dir), cfg.checkpoint.keep_last);
+  }
+  comm->barrier();
+  return path;
+}
+
+Trainer::Trainer(const config::ExperimentConfig& cfg, TrainerOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->self = this;
+  impl_->cfg = cfg;
+  impl_->opt = std::move(options);
+  impl_->setup();
+}
+
+Trainer::~Trainer() = default;
+
+TrainResult Trainer::run() { return impl_->run(); }
+double Trainer::evaluate() { return impl_->evaluate(); }
+Model& Trainer::model() { return *impl_->model; }
+Ctx& Trainer::ctx() { return impl_->ctx; }
+const TrainerState& Trainer::state() const { return impl_->state; }
+const std::string& Trainer::run_dir() const { return impl_->run_dir; }
+int64_t Trainer::total_steps() const { return impl_->schedule.total_steps; }
+int64_t Trainer::trainable_numel() const { return impl_->optimizer->trainable_numel(); }
+
+}  // namespace attnlab::train
