@@ -1,6 +1,8 @@
 // Token sampling: one 512-thread block per row (core/ops/sampling.h describes the rules and the
 // two paths). Every decision is an integer comparison on masses from core/ops/sampling_math.h, so
 // the result equals the CPU's bit for bit and does not depend on thread scheduling.
+#include <cooperative_groups.h>
+
 #include "core/ops/sampling.h"
 #include "core/ops/sampling_math.h"
 #include "core/rng.h"
@@ -122,6 +124,15 @@ __device__ __forceinline__ void for_each_logit(const RowReader<T>& row, F&& f) {
       if (i < row.vocab) f(i, row.process(raw[u], w[u], i));
     }
   }
+}
+
+// One slot of a shared counter per calling thread, with one atomic per warp: a whole row can
+// pass the gather filter (long runs of equal bf16 logits) and must not serialise on one address.
+__device__ __forceinline__ int claim_slot(int* counter) {
+  const cooperative_groups::coalesced_group g = cooperative_groups::coalesced_threads();
+  int base = 0;
+  if (g.thread_rank() == 0) base = atomicAdd(counter, int(g.size()));
+  return g.shfl(base, 0) + int(g.thread_rank());
 }
 
 // ---- block-wide integer reductions (every thread gets the result) -----------------------------
@@ -430,11 +441,10 @@ __global__ void __launch_bounds__(kThreads, 1) sample_kernel(Params p) {
   if (gather) {
     if (threadIdx.x == 0) sh.i32[0] = 0;
     __syncthreads();  // also: every thread has read bound_key before keys are overwritten
-    volatile int* count = &sh.i32[0];
     for_each_logit<8>(reader, [&](int i, float x) {
       const uint32_t key = sampling_order_key(x);
-      if (key < bound_key || *count > kCandidates) return;
-      const int slot = atomicAdd(&sh.i32[0], 1);
+      if (key < bound_key) return;
+      const int slot = claim_slot(&sh.i32[0]);  // counts past kCandidates: then the wide path runs
       if (slot < kCandidates) s.small.keys[slot] = (uint64_t(key) << 32) | uint32_t(i);
     });
     __syncthreads();
