@@ -23,10 +23,14 @@ void check_args(const Ctx& ctx, const SamplingArgs& a) {
   CHECK(rows >= 1 && vocab >= 1, "sampling: logits must have B ≥ 1 and V ≥ 1, got ", l.shape_str());
   CHECK(vocab <= kSamplingMaxVocab, "sampling: V = ", vocab, " exceeds ", kSamplingMaxVocab,
         " (integer probability masses would overflow)");
-  CHECK(std::isfinite(a.repetition_penalty) && a.repetition_penalty > 0.0f,
-        "sampling: repetition_penalty must be finite and > 0, got ", a.repetition_penalty);
-  CHECK(std::isfinite(a.temperature) && a.temperature >= 0.0f,
-        "sampling: temperature must be finite and ≥ 0 (0 = greedy), got ", a.temperature);
+  // The reciprocals are what the logits are multiplied by: they must be finite too.
+  CHECK(a.repetition_penalty > 0.0f && std::isfinite(a.repetition_penalty) &&
+            std::isfinite(1.0f / a.repetition_penalty),
+        "sampling: repetition_penalty must be finite and > 0 with a finite reciprocal, got ", a.repetition_penalty);
+  CHECK(std::isfinite(a.temperature) && a.temperature >= 0.0f &&
+            (a.temperature == 0.0f || std::isfinite(1.0f / a.temperature)),
+        "sampling: temperature must be 0 (greedy) or finite and > 0 with a finite reciprocal, got ",
+        a.temperature);
   CHECK(a.top_k >= 0, "sampling: top_k must be ≥ 0 (0 = off), got ", a.top_k);
   CHECK(a.top_p > 0.0 && a.top_p <= 1.0, "sampling: top_p must be in (0, 1] (1 = off), got ", a.top_p);
   CHECK(a.out_ids.defined() && a.out_ids.dtype == DType::i32, "sampling: out_ids '", a.out_ids.name,

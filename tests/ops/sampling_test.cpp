@@ -388,6 +388,10 @@ TEST(Sampling, RejectsBadArguments) {
   expect_throw([](SamplingArgs& b) { b.top_p = 0.0; });
   expect_throw([](SamplingArgs& b) { b.top_p = 1.5; });
   expect_throw([](SamplingArgs& b) { b.temperature = -1.0f; });
+  expect_throw([](SamplingArgs& b) { b.temperature = 1e-39f; });  // 1/T overflows
+  expect_throw([](SamplingArgs& b) {
+    b.repetition_penalty = 0.0f;
+  });
   expect_throw([](SamplingArgs& b) { b.top_k = -2; });
   expect_throw([&](SamplingArgs& b) { b.out_ids = logits.t().view({80}); });
   Buffer lp64 = make_poisoned(Device::cpu, DType::f64, {2});
