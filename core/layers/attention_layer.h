@@ -33,6 +33,25 @@ struct AttentionLayerArgs {
   const nlohmann::ordered_json& options;  // the "attention" object of the attnlab block (null when absent)
 };
 
+// One call of KV-cache inference (core/models/cached_forward.h): T new tokens for each of B
+// sequences, whose keys and values the layer appends to its cache before attending over it.
+// Rows may sit at different lengths (right-padded prompts): `positions` says where each token
+// goes, `key_lengths` how many keys each row sees; cache slots at or beyond a row's key length
+// hold padding (finite values) that the attention masks.
+struct CachedAttentionArgs {
+  Tensor x;                  // in  [B, T, D] the block's normalised input
+  Tensor y;                  // out [B, T, D]
+  Tensor k_cache;            // in/out [B, Hkv, S_cap, d] this layer's keys (heads-first, the attention op's layout)
+  Tensor v_cache;            // in/out [B, Hkv, S_cap, d] this layer's values
+  Tensor positions;          // in i32 [B, T]: token t of row b sits at this position: its cache slot and
+                             //    its RoPE (or learned) position
+  Tensor key_lengths;        // in i32 [B]: keys row b sees after this call's writes
+  int64_t keys = 0;          // S: cache slots the attention reads, ≥ every key length, ≤ S_cap
+  int64_t query_offset = 0;  // query t sees keys j ≤ t + query_offset (then capped by key_lengths):
+                             //    0 for a prefill from slot 0, S − 1 for a one-token decode step
+  Arena* scratch = nullptr;  // emptied by the caller before the call; holds ≥ cached_scratch_bytes()
+};
+
 // Model-level parameters a variant may read, bound after the whole model is built.
 struct AttentionModelRefs {
   Param* lm_head_weight = nullptr;  // [V, D]: the LM head (the embedding when tied)
@@ -49,6 +68,18 @@ class AttentionLayer {
   virtual void forward(Ctx& ctx, const Tensor& x, const Tensor& y) = 0;
   // dy [B, T, D]; dx [B, T, D] overwritten (must not alias dy); parameter gradients accumulate.
   virtual void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx) = 0;
+
+  // KV-cache inference (generation). Independent of plan/forward/backward: it keeps no state and
+  // takes its memory from args.scratch. A variant that supports generation overrides both; the
+  // defaults refuse, naming the layer.
+  // Scratch bytes one forward_cached call with B rows, T new tokens and S visible slots needs.
+  virtual size_t cached_scratch_bytes(DType dt, int64_t B, int64_t T, int64_t S) const {
+    FAIL_WITH("attention layer '", name(), "' does not implement KV-cache inference (generation); its variant must ",
+              "override AttentionLayer::cached_scratch_bytes and forward_cached");
+  }
+  virtual void forward_cached(Ctx& ctx, const CachedAttentionArgs& args) {
+    FAIL_WITH("attention layer '", name(), "' does not implement KV-cache inference (generation)");
+  }
 };
 
 using AttentionFactory = std::function<std::unique_ptr<AttentionLayer>(const AttentionLayerArgs&)>;

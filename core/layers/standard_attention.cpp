@@ -3,7 +3,9 @@
 #include <algorithm>
 
 #include "core/nvtx.h"
+#include "core/ops/kv_cache_write.h"
 #include "core/ops/permute.h"
+#include "core/ops/rmsnorm.h"
 
 namespace attnlab {
 
@@ -77,8 +79,11 @@ StandardAttention::StandardAttention(const AttentionLayerArgs& args) : name_(arg
     // Qwen2's o_proj has no bias; Qwen3's follows attention_bias.
     o_proj_ = proj("o_proj", D_, Hq * d_, c.arch == ModelArch::qwen3 && bias);
     if (qk_norm_) {
-      q_.norm = RmsNorm(p + ".q_norm", &ps.add(p + ".q_norm.weight", {d_}), c.norm_eps);
-      k_.norm = RmsNorm(p + ".k_norm", &ps.add(p + ".k_norm.weight", {d_}), c.norm_eps);
+      q_.norm_weight = &ps.add(p + ".q_norm.weight", {d_});
+      k_.norm_weight = &ps.add(p + ".k_norm.weight", {d_});
+      q_.norm_eps = k_.norm_eps = c.norm_eps;
+      q_.norm = RmsNorm(p + ".q_norm", q_.norm_weight, c.norm_eps);
+      k_.norm = RmsNorm(p + ".k_norm", k_.norm_weight, c.norm_eps);
     }
     rope_spec_.layout = RopeLayout::rotate_half;
     rope_spec_.theta = c.rope_theta;
@@ -208,6 +213,123 @@ void StandardAttention::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, co
   Tensor dv_tok = as(tok_, {B_, T_, Hkv, d_});
   permute_backward(ctx, {dv_tok, dv_hf_});
   v_proj_.backward(ctx, dv_tok.view({B_, T_, Hkv * d_}), x, dx, true);
+}
+
+// ---- KV-cache inference ------------------------------------------------------------------------
+
+struct StandardAttention::CachedBuffers {
+  Tensor q_tok, k_tok, v_tok;  // [B, T, H, d] projections (after q/k norm; k rotated in place)
+  Tensor raw, rstd;            // q/k norm only: the projection output [B, T, Hmax, d] and its row statistics
+  Tensor q_hf, out_hf;         // [B, Hq, T, d]
+  Tensor merged;               // [B, T, Hq·d] o_proj's input
+  Tensor probs;                // [B, Hq, T, S]
+  Tensor lse, row_min, row_sum, workspace;
+};
+
+StandardAttention::CachedBuffers StandardAttention::cached_buffers(Arena* arena, DType dt, int64_t B, int64_t T,
+                                                                   int64_t S, size_t* bytes) const {
+  const int64_t Hq = q_.heads, Hkv = k_.heads, Hmax = std::max(Hq, Hkv);
+  const DType acc = acc_dtype(dt);
+  *bytes = 0;
+  auto take = [&](DType t, std::initializer_list<int64_t> dims, const char* name) {
+    const Tensor shape(nullptr, t, Device::cpu, dims, name);
+    *bytes += Arena::aligned(shape.bytes());
+    return arena ? arena->alloc(t, dims, name) : Tensor();
+  };
+  CachedBuffers c;
+  c.q_tok = take(dt, {B, T, Hq, d_}, "attn.cached.q_tok");
+  c.k_tok = take(dt, {B, T, Hkv, d_}, "attn.cached.k_tok");
+  c.v_tok = take(dt, {B, T, Hkv, d_}, "attn.cached.v_tok");
+  if (qk_norm_) {
+    c.raw = take(dt, {B, T, Hmax, d_}, "attn.cached.proj_out");
+    c.rstd = take(acc, {B * T * Hmax}, "attn.cached.qk_rstd");
+  }
+  c.q_hf = take(dt, {B, Hq, T, d_}, "attn.cached.q");
+  c.out_hf = take(dt, {B, Hq, T, d_}, "attn.cached.out");
+  c.merged = take(dt, {B, T, Hq * d_}, "attn.cached.merged");
+  c.probs = take(dt, {B, Hq, T, S}, "attn.cached.probs");
+  if (spec_.norm == AttnNorm::softmax || spec_.norm == AttnNorm::ramp) c.lse = take(acc, {B, Hq, T}, "attn.cached.lse");
+  if (spec_.norm == AttnNorm::linear || spec_.norm == AttnNorm::ramp) {
+    c.row_min = take(DType::i32, {B, Hq, T}, "attn.cached.row_min");
+    c.row_sum = take(acc, {B, Hq, T}, "attn.cached.row_sum");
+  }
+  const size_t ws = attention_workspace_bytes(spec_, B, T, S, dt, false, false);
+  if (ws > 0) {
+    const int64_t words = int64_t((ws + 3) / 4);
+    c.workspace = take(DType::i32, {words}, "attn.cached.workspace");
+  }
+  return c;
+}
+
+size_t StandardAttention::cached_scratch_bytes(DType dt, int64_t B, int64_t T, int64_t S) const {
+  size_t bytes = 0;
+  cached_buffers(nullptr, dt, B, T, S, &bytes);
+  return bytes;
+}
+
+void StandardAttention::forward_cached(Ctx& ctx, const CachedAttentionArgs& a) {
+  NVTX_RANGE(ctx, name_.forward.c_str());
+  CHECK(a.x.defined() && a.x.ndim == 3 && a.x.dim(2) == D_, "attention '", name_.name,
+        "' forward_cached: x must be [B, T, ", D_, "], got ", a.x.shape_str());
+  CHECK(a.scratch, "attention '", name_.name, "' forward_cached: no scratch arena");
+  const int64_t B = a.x.dim(0), T = a.x.dim(1), S = a.keys, Hq = q_.heads, Hkv = k_.heads;
+  const DType dt = a.x.dtype;
+  CHECK(a.positions.defined() && a.positions.ndim == 2 && a.positions.dim(0) == B && a.positions.dim(1) == T,
+        "attention '", name_.name, "' forward_cached: positions must be [", B, ", ", T, "], got ",
+        a.positions.shape_str());
+  size_t bytes = 0;
+  CachedBuffers c = cached_buffers(a.scratch, dt, B, T, S, &bytes);
+
+  // q and k: projection → (per-head RMSNorm) → RoPE at the given positions. q goes heads-first for
+  // the attention op; k stays token-major (rotated in place), the layout the cache write reads.
+  RopeSpec rope = rope_spec_;
+  rope.positions = a.positions;
+  for (Branch* b : {&q_, &k_}) {
+    const Tensor& tok = b == &q_ ? c.q_tok : c.k_tok;
+    const int64_t H = b->heads;
+    if (qk_norm_) {
+      Tensor raw = as(c.raw, {B, T, H, d_});
+      b->proj.forward(ctx, a.x, raw.view({B, T, H * d_}));
+      RmsNormArgs n;
+      n.y = tok;
+      n.rstd = as(c.rstd, {B * T * H});
+      n.x = raw;
+      n.weight = b->norm_weight->value;
+      n.eps = b->norm_eps;
+      rmsnorm_forward(ctx, n);
+    } else {
+      b->proj.forward(ctx, a.x, tok.view({B, T, H * d_}));
+    }
+    if (b == &q_) {
+      rope.heads_first = true;
+      if (rope_) rope_forward(ctx, {c.q_hf, tok, rope});
+      else permute_forward(ctx, {c.q_hf, tok});
+    } else if (rope_) {
+      rope.heads_first = false;
+      rope_forward(ctx, {tok, tok, rope});
+    }
+  }
+  v_proj_.forward(ctx, a.x, c.v_tok.view({B, T, Hkv * d_}));
+  kv_cache_write_forward(ctx, {a.k_cache, c.k_tok, a.positions});
+  kv_cache_write_forward(ctx, {a.v_cache, c.v_tok, a.positions});
+
+  AttentionArgs at;
+  at.spec = spec_;
+  at.q = c.q_hf;
+  at.k = a.k_cache;
+  at.v = a.v_cache;
+  at.key_lengths = a.key_lengths;
+  at.query_offset = a.query_offset;
+  at.out = c.out_hf;
+  at.probs = c.probs;
+  at.lse = c.lse;
+  at.row_min = c.row_min;
+  at.row_sum = c.row_sum;
+  at.workspace = c.workspace;
+  attention_forward(ctx, at);
+
+  permute_forward(ctx, {c.merged.view({B, T, Hq, d_}), c.out_hf});
+  o_proj_.forward(ctx, c.merged, a.y);
 }
 
 std::unique_ptr<AttentionLayer> make_standard_attention(const AttentionLayerArgs& args) {

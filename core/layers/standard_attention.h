@@ -33,6 +33,10 @@ class StandardAttention : public AttentionLayer {
   void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t B, int64_t T) override;
   void forward(Ctx& ctx, const Tensor& x, const Tensor& y) override;
   void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx) override;
+  // KV-cache inference: the forward above with the new keys/values written into the cache (RoPE at
+  // the given positions) and the attention over the cache's first `keys` slots.
+  size_t cached_scratch_bytes(DType dt, int64_t B, int64_t T, int64_t S) const override;
+  void forward_cached(Ctx& ctx, const CachedAttentionArgs& args) override;
 
   const AttentionSpec& spec() const { return spec_; }
   // The saved probability map [B, Hq, T, T] of the last forward (analyses read it).
@@ -43,11 +47,16 @@ class StandardAttention : public AttentionLayer {
   struct Branch {
     Linear proj;
     RmsNorm norm;       // qk_norm only
+    Param* norm_weight = nullptr;  // qk_norm only: the norm's [d] weight and eps, for forward_cached
+    double norm_eps = 0;
     int64_t heads = 0;
     Tensor raw;         // saved [B, T, H, d] projection output (qk_norm only)
     Tensor heads_first; // saved [B, H, T, d]
   };
   void branch_forward(Ctx& ctx, Branch& b, const Tensor& x);
+  struct CachedBuffers;
+  // Carves the buffers of one forward_cached call from `arena`, or (arena null) only adds up their bytes.
+  CachedBuffers cached_buffers(Arena* arena, DType dt, int64_t B, int64_t T, int64_t S, size_t* bytes) const;
   // Gradient of the branch's heads-first output → gradient of its projection output → dx.
   void branch_backward(Ctx& ctx, Branch& b, const Tensor& d_heads_first, const Tensor& x, const Tensor& dx,
                        bool accumulate_dx);

@@ -1,0 +1,291 @@
+#include "core/models/cached_forward.h"
+
+#include <algorithm>
+
+#include "core/memory.h"
+#include "core/nvtx.h"
+#include "core/ops/embedding.h"
+#include "core/ops/gelu.h"
+#include "core/ops/layernorm.h"
+#include "core/ops/residual.h"
+#include "core/ops/rmsnorm.h"
+#include "core/ops/swiglu.h"
+
+namespace attnlab {
+
+namespace {
+
+// A view of the first elements of `storage` with the given dims.
+Tensor as(const Tensor& storage, std::initializer_list<int64_t> dims) {
+  Tensor t(storage.data, storage.dtype, storage.device, dims, storage.name);
+  CHECK(t.numel() <= storage.numel(), "buffer '", storage.name, "' ", storage.shape_str(), " cannot hold ",
+        t.shape_str());
+  return t;
+}
+
+}  // namespace
+
+CachedForward::CachedForward(Model& model, const Ctx& ctx, int64_t batch, int64_t max_prompt, int64_t max_length)
+    : model_(model), config_(model.config()), dt_(model.dtype()), gpt2_(model.config().arch == ModelArch::gpt2) {
+  const ModelConfig& c = config_;
+  CHECK(ctx.device == model.device(), "generation: the model is on ", device_name(model.device()), ", the context on ",
+        device_name(ctx.device));
+  CHECK(batch > 0 && max_prompt > 0 && max_length >= max_prompt, "generation: need batch > 0 and 0 < max_prompt ≤ ",
+        "max_length, got batch ", batch, ", max_prompt ", max_prompt, ", max_length ", max_length);
+  if (gpt2_)
+    CHECK(max_length <= c.max_position_embeddings, "generation: ", max_length, " tokens per sequence (prompt + new ",
+          "tokens) exceed GPT-2's ", c.max_position_embeddings, " learned positions (n_positions in '", c.source, "')");
+  B_ = batch;
+  max_prompt_ = max_prompt;
+  D_ = c.hidden_size;
+  I_ = c.intermediate_size;
+  V_ = c.vocab_size;
+
+  // The parameters of every layer, by their HF names (the names Model registers).
+  ParamStore& ps = model.params();
+  for (int64_t l = 0; l < model.num_layers(); ++l) {
+    const std::string p = model.block_prefix(l);
+    Block b;
+    if (gpt2_) {
+      b.norm1_w = &ps.at(p + ".ln_1.weight");
+      b.norm1_b = &ps.at(p + ".ln_1.bias");
+      b.norm2_w = &ps.at(p + ".ln_2.weight");
+      b.norm2_b = &ps.at(p + ".ln_2.bias");
+      b.in = Linear(&ps.at(p + ".mlp.c_fc.weight"), &ps.at(p + ".mlp.c_fc.bias"));
+      b.out = Linear(&ps.at(p + ".mlp.c_proj.weight"), &ps.at(p + ".mlp.c_proj.bias"));
+    } else {
+      b.norm1_w = &ps.at(p + ".input_layernorm.weight");
+      b.norm2_w = &ps.at(p + ".post_attention_layernorm.weight");
+      b.in = Linear(&ps.at(p + ".mlp.gate_proj.weight"), nullptr);
+      b.up = Linear(&ps.at(p + ".mlp.up_proj.weight"), nullptr);
+      b.out = Linear(&ps.at(p + ".mlp.down_proj.weight"), nullptr);
+    }
+    blocks_.push_back(b);
+  }
+  final_w_ = &ps.at(gpt2_ ? "transformer.ln_f.weight" : "model.norm.weight");
+  final_b_ = gpt2_ ? &ps.at("transformer.ln_f.bias") : nullptr;
+  wte_ = model.token_embedding();
+  wpe_ = gpt2_ ? &ps.at("transformer.wpe.weight") : nullptr;
+  head_ = Linear(model.lm_head_weight(), nullptr);
+
+  cache_ = KvCache::for_config(ctx, c, dt_, B_, max_length);
+  size_t bytes = 0;
+  carve(nullptr, &bytes);
+  buffers_ = Arena(ctx.device, bytes);
+  carve(&buffers_, &bytes);
+  // Attention scratch for the two kinds of call: a prefill (T = S ≤ max_prompt) and a decode step
+  // (T = 1, S ≤ max_length). Every buffer grows with T and S, so these two bound every call.
+  size_t scratch = Arena::kAlign;
+  for (int64_t l = 0; l < model.num_layers(); ++l) {
+    const AttentionLayer& a = model.attention(l);
+    scratch = std::max({scratch, a.cached_scratch_bytes(dt_, B_, max_prompt, max_prompt),
+                        a.cached_scratch_bytes(dt_, B_, 1, max_length)});
+  }
+  attn_scratch_ = Arena(ctx.device, scratch);
+  host_inputs_.resize(size_t(2 * B_ * max_prompt_ + 2 * B_));
+}
+
+void CachedForward::carve(Arena* arena, size_t* bytes) {
+  *bytes = 0;
+  auto take = [&](DType t, std::initializer_list<int64_t> dims, const char* name) {
+    const Tensor shape(nullptr, t, Device::cpu, dims, name);
+    *bytes += Arena::aligned(shape.bytes());
+    return arena ? arena->alloc(t, dims, name) : Tensor();
+  };
+  const int64_t rows = B_ * max_prompt_;
+  const DType acc = acc_dtype(dt_);
+  inputs_ = take(DType::i32, {2 * rows + 2 * B_}, "generation.inputs");
+  resid_ = take(dt_, {rows, D_}, "generation.resid");
+  mid_ = take(dt_, {rows, D_}, "generation.mid");
+  h_ = take(dt_, {rows, D_}, "generation.norm_out");
+  branch_ = take(dt_, {rows, D_}, "generation.branch");
+  stat1_ = take(acc, {rows}, "generation.norm_stat1");
+  stat2_ = gpt2_ ? take(acc, {rows}, "generation.norm_stat2") : Tensor();
+  pre_ = take(dt_, {rows, I_}, "generation.mlp_pre");
+  act_ = take(dt_, {rows, I_}, "generation.mlp_act");
+  up_out_ = gpt2_ ? Tensor() : take(dt_, {rows, I_}, "generation.mlp_up");
+  last_ = take(dt_, {B_, D_}, "generation.last_rows");
+  last_norm_ = take(dt_, {B_, D_}, "generation.last_rows_norm");
+  logits_ = take(dt_, {B_, V_}, "generation.logits");
+  *bytes = std::max<size_t>(*bytes, Arena::kAlign);
+}
+
+void CachedForward::norm(Ctx& ctx, Param* w, Param* b, const Tensor& x, const Tensor& y, int64_t rows) {
+  if (gpt2_) {
+    LayerNormArgs a;
+    a.y = y;
+    a.mean = as(stat1_, {rows});
+    a.rstd = as(stat2_, {rows});
+    a.x = x;
+    a.weight = w->value;
+    a.bias = b ? b->value : Tensor();
+    a.eps = config_.norm_eps;
+    layernorm_forward(ctx, a);
+  } else {
+    RmsNormArgs a;
+    a.y = y;
+    a.rstd = as(stat1_, {rows});
+    a.x = x;
+    a.weight = w->value;
+    a.eps = config_.norm_eps;
+    rmsnorm_forward(ctx, a);
+  }
+}
+
+void CachedForward::upload_inputs(Ctx& ctx, int64_t T) {
+  // One copy: ids [B, T], positions [B, T], key lengths [B], last rows [B], packed for this T.
+  const int64_t n = 2 * B_ * T + 2 * B_;
+  Tensor host(host_inputs_.data(), DType::i32, Device::cpu, {n}, "generation.inputs(host)");
+  copy_tensor(ctx, as(inputs_, {n}), host);
+  auto at = [&](int64_t offset) { return static_cast<int32_t*>(inputs_.data) + offset; };
+  ids_ = Tensor(at(0), DType::i32, inputs_.device, {B_, T}, "generation.ids");
+  positions_ = Tensor(at(B_ * T), DType::i32, inputs_.device, {B_, T}, "generation.positions");
+  key_lengths_ = Tensor(at(2 * B_ * T), DType::i32, inputs_.device, {B_}, "generation.key_lengths");
+  last_rows_ = Tensor(at(2 * B_ * T + B_), DType::i32, inputs_.device, {B_}, "generation.last_rows");
+}
+
+void CachedForward::run_blocks(Ctx& ctx, int64_t T, int64_t keys, int64_t query_offset) {
+  const int64_t rows = B_ * T;
+  const Tensor resid = as(resid_, {B_, T, D_}), mid = as(mid_, {B_, T, D_}), h = as(h_, {B_, T, D_}),
+               branch = as(branch_, {B_, T, D_});
+  if (gpt2_) {
+    // wte[id] + wpe[position]: two gathers and an add (the embedding op's own position table takes
+    // one offset for the whole batch; here every row has its own).
+    EmbeddingArgs tok;
+    tok.out = mid;
+    tok.ids = ids_;
+    tok.table = wte_->value;
+    embedding_forward(ctx, tok);
+    EmbeddingArgs pos;
+    pos.out = branch;
+    pos.ids = positions_;
+    pos.table = wpe_->value;
+    embedding_forward(ctx, pos);
+    residual_forward(ctx, {resid, mid, branch});
+  } else {
+    EmbeddingArgs tok;
+    tok.out = resid;
+    tok.ids = ids_;
+    tok.table = wte_->value;
+    embedding_forward(ctx, tok);
+  }
+
+  const GeluKind gelu = gpt2_ ? gelu_kind_of(config_) : GeluKind::tanh_approx;
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    const Block& b = blocks_[l];
+    norm(ctx, b.norm1_w, b.norm1_b, resid, h, rows);
+    attn_scratch_.reset();
+    CachedAttentionArgs a;
+    a.x = h;
+    a.y = branch;
+    a.k_cache = cache_.k(int64_t(l));
+    a.v_cache = cache_.v(int64_t(l));
+    a.positions = positions_;
+    a.key_lengths = key_lengths_;
+    a.keys = keys;
+    a.query_offset = query_offset;
+    a.scratch = &attn_scratch_;
+    model_.attention(int64_t(l)).forward_cached(ctx, a);
+    residual_forward(ctx, {mid, resid, branch});
+
+    norm(ctx, b.norm2_w, b.norm2_b, mid, h, rows);
+    const Tensor pre = as(pre_, {B_, T, I_}), act = as(act_, {B_, T, I_});
+    b.in.forward(ctx, h, pre);
+    if (gpt2_) {
+      gelu_forward(ctx, {act, pre, gelu});
+    } else {
+      const Tensor up = as(up_out_, {B_, T, I_});
+      b.up.forward(ctx, h, up);
+      SwigluArgs s;
+      s.h = as(act_, {rows, I_});
+      s.gate = as(pre_, {rows, I_});
+      s.up = as(up_out_, {rows, I_});
+      swiglu_forward(ctx, s);
+    }
+    b.out.forward(ctx, act, branch);
+    residual_forward(ctx, {resid, mid, branch});
+  }
+}
+
+Tensor CachedForward::head(Ctx& ctx, const Tensor& last_rows) {
+  norm(ctx, final_w_, final_b_, last_rows, last_norm_, B_);
+  head_.forward(ctx, last_norm_, logits_);
+  return logits_;
+}
+
+Tensor CachedForward::prefill(Ctx& ctx, const std::vector<std::vector<int32_t>>& prompts) {
+  NVTX_RANGE(ctx, "generation prefill");
+  CHECK(int64_t(prompts.size()) == B_, "prefill: ", prompts.size(), " prompts for a batch of ", B_);
+  int64_t T = 0;
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    const int64_t n = int64_t(prompts[b].size());
+    CHECK(n >= 1 && n <= max_prompt_, "prefill: prompt ", b, " has ", n, " tokens; allowed 1 to ", max_prompt_);
+    for (size_t t = 0; t < prompts[b].size(); ++t)
+      CHECK(prompts[b][t] >= 0 && prompts[b][t] < V_, "prefill: token ", prompts[b][t], " (prompt ", b, ", position ",
+            t, ") is outside the model's vocabulary of ", V_);
+    T = std::max(T, n);
+  }
+  cache_.reset(ctx);
+  // Right padding: a padded position repeats the prompt's last token (any valid id would do: its
+  // outputs are never read and its key slot is masked, then overwritten by decoding).
+  std::vector<int64_t> lengths(static_cast<size_t>(B_));
+  for (int64_t b = 0; b < B_; ++b) {
+    const auto& p = prompts[size_t(b)];
+    const int64_t n = int64_t(p.size());
+    lengths[size_t(b)] = n;
+    for (int64_t t = 0; t < T; ++t) {
+      host_inputs_[size_t(b * T + t)] = p[size_t(std::min(t, n - 1))];
+      host_inputs_[size_t(B_ * T + b * T + t)] = int32_t(t);
+    }
+    host_inputs_[size_t(2 * B_ * T + b)] = int32_t(n);
+    host_inputs_[size_t(2 * B_ * T + B_ + b)] = int32_t(b * T + n - 1);
+  }
+  upload_inputs(ctx, T);
+  run_blocks(ctx, T, T, 0);
+  cache_.set_lengths(lengths);
+
+  // The last token of each prompt: row b·T + length − 1 of the residual stream (a gather through
+  // the embedding op, whose "table" is the residual stream). The final norm works per row, so
+  // gathering first gives the same values as normalising everything.
+  EmbeddingArgs g;
+  g.out = last_;
+  g.ids = last_rows_;
+  g.table = as(resid_, {B_ * T, D_});
+  embedding_forward(ctx, g);
+  return head(ctx, last_);
+}
+
+Tensor CachedForward::decode(Ctx& ctx, const std::vector<int32_t>& tokens) {
+  NVTX_RANGE(ctx, "generation decode");
+  CHECK(int64_t(tokens.size()) == B_, "decode: ", tokens.size(), " tokens for a batch of ", B_);
+  std::vector<int64_t> lengths = cache_.lengths();
+  int64_t keys = 0;
+  for (int64_t b = 0; b < B_; ++b) {
+    const int32_t id = tokens[size_t(b)];
+    const int64_t n = lengths[size_t(b)];
+    CHECK(n >= 1, "decode: sequence ", b, " is empty; run prefill first");
+    CHECK(n < cache_.capacity(), "decode: sequence ", b, " already holds ", n, " tokens, the cache's capacity");
+    CHECK(id >= 0 && id < V_, "decode: token ", id, " (sequence ", b, ") is outside the model's vocabulary of ", V_);
+    host_inputs_[size_t(b)] = id;
+    host_inputs_[size_t(B_ + b)] = int32_t(n);          // position = slot = current length
+    host_inputs_[size_t(2 * B_ + b)] = int32_t(n + 1);  // keys visible after the write
+    host_inputs_[size_t(3 * B_ + b)] = int32_t(b);
+    lengths[size_t(b)] = n + 1;
+    keys = std::max(keys, n + 1);
+  }
+  upload_inputs(ctx, 1);
+  // One query per row that may see every slot up to S − 1; each row's key length cuts it to its own.
+  run_blocks(ctx, 1, keys, keys - 1);
+  cache_.set_lengths(lengths);
+  return head(ctx, as(resid_, {B_, D_}));
+}
+
+void CachedForward::truncate(const std::vector<int64_t>& lengths) {
+  CHECK(int64_t(lengths.size()) == B_, "truncate: ", lengths.size(), " lengths for a batch of ", B_);
+  for (int64_t b = 0; b < B_; ++b)
+    CHECK(lengths[size_t(b)] >= 1 && lengths[size_t(b)] <= cache_.length(b), "truncate: sequence ", b, " holds ",
+          cache_.length(b), " tokens; it can be cut to 1 to ", cache_.length(b), ", not ", lengths[size_t(b)]);
+  cache_.set_lengths(lengths);
+}
+
+}  // namespace attnlab
