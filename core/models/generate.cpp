@@ -10,6 +10,7 @@
 #include "core/memory.h"
 #include "core/nvtx.h"
 #include "core/ops/sampling.h"
+#include "data/input_check.h"
 
 namespace attnlab {
 
@@ -148,22 +149,22 @@ GenerationResult generate(CachedForward& forward, Ctx& ctx, const std::vector<st
 
 GenerationConfig read_generation_config(const std::string& path, GenerationConfig c) {
   std::ifstream in(path);
-  CHECK(in, "cannot open '", path, "'");
+  INPUT_CHECK(in, "cannot open '", path, "'");
   std::stringstream text;
   text << in.rdbuf();
   const nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, false);
-  CHECK(!j.is_discarded() && j.is_object(), "'", path, "' is not a JSON object");
+  INPUT_CHECK(!j.is_discarded() && j.is_object(), "'", path, "' is not a JSON object");
   auto has = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
   auto number = [&](const char* key) {
-    CHECK(j[key].is_number(), "'", path, "': ", key, " must be a number, got ", j[key].dump());
+    INPUT_CHECK(j[key].is_number(), "'", path, "': ", key, " must be a number, got ", j[key].dump());
     return j[key].get<double>();
   };
   auto integer = [&](const char* key, const nlohmann::json& v) {
-    CHECK(v.is_number_integer(), "'", path, "': ", key, " must hold integers, got ", v.dump());
+    INPUT_CHECK(v.is_number_integer(), "'", path, "': ", key, " must hold integers, got ", v.dump());
     return v.get<int64_t>();
   };
   if (has("do_sample")) {
-    CHECK(j["do_sample"].is_boolean(), "'", path, "': do_sample must be true or false, got ", j["do_sample"].dump());
+    INPUT_CHECK(j["do_sample"].is_boolean(), "'", path, "': do_sample must be true or false, got ", j["do_sample"].dump());
     c.do_sample = j["do_sample"].get<bool>();
   }
   if (has("temperature")) c.temperature = float(number("temperature"));

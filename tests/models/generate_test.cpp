@@ -2,6 +2,8 @@
 // every step, greedy decoding against argmax-by-recompute, batches of prompts of different
 // lengths against each prompt alone, stop tokens, seeded sampling, repetition penalty (P14),
 // the cache's bookkeeping and errors, and text streaming.
+#include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/layers/standard_attention.h"
@@ -336,6 +338,39 @@ TEST(GenerationCache, VariantWithoutCachePathIsRefusedByName) {
   const std::string msg = error_of([&] { CachedForward f(m, ctx, 1, 4, 8); });
   EXPECT_HAS(msg, "model.layers.0.self_attn");
   EXPECT_HAS(msg, "does not implement KV-cache inference");
+}
+
+TEST(GenerationConfigFile, ReadsHfKeysOverTheBase) {
+  const std::string path = ::testing::TempDir() + "attnlab_generation_config.json";
+  auto write = [&](const std::string& text) { std::ofstream(path) << text; };
+  GenerationConfig base;
+  base.max_new_tokens = 7;
+  base.stop_tokens = {5};
+  write(R"({"do_sample": true, "temperature": 0.7, "top_k": 20, "top_p": 0.8, "repetition_penalty": 1.05,
+            "eos_token_id": [151645, 151643], "pad_token_id": 151643, "bos_token_id": 151643,
+            "transformers_version": "4.37.0"})");
+  GenerationConfig c = read_generation_config(path, base);
+  EXPECT_TRUE(c.do_sample);
+  EXPECT_EQ(c.temperature, 0.7f);
+  EXPECT_EQ(c.top_k, 20);
+  EXPECT_EQ(c.top_p, 0.8);
+  EXPECT_EQ(c.repetition_penalty, 1.05f);
+  EXPECT_EQ(c.stop_tokens, (std::vector<int32_t>{151645, 151643}));
+  EXPECT_EQ(c.pad_token, 151643);
+  EXPECT_EQ(c.max_new_tokens, 7);  // absent: the base's
+  write(R"({"eos_token_id": 50256, "top_k": null, "max_new_tokens": 3})");
+  c = read_generation_config(path, base);
+  EXPECT_EQ(c.stop_tokens, std::vector<int32_t>{50256});
+  EXPECT_EQ(c.top_k, base.top_k);  // null: the base's
+  EXPECT_EQ(c.max_new_tokens, 3);
+  EXPECT_FALSE(c.do_sample);
+  write(R"({"top_k": "20"})");
+  EXPECT_HAS(error_of([&] { read_generation_config(path, base); }), "top_k");
+  write(R"({"eos_token_id": [1, 2.5]})");
+  EXPECT_HAS(error_of([&] { read_generation_config(path, base); }), "eos_token_id");
+  write("[1, 2]");
+  EXPECT_HAS(error_of([&] { read_generation_config(path, base); }), "not a JSON object");
+  std::remove(path.c_str());
 }
 
 // ---- text --------------------------------------------------------------------------------------

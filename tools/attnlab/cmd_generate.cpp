@@ -12,6 +12,7 @@
 #include "core/models/generate.h"
 #include "core/models/weights.h"
 #include "data/chat_template.h"
+#include "data/input_check.h"
 #include "data/tokenizer.h"
 #include "tools/attnlab/command.h"
 
@@ -48,17 +49,17 @@ bool folder_has_tokenizer(const std::string& dir) {
 }
 
 void run_generate(const GenerateOptions& o) {
-  CHECK(o.device == "cpu" || o.device == "cuda", "generate: --device is cpu or cuda, got '", o.device, "'");
+  INPUT_CHECK(o.device == "cpu" || o.device == "cuda", "generate: --device is cpu or cuda, got '", o.device, "'");
   const Device dev = o.device == "cuda" ? Device::cuda : Device::cpu;
   const DType dt = o.dtype == "auto" ? (dev == Device::cuda ? DType::bf16 : DType::f32) : dtype_from_name(o.dtype);
-  CHECK(o.batch >= 1, "generate: --batch must be ≥ 1, got ", o.batch);
-  CHECK(!o.greedy || (!o.temperature && !o.top_k && !o.top_p), "generate: --greedy takes no --temperature, ",
+  INPUT_CHECK(o.batch >= 1, "generate: --batch must be ≥ 1, got ", o.batch);
+  INPUT_CHECK(!o.greedy || (!o.temperature && !o.top_k && !o.top_p), "generate: --greedy takes no --temperature, ",
         "--top-k or --top-p (those turn sampling on)");
-  CHECK(o.chat || o.system.empty(), "generate: --system needs --chat (it is the chat's system message)");
+  INPUT_CHECK(o.chat || o.system.empty(), "generate: --system needs --chat (it is the chat's system message)");
 
   // The tokenizer: the model folder's own files, else --tokenizer.
   const bool own_tokenizer = folder_has_tokenizer(o.model);
-  CHECK(own_tokenizer || !o.tokenizer.empty(), "generate: '", o.model, "' has no tokenizer files (tokenizer.json, or ",
+  INPUT_CHECK(own_tokenizer || !o.tokenizer.empty(), "generate: '", o.model, "' has no tokenizer files (tokenizer.json, or ",
         "vocab.json + merges.txt); pass --tokenizer gpt2|qwen2.5|qwen3|PATH");
   const std::string tokenizer_source = !o.tokenizer.empty() ? o.tokenizer : o.model;
   const data::Tokenizer tok = data::Tokenizer::load(tokenizer_source);
@@ -68,7 +69,7 @@ void run_generate(const GenerateOptions& o) {
     std::optional<data::ChatFamily> family = o.chat_template.empty()
                                                  ? data::chat_family_for_tokenizer(tokenizer_source)
                                                  : std::optional(data::parse_chat_family(o.chat_template));
-    CHECK(family.has_value(), "generate: no known chat template for tokenizer '", tokenizer_source,
+    INPUT_CHECK(family.has_value(), "generate: no known chat template for tokenizer '", tokenizer_source,
           "'; pass --chat-template qwen2|qwen2.5|qwen3 (GPT-2 has none: drop --chat)");
     std::vector<data::ChatMessage> messages;
     if (!o.system.empty()) messages.push_back({"system", o.system});
@@ -80,7 +81,7 @@ void run_generate(const GenerateOptions& o) {
   } else {
     prompt = tok.encode(o.prompt);
   }
-  CHECK(!prompt.empty(), "generate: --prompt encodes to no tokens");
+  INPUT_CHECK(!prompt.empty(), "generate: --prompt encodes to no tokens");
 
   Ctx ctx = dev == Device::cuda ? Ctx::make_cuda(0, o.seed) : Ctx::make_cpu(o.seed);
   auto model = load_model(o.model, {dev, dt, false}, ctx);
@@ -105,7 +106,7 @@ void run_generate(const GenerateOptions& o) {
   std::sort(g.stop_tokens.begin(), g.stop_tokens.end());
   g.stop_tokens.erase(std::unique(g.stop_tokens.begin(), g.stop_tokens.end()), g.stop_tokens.end());
   for (int32_t id : prompt)
-    CHECK(id < mc.vocab_size, "generate: the tokenizer gave id ", id, ", outside the model's vocabulary of ",
+    INPUT_CHECK(id < mc.vocab_size, "generate: the tokenizer gave id ", id, ", outside the model's vocabulary of ",
           mc.vocab_size, " (is --tokenizer the model's?)");
 
   const std::vector<std::vector<int32_t>> prompts(size_t(o.batch), prompt);
