@@ -109,9 +109,10 @@ Progress::~Progress() { finish(); }
 void Progress::update(const ProgressLine& p, bool log_step) {
   if (!enabled_) return;
   if (live_) {
-    // \r then "erase to end of line": the new line replaces the old one in place.
-    std::fprintf(out_, "\r\033[K%s", format_progress(p).c_str());
-    line_open_ = true;
+    // \r then "erase to end of line": the new line replaces the old one in place. A logging step
+    // ends its line, so the terminal keeps one line per logging interval as history.
+    std::fprintf(out_, "\r\033[K%s%s", format_progress(p).c_str(), log_step ? "\n" : "");
+    line_open_ = !log_step;
   } else if (log_step) {
     std::fprintf(out_, "%s\n", format_progress(p).c_str());
   }

@@ -1,7 +1,7 @@
 #pragma once
 // What the user watches while training: a live line on a terminal (rewritten in place every
-// step), plain lines at the logging interval otherwise (log files, CI), and the numbers behind
-// them: model FLOPs per token and the device's peak, for MFU.
+// step, left standing at each logging step), plain lines at the logging interval otherwise (log
+// files, CI), and the numbers behind them: model FLOPs per token and the device's peak, for MFU.
 #include <cstdint>
 #include <cstdio>
 #include <string>

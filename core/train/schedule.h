@@ -8,7 +8,7 @@
 //   constant:  lr
 // with floor = min_lr_ratio·lr (0 gives HF's schedules exactly). t is the 0-based index of the
 // optimizer step being taken, as in HF (the first step of a warmup therefore runs at lr 0); steps
-// past N stay at the floor.
+// past N stay at the floor. With W >= N the whole run is warmup.
 #include <cstdint>
 
 #include "core/config/optim_config.h"

@@ -77,7 +77,8 @@ void Trainer::Impl::choose_device() {
     ctx = Ctx::make_cpu(seed);
     if (dtype == DType::bf16) dtype = DType::f32;  // announced in the summary; the config rule covers device: cpu
   }
-  ctx.nvtx = cfg.profile.nvtx;
+  // A profiling window wants the layers' NVTX ranges even when profile.nvtx was left off.
+  ctx.nvtx = cfg.profile.nvtx || cfg.profile.steps.has_value();
 }
 
 void Trainer::Impl::setup_data() {
@@ -209,6 +210,9 @@ void Trainer::Impl::setup() {
     CHECK(total >= 1, "train.epochs ", *cfg.train.epochs, " over ", per_rank, " training items per rank gives no step");
   }
   schedule = LrSchedule::from_config(cfg.schedule, cfg.optim.lr, total);
+  if (cfg.schedule.warmup_steps >= total)
+    say("note: schedule.warmup_steps (" + std::to_string(cfg.schedule.warmup_steps) + ") is not shorter than the run (" +
+        std::to_string(total) + " steps): the learning rate stays in warmup and never reaches optim.lr");
 
   state = TrainerState{};
   state.total_steps = total;
