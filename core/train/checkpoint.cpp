@@ -33,6 +33,8 @@ nlohmann::ordered_json TrainerState::to_json() const {
   j["best_val_loss"] = best_val_loss ? nlohmann::ordered_json(*best_val_loss) : nlohmann::ordered_json();
   j["best_step"] = best_step ? nlohmann::ordered_json(*best_step) : nlohmann::ordered_json();
   j["last_val_loss"] = last_val_loss ? nlohmann::ordered_json(*last_val_loss) : nlohmann::ordered_json();
+  j["log_loss_sum"] = log_loss_sum;
+  j["log_loss_count"] = log_loss_count;
   j["world_size"] = world_size;
   j["config_hash"] = config_hash;
   j["config_yaml"] = config_yaml;
@@ -60,6 +62,8 @@ TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string&
     if (!need("best_val_loss").is_null()) s.best_val_loss = j.at("best_val_loss").get<double>();
     if (!need("best_step").is_null()) s.best_step = j.at("best_step").get<int64_t>();
     if (!need("last_val_loss").is_null()) s.last_val_loss = j.at("last_val_loss").get<double>();
+    s.log_loss_sum = need("log_loss_sum").get<double>();
+    s.log_loss_count = need("log_loss_count").get<int64_t>();
     s.world_size = need("world_size").get<int>();
     s.config_hash = need("config_hash").get<std::string>();
     s.config_yaml = need("config_yaml").get<std::string>();

@@ -39,6 +39,10 @@ struct TrainerState {
   std::optional<double> best_val_loss;
   std::optional<int64_t> best_step;
   std::optional<double> last_val_loss;
+  // The logging interval in progress (its mean loss is logged at the next logging step): kept so
+  // a resumed run logs the very numbers the uninterrupted one would.
+  double log_loss_sum = 0;
+  int64_t log_loss_count = 0;
   int world_size = 1;
   std::string config_yaml;     // the resolved config (config::print_resolved)
   std::string config_hash;

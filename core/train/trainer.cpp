@@ -152,9 +152,8 @@ TrainResult Trainer::Impl::run() {
   const bool profiling = cfg.profile.steps.has_value();
   if (profiling && !ctx.is_cuda()) say("note: profile.steps brackets cudaProfilerStart/Stop; on the CPU it does nothing");
 
-  // Logging-interval accumulators.
-  double interval_loss = 0;
-  int64_t interval_applied = 0, interval_tokens = 0, interval_steps = 0;
+  // Logging interval: the loss sums live in the state (checkpointed), throughput restarts here.
+  int64_t interval_tokens = 0, interval_steps = 0;
   Clock::time_point interval_start = Clock::now();
   int64_t last_eval_step = -1, last_save_step = resumed_from.empty() ? -1 : state.step;
   bool first = true, interrupted = false;
@@ -205,8 +204,8 @@ TrainResult Trainer::Impl::run() {
     if (s.applied) {
       state.consecutive_bad = 0;
       first_bad_step = -1;
-      interval_loss += s.loss;
-      interval_applied += 1;
+      state.log_loss_sum += s.loss;
+      state.log_loss_count += 1;
     } else {
       state.skipped_steps += 1;
       state.consecutive_bad += 1;
@@ -228,12 +227,12 @@ TrainResult Trainer::Impl::run() {
     state.elapsed_s = elapsed_before + seconds_since(session_start);
 
     // Progress and metrics.
-    const bool log_step = state.step % log_every == 0 || state.step == total || state.step == res.start_step + 1;
+    const bool log_step = state.step % log_every == 0 || state.step == total || state.step == 1;
     const double interval_s = seconds_since(interval_start);
     ProgressLine pl;
     pl.step = state.step;
     pl.total_steps = total;
-    pl.loss = interval_applied ? interval_loss / double(interval_applied) : s.loss;
+    pl.loss = state.log_loss_count ? state.log_loss_sum / double(state.log_loss_count) : s.loss;
     pl.lr = schedule.lr_at(state.step - 1);
     pl.grad_norm = s.grad_norm;
     pl.tokens_per_s = interval_s > 0 ? double(interval_tokens) / interval_s : 0;
@@ -257,8 +256,9 @@ TrainResult Trainer::Impl::run() {
         j["skipped_steps"] = state.skipped_steps;
         metrics.write(j);
       }
-      interval_loss = 0;
-      interval_applied = interval_tokens = interval_steps = 0;
+      state.log_loss_sum = 0;
+      state.log_loss_count = 0;
+      interval_tokens = interval_steps = 0;
       interval_start = Clock::now();
     }
 

@@ -102,6 +102,8 @@ TEST(Checkpoint, TrainerStateRoundTripsThroughJson) {
   s.loader_state = R"({"epoch":2,"position":17})";
   s.best_val_loss = 3.25;
   s.best_step = 1000;
+  s.log_loss_sum = 17.25;
+  s.log_loss_count = 3;
   s.world_size = 2;
   s.config_yaml = "task: pretrain\n";
   s.config_hash = "0123456789abcdef";
@@ -119,6 +121,8 @@ TEST(Checkpoint, TrainerStateRoundTripsThroughJson) {
   EXPECT_EQ(r.best_val_loss, s.best_val_loss);
   EXPECT_EQ(r.best_step, s.best_step);
   EXPECT_FALSE(r.last_val_loss);
+  EXPECT_EQ(r.log_loss_sum, s.log_loss_sum);
+  EXPECT_EQ(r.log_loss_count, s.log_loss_count);
   EXPECT_EQ(r.world_size, 2);
   EXPECT_EQ(r.config_yaml, s.config_yaml);
   EXPECT_EQ(r.config_hash, s.config_hash);
