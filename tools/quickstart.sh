@@ -18,5 +18,5 @@ bin=build/attnlab
 # Between parallel regions OpenMP's idle threads spin, and on a small CPU they then take the cores
 # from OpenBLAS's own GEMM threads (4x slower training steps measured on 2 busy cores). Sleeping
 # idle threads avoid that.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}  # attnlab also sets it itself (tools/attnlab/main.cpp)
 "$bin" train experiments/quickstart.yaml "$@"

@@ -1,5 +1,8 @@
 // attnlab: one executable, one subcommand per job. `attnlab --help` lists them.
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "core/error.h"
@@ -12,7 +15,17 @@ std::vector<CommandSetup>& command_setups() {
 }
 }  // namespace attnlab::cli
 
+// libgomp reads OMP_WAIT_POLICY once, when it is loaded (before main). Idle OpenMP threads that
+// spin take the cores from OpenBLAS's own GEMM threads on small CPUs (training steps 4x slower on
+// 2 cores), so attnlab re-executes itself once with the passive policy unless the user chose one.
+static void prefer_passive_openmp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY")) return;
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: carry on with the default policy
+}
+
 int main(int argc, char** argv) {
+  prefer_passive_openmp(argv);
   CLI::App app{
       "attnlab: train and dissect attention variants in decoder language models.\n"
       "Runs on one GPU, many GPUs, or the CPU (a machine with no GPU or no driver uses the CPU).\n"
