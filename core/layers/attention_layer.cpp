@@ -3,6 +3,7 @@
 #include <map>
 #include <mutex>
 
+#include "core/layers/differential_attention.h"
 #include "core/layers/standard_attention.h"
 
 namespace attnlab {
@@ -15,6 +16,7 @@ using Registry = std::map<std::string, AttentionFactory>;
 // a static initialiser in its own file would not do).
 void builtin_attention_variants(Registry& r) {
   r["standard"] = make_standard_attention;
+  r["differential"] = make_differential_attention;
 }
 
 Registry& registry() {
