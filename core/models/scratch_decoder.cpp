@@ -1,0 +1,507 @@
+#include "core/models/scratch_decoder.h"
+
+#include <cmath>
+#include <random>
+
+#include "core/io/safetensors.h"
+#include "core/memory.h"
+#include "core/nvtx.h"
+#include "core/ops/attention.h"
+#include "core/ops/cross_entropy.h"
+#include "core/ops/gelu.h"
+#include "core/ops/matmul.h"
+#include "core/ops/permute.h"
+#include "core/ops/residual.h"
+#include "core/ops/simple_rmsnorm.h"
+
+namespace attnlab {
+
+ScratchDecoderConfig::Preset scratch_preset_from_name(const std::string& name) {
+  if (name == "paper") return ScratchDecoderConfig::Preset::paper;
+  if (name == "seed") return ScratchDecoderConfig::Preset::seed;
+  FAIL_WITH("unknown decoder preset '", name, "'; use paper or seed");
+}
+
+namespace {
+
+enum class NormKind { layer, rms, simple };
+
+// out = alpha·x + beta·out over n elements (a K = 1 GEMM against a one-element tensor `one`).
+void scaled_add(Ctx& ctx, const Tensor& out, const Tensor& x, const Tensor& one, double alpha, double beta) {
+  const int64_t n = x.numel();
+  MatmulArgs m;
+  m.c = out.view({n, 1});
+  m.a = x.view({n, 1});
+  m.b = one;
+  m.M = n;
+  m.N = 1;
+  m.K = 1;
+  m.alpha = float(alpha);
+  m.beta = float(beta);
+  matmul(ctx, m);
+}
+
+}  // namespace
+
+// A block or final norm: LayerNorm (eps 1e−5), RMSNorm (P2, eps 1e−6) or SimpleRMSNorm (eps 1e−8
+// outside the root). Two instances over the same parameters are the seed's shared norm: each keeps
+// its own statistics, and both add into the one gradient.
+class ScratchDecoder::ScratchNorm {
+ public:
+  ScratchNorm(NormKind kind, const std::string& name, Param* weight, Param* bias) : kind_(kind), name_(name), w_(weight) {
+    if (kind == NormKind::layer) ln_ = LayerNorm(name, weight, bias, 1e-5);
+    if (kind == NormKind::rms) rms_ = RmsNorm(name, weight, 1e-6);
+  }
+  void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t rows, int64_t C) {
+    if (kind_ == NormKind::layer) ln_.plan(p, ctx, dt, rows, C);
+    else if (kind_ == NormKind::rms) rms_.plan(p, ctx, dt, rows, C);
+    else den_ = p.saved(acc_dtype(dt), {rows}, name_ + ".den");
+  }
+  void forward(Ctx& ctx, const Tensor& x, const Tensor& y) {
+    if (kind_ == NormKind::layer) return ln_.forward(ctx, x, y);
+    if (kind_ == NormKind::rms) return rms_.forward(ctx, x, y);
+    simple_rmsnorm_forward(ctx, {y, den_, x, w_->value, 1e-8});
+  }
+  void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx, bool accumulate_dx) {
+    if (kind_ == NormKind::layer) return ln_.backward(ctx, dy, x, dx, accumulate_dx);
+    if (kind_ == NormKind::rms) return rms_.backward(ctx, dy, x, dx, accumulate_dx);
+    SimpleRmsNormBackwardArgs a;
+    a.dx = dx;
+    a.dweight = w_->grad;
+    a.dy = dy;
+    a.x = x;
+    a.weight = w_->value;
+    a.den = den_;
+    a.accumulate_dx = accumulate_dx;
+    simple_rmsnorm_backward(ctx, a);
+  }
+
+ private:
+  NormKind kind_;
+  std::string name_;
+  Param* w_;
+  LayerNorm ln_;
+  RmsNorm rms_;
+  Tensor den_;
+};
+
+// The standard attention of both presets (METHODS §3.4): q/k/v/o projections (biases: seed),
+// causal softmax attention, and in the seed preset a LayerNorm(D) after the output projection.
+class ScratchDecoder::Mha : public AttentionLayer {
+ public:
+  Mha(const std::string& prefix, int64_t D, int64_t H, int64_t d, bool seed, ParamStore& ps) : name_(prefix), D_(D), H_(H), d_(d), seed_(seed) {
+    auto linear = [&](const char* nm, int64_t out, int64_t in) {
+      Param* w = &ps.add(prefix + "." + nm + ".weight", {out, in});
+      Param* b = seed ? &ps.add(prefix + "." + nm + ".bias", {out}) : nullptr;
+      return Linear(w, b);
+    };
+    q_ = linear("q_proj", H * d, D);
+    k_ = linear("k_proj", H * d, D);
+    v_ = linear("v_proj", H * d, D);
+    o_ = linear("out_proj", D, H * d);
+    if (seed) {
+      out_norm_ = LayerNorm(prefix + ".out_norm", &ps.add(prefix + ".out_norm.weight", {D}),
+                            &ps.add(prefix + ".out_norm.bias", {D}), 1e-5);
+    }
+    spec_.Hq = spec_.Hkv = H;
+    spec_.d = d;
+    spec_.causal = true;
+  }
+  const std::string& name() const override { return name_.name; }
+  void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t B, int64_t T) override {
+    B_ = B;
+    T_ = T;
+    const std::string& n = name_.name;
+    q_hf_ = p.saved(dt, {B, H_, T, d_}, n + ".q");
+    k_hf_ = p.saved(dt, {B, H_, T, d_}, n + ".k");
+    v_hf_ = p.saved(dt, {B, H_, T, d_}, n + ".v");
+    probs_ = p.saved(dt, {B, H_, T, T}, n + ".probs");
+    lse_ = p.saved(acc_dtype(dt), {B, H_, T}, n + ".lse");
+    merged_ = p.saved(dt, {B, T, H_ * d_}, n + ".merged");
+    if (seed_) {
+      lin_out_ = p.saved(dt, {B, T, D_}, n + ".lin_out");
+      out_norm_.plan(p, ctx, dt, B * T, D_);
+    }
+    tok_ = p.scratch("smha.tok", dt, {B, T, std::max(H_ * d_, D_)});
+    hf_ = p.scratch("smha.hf", dt, {B, H_, T, d_});
+    d_merged_ = p.scratch("smha.d_merged", dt, {B, T, H_ * d_});
+    dq_ = p.scratch("smha.dq", dt, {B, H_, T, d_});
+    dk_ = p.scratch("smha.dk", dt, {B, H_, T, d_});
+    dv_ = p.scratch("smha.dv", dt, {B, H_, T, d_});
+    const size_t ws = std::max(attention_workspace_bytes(spec_, B, T, T, dt, false, false),
+                               attention_workspace_bytes(spec_, B, T, T, dt, true, false));
+    workspace_ = p.scratch_bytes("smha.workspace", ws);
+  }
+  void forward(Ctx& ctx, const Tensor& x, const Tensor& y) override {
+    Tensor tok(tok_.data, tok_.dtype, tok_.device, {B_, T_, H_, d_}, tok_.name);
+    for (auto [proj, dst] : {std::pair{&q_, &q_hf_}, {&k_, &k_hf_}, {&v_, &v_hf_}}) {
+      proj->forward(ctx, x, tok.view({B_, T_, H_ * d_}));
+      permute_forward(ctx, {*dst, tok});
+    }
+    AttentionArgs a;
+    a.spec = spec_;
+    a.q = q_hf_;
+    a.k = k_hf_;
+    a.v = v_hf_;
+    a.out = hf_;
+    a.probs = probs_;
+    a.lse = lse_;
+    a.workspace = workspace_;
+    attention_forward(ctx, a);
+    permute_forward(ctx, {merged_.view({B_, T_, H_, d_}), hf_});
+    if (!seed_) return o_.forward(ctx, merged_, y);
+    o_.forward(ctx, merged_, lin_out_);
+    out_norm_.forward(ctx, lin_out_, y);
+  }
+  void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx) override {
+    Tensor d_lin = dy;
+    if (seed_) {
+      d_lin = Tensor(tok_.data, tok_.dtype, tok_.device, {B_, T_, D_}, tok_.name);
+      out_norm_.backward(ctx, dy, lin_out_, d_lin, false);
+    }
+    o_.backward(ctx, d_lin, merged_, d_merged_, false);
+    permute_backward(ctx, {hf_, d_merged_.view({B_, T_, H_, d_})});
+    AttentionBackwardArgs a;
+    a.spec = spec_;
+    a.q = q_hf_;
+    a.k = k_hf_;
+    a.v = v_hf_;
+    a.probs = probs_;
+    a.lse = lse_;
+    a.dout = hf_;
+    a.dq = dq_;
+    a.dk = dk_;
+    a.dv = dv_;
+    a.workspace = workspace_;
+    attention_backward(ctx, a);
+    Tensor tok(tok_.data, tok_.dtype, tok_.device, {B_, T_, H_, d_}, tok_.name);
+    bool first = true;
+    for (auto [proj, src] : {std::pair{&q_, &dq_}, {&k_, &dk_}, {&v_, &dv_}}) {
+      permute_backward(ctx, {tok, *src});
+      proj->backward(ctx, tok.view({B_, T_, H_ * d_}), x, dx, !first);
+      first = false;
+    }
+  }
+  const Tensor& probs() const { return probs_; }
+
+ private:
+  LayerName name_;
+  int64_t D_, H_, d_;
+  bool seed_;
+  Linear q_, k_, v_, o_;
+  LayerNorm out_norm_;
+  AttentionSpec spec_;
+  int64_t B_ = 0, T_ = 0;
+  Tensor q_hf_, k_hf_, v_hf_, probs_, lse_, merged_, lin_out_;
+  Tensor tok_, hf_, d_merged_, dq_, dk_, dv_, workspace_;
+};
+
+class ScratchDecoder::Block {
+ public:
+  Block(const ScratchDecoderConfig& c, const ModelConfig& layer_config, int64_t layer, ParamStore& ps) {
+    const std::string p = "blocks." + std::to_string(layer);
+    const bool seed = c.preset == ScratchDecoderConfig::Preset::seed;
+    const NormKind kind = !seed ? NormKind::rms : c.differential ? NormKind::simple : NormKind::layer;
+    auto norm_params = [&](const std::string& nm) {
+      Param* w = &ps.add(p + "." + nm + ".weight", {c.hidden});
+      Param* b = kind == NormKind::layer ? &ps.add(p + "." + nm + ".bias", {c.hidden}) : nullptr;
+      return std::pair{w, b};
+    };
+    if (seed) {
+      // One norm, used before both sub-layers.
+      auto [w, b] = norm_params("norm");
+      n1_ = std::make_unique<ScratchNorm>(kind, p + ".norm.attn_use", w, b);
+      n2_ = std::make_unique<ScratchNorm>(kind, p + ".norm.ffn_use", w, b);
+    } else {
+      auto [w1, b1] = norm_params("attn_norm");
+      n1_ = std::make_unique<ScratchNorm>(kind, p + ".attn_norm", w1, b1);
+      auto [w2, b2] = norm_params("ffn_norm");
+      n2_ = std::make_unique<ScratchNorm>(kind, p + ".ffn_norm", w2, b2);
+    }
+    if (c.differential) {
+      attn_ = make_attention_layer({layer_config, layer, p + ".attn", ps, attention_options(layer_config)});
+    } else {
+      attn_ = std::make_unique<Mha>(p + ".attn", c.hidden, c.heads, c.head_dim, seed, ps);
+    }
+    fc_ = Linear(&ps.add(p + ".ffn.fc.weight", {c.ffn, c.hidden}), &ps.add(p + ".ffn.fc.bias", {c.ffn}));
+    proj_ = Linear(&ps.add(p + ".ffn.proj.weight", {c.hidden, c.ffn}), &ps.add(p + ".ffn.proj.bias", {c.hidden}));
+    drop_ = Dropout(p + ".ffn.drop", c.dropout);
+    name_ = p;
+    D_ = c.hidden;
+    F_ = c.ffn;
+  }
+  void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t B, int64_t T) {
+    const std::string& n = name_;
+    h1_ = p.saved(dt, {B, T, D_}, n + ".h1");
+    mid_ = p.saved(dt, {B, T, D_}, n + ".mid");
+    h2_ = p.saved(dt, {B, T, D_}, n + ".h2");
+    pre_ = p.saved(dt, {B, T, F_}, n + ".ffn_pre");
+    act_ = p.saved(dt, {B, T, F_}, n + ".ffn_act");
+    n1_->plan(p, ctx, dt, B * T, D_);
+    n2_->plan(p, ctx, dt, B * T, D_);
+    attn_->plan(p, ctx, dt, B, T);
+    branch_ = p.scratch("sblock.branch", dt, {B, T, D_});
+    d_act_ = p.scratch("sblock.d_act", dt, {B, T, F_});
+  }
+  void forward(Ctx& ctx, const Tensor& x, const Tensor& out) {
+    n1_->forward(ctx, x, h1_);
+    attn_->forward(ctx, h1_, branch_);
+    residual_forward(ctx, {mid_, x, branch_});
+    n2_->forward(ctx, mid_, h2_);
+    fc_.forward(ctx, h2_, pre_);
+    gelu_forward(ctx, {act_, pre_, GeluKind::erf_exact});
+    drop_.forward(ctx, act_);
+    proj_.forward(ctx, act_, branch_);
+    residual_forward(ctx, {out, mid_, branch_});
+  }
+  // dres: ∂L/∂out on entry, ∂L/∂x on return.
+  void backward(Ctx& ctx, const Tensor& x, const Tensor& dres) {
+    proj_.backward(ctx, dres, act_, d_act_, false);
+    if (drop_.applied()) drop_.backward(ctx, d_act_, d_act_);
+    gelu_backward(ctx, {d_act_, d_act_, pre_, GeluKind::erf_exact});
+    fc_.backward(ctx, d_act_, h2_, branch_, false);
+    n2_->backward(ctx, branch_, mid_, dres, true);
+    // branch_ (the FFN input gradient) is consumed: reuse it for the attention input gradient.
+    Tensor d_h1 = Tensor(d_act_.data, d_act_.dtype, d_act_.device, {x.dim(0), x.dim(1), D_}, d_act_.name);
+    CHECK(F_ >= D_, "scratch decoder: the FFN width must be at least the model width");
+    attn_->backward(ctx, dres, h1_, d_h1);
+    n1_->backward(ctx, d_h1, x, dres, true);
+  }
+  void set_training(bool t) { drop_.set_training(t); }
+  AttentionLayer& attention() { return *attn_; }
+
+ private:
+  std::string name_;
+  int64_t D_ = 0, F_ = 0;
+  std::unique_ptr<ScratchNorm> n1_, n2_;
+  std::unique_ptr<AttentionLayer> attn_;
+  Linear fc_, proj_;
+  Dropout drop_;
+  Tensor h1_, mid_, h2_, pre_, act_, branch_, d_act_;
+};
+
+ScratchDecoder::ScratchDecoder(const ScratchDecoderConfig& config, const ModelOptions& options, const Ctx& ctx)
+    : config_(config), options_(options), planner_(options.device) {
+  const ScratchDecoderConfig& c = config_;
+  CHECK(c.hidden > 0 && c.layers > 0 && c.heads > 0 && c.head_dim > 0 && c.ffn >= c.hidden && c.vocab_size > 0 &&
+            c.context > 0,
+        "scratch decoder: sizes must be positive and ffn ≥ hidden (hidden ", c.hidden, ", layers ", c.layers,
+        ", heads ", c.heads, ", head_dim ", c.head_dim, ", ffn ", c.ffn, ", vocab ", c.vocab_size, ", context ",
+        c.context, ")");
+  CHECK(c.heads * c.head_dim == c.hidden, "scratch decoder: heads·head_dim (", c.heads, "·", c.head_dim,
+        ") must equal hidden (", c.hidden, ")");
+  CHECK(c.dropout >= 0 && c.dropout < 1, "scratch decoder: dropout must be in [0, 1), got ", c.dropout);
+  CHECK(ctx.device == options_.device, "scratch decoder on ", device_name(options_.device), " built with a ",
+        device_name(ctx.device), " context");
+  const bool seed = c.preset == ScratchDecoderConfig::Preset::seed;
+  const int64_t D = c.hidden, V = c.vocab_size;
+
+  layer_config_ = model_config_defaults(ModelArch::qwen2);
+  layer_config_.hidden_size = D;
+  layer_config_.num_layers = c.layers;
+  layer_config_.num_heads = layer_config_.num_kv_heads = c.heads;
+  layer_config_.head_dim = c.head_dim;
+  layer_config_.source = seed ? "init:decoder_seed" : "init:decoder_paper";
+  layer_config_.attnlab = nlohmann::ordered_json::object();
+  layer_config_.attnlab["attention"] = {{"variant", "differential"}, {"preset", seed ? "seed" : "paper"}};
+
+  tok_emb_ = &params_.add("tok_emb.weight", {V, D});
+  pos_emb_ = &params_.add("pos_emb.weight", {c.context, D});
+  // ORIGINAL: the standard seed model adds √D·pos; every other model adds pos unscaled.
+  pos_scale_ = seed && !c.differential ? std::sqrt(double(D)) : 1.0;
+  tok_embedding_ = TokenEmbedding("tok_emb", tok_emb_, nullptr);
+  emb_drop_ = Dropout("emb_drop", c.dropout);
+  for (int64_t l = 0; l < c.layers; ++l) blocks_.push_back(std::make_unique<Block>(c, layer_config_, l, params_));
+  const NormKind kind = !seed ? NormKind::rms : c.differential ? NormKind::simple : NormKind::layer;
+  Param* fw = &params_.add("final_norm.weight", {D});
+  Param* fb = kind == NormKind::layer ? &params_.add("final_norm.bias", {D}) : nullptr;
+  final_norm_ = std::make_unique<ScratchNorm>(kind, "final_norm", fw, fb);
+  output_ = Linear(&params_.add("output.weight", {V, D}), &params_.add("output.bias", {V}));
+
+  params_.allocate(options_.device, options_.dtype);
+  if (options_.allocate_grads) params_.allocate_grads(ctx);
+}
+
+ScratchDecoder::~ScratchDecoder() = default;
+
+void ScratchDecoder::set_training(bool training) {
+  emb_drop_.set_training(training);
+  for (auto& b : blocks_) b->set_training(training);
+}
+
+AttentionLayer& ScratchDecoder::attention(int64_t layer) { return blocks_.at(size_t(layer))->attention(); }
+
+void ScratchDecoder::plan_all(ActivationPlanner& p, const Ctx& ctx) {
+  const DType dt = options_.dtype, acc = acc_dtype(dt);
+  const int64_t D = config_.hidden, L = config_.layers, N = B_ * T_, V = config_.vocab_size;
+  residual_.clear();
+  for (int64_t l = 0; l <= L; ++l) residual_.push_back(p.saved(dt, {B_, T_, D}, "residual." + std::to_string(l)));
+  final_out_ = p.saved(dt, {B_, T_, D}, "final_norm_out");
+  d_residual_ = p.saved(dt, {B_, T_, D}, "d_residual");
+  d_final_ = p.scratch("decoder.d_final", dt, {B_, T_, D});
+  one_ = p.saved(dt, {1, 1}, "decoder.one");
+  tok_embedding_.plan(p, ctx, B_, T_);
+  for (auto& b : blocks_) b->plan(p, ctx, dt, B_, T_);
+  final_norm_->plan(p, ctx, dt, N, D);
+  logits_ = p.saved(dt, {N, V}, "output.logits");
+  row_loss_ = p.saved(acc, {N}, "output.row_loss");
+  lse_ = p.saved(acc, {N}, "output.lse");
+  loss_ = p.saved(acc, {1}, "output.loss");
+}
+
+void ScratchDecoder::plan(Ctx& ctx, int64_t B, int64_t T) {
+  CHECK(B > 0 && T > 0 && T <= config_.context, "scratch decoder plan: need B > 0 and 0 < T ≤ context (",
+        config_.context, "), got B=", B, " T=", T);
+  B_ = B;
+  T_ = T;
+  have_loss_ = false;
+  planner_.begin_sizing();
+  plan_all(planner_, ctx);
+  planner_.begin_carving();
+  plan_all(planner_, ctx);
+  planner_.finish();
+  from_host_f64(ctx, one_, {1.0});
+}
+
+Tensor ScratchDecoder::forward(Ctx& ctx, const Tensor& ids, const Tensor& targets, double valid_count) {
+  NVTX_RANGE(ctx, "scratch decoder forward");
+  CHECK(B_ > 0, "forward before plan(B, T)");
+  CHECK(ids.defined() && ids.dtype == DType::i32 && ids.ndim == 2 && ids.dim(0) == B_ && ids.dim(1) == T_,
+        "scratch decoder forward: ids must be i32 [", B_, ", ", T_, "]");
+  ids_ = ids;
+  const int64_t D = config_.hidden;
+  tok_embedding_.forward(ctx, ids, residual_[0]);
+  const Tensor pos = pos_emb_->value.slice0(0, T_);
+  for (int64_t b = 0; b < B_; ++b)
+    scaled_add(ctx, residual_[0].slice0(b, b + 1).view({T_ * D}), pos.view({T_ * D}), one_, pos_scale_, 1.0);
+  emb_drop_.forward(ctx, residual_[0]);
+  for (size_t l = 0; l < blocks_.size(); ++l) blocks_[l]->forward(ctx, residual_[l], residual_[l + 1]);
+  final_norm_->forward(ctx, residual_.back(), final_out_);
+  output_.forward(ctx, final_out_, logits_);
+  have_loss_ = false;
+  targets_ = Tensor();
+  if (!targets.defined()) return Tensor();
+  CHECK(valid_count > 0, "scratch decoder: the loss needs valid_count > 0, got ", valid_count);
+  CHECK(targets.numel() == B_ * T_ && targets.dtype == DType::i32, "scratch decoder: targets must be i32 [", B_, ", ",
+        T_, "]");
+  targets_ = targets.view({B_ * T_});
+  valid_count_ = valid_count;
+  CrossEntropyArgs ce;
+  ce.logits = logits_;
+  ce.targets = targets_;
+  ce.loss = row_loss_;
+  ce.lse = lse_;
+  cross_entropy_forward(ctx, ce);
+  CrossEntropyMeanArgs mean;
+  mean.loss = row_loss_;
+  mean.out = loss_;
+  mean.valid_count = valid_count;
+  cross_entropy_mean(ctx, mean);
+  have_loss_ = true;
+  return loss_;
+}
+
+void ScratchDecoder::backward(Ctx& ctx) {
+  NVTX_RANGE(ctx, "scratch decoder backward");
+  CHECK(have_loss_, "backward needs a forward with targets since the last backward");
+  have_loss_ = false;
+  CrossEntropyBackwardArgs ce;
+  ce.logits = logits_;
+  ce.targets = targets_;
+  ce.lse = lse_;
+  ce.dlogits = logits_;
+  ce.valid_count = valid_count_;
+  cross_entropy_backward(ctx, ce);
+  output_.backward(ctx, logits_, final_out_, d_final_, false);
+  final_norm_->backward(ctx, d_final_, residual_.back(), d_residual_, false);
+  for (size_t l = blocks_.size(); l-- > 0;) blocks_[l]->backward(ctx, residual_[l], d_residual_);
+  if (emb_drop_.applied()) emb_drop_.backward(ctx, d_residual_, d_residual_);
+  tok_embedding_.backward(ctx, d_residual_, ids_);
+  const int64_t D = config_.hidden;
+  if (pos_emb_->grad.defined()) {
+    const Tensor dpos = pos_emb_->grad.slice0(0, T_);
+    for (int64_t b = 0; b < B_; ++b)
+      scaled_add(ctx, dpos.view({T_ * D}), d_residual_.slice0(b, b + 1).view({T_ * D}), one_, pos_scale_, 1.0);
+  }
+  // padding_idx: the pad row is never updated.
+  if (tok_emb_->grad.defined() && config_.pad_id >= 0 && config_.pad_id < config_.vocab_size)
+    zero_tensor(ctx, tok_emb_->grad.slice0(config_.pad_id, config_.pad_id + 1));
+}
+
+Tensor ScratchDecoder::logits() const {
+  CHECK(B_ > 0, "logits before plan(B, T)");
+  return logits_.view({B_, T_, config_.vocab_size});
+}
+
+void init_scratch_decoder(ScratchDecoder& m, Ctx& ctx, uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  const ScratchDecoderConfig& c = m.config();
+  for (Param& p : m.params()) {
+    const std::string& n = p.name;
+    std::vector<double> v(size_t(p.numel()));
+    auto ends_with = [&](const std::string& suffix) {
+      return n.size() >= suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (n == "tok_emb.weight" || n == "pos_emb.weight") {
+      std::normal_distribution<double> dist(0.0, 1.0);
+      for (double& x : v) x = dist(gen);
+      if (n == "tok_emb.weight" && c.pad_id >= 0 && c.pad_id < c.vocab_size)
+        std::fill(v.begin() + c.pad_id * c.hidden, v.begin() + (c.pad_id + 1) * c.hidden, 0.0);
+    } else if (ends_with(".lambda_q1") || ends_with(".lambda_k1") || ends_with(".lambda_q2") || ends_with(".lambda_k2")) {
+      std::normal_distribution<double> dist(0.0, 0.1);
+      for (double& x : v) x = dist(gen);
+    } else if (ends_with(".attn.lambda")) {
+      std::normal_distribution<double> dist(0.0, 1.0);
+      for (double& x : v) x = dist(gen);
+    } else if (p.shape.size() == 2) {
+      std::uniform_real_distribution<double> dist(-1.0 / std::sqrt(double(p.shape[1])), 1.0 / std::sqrt(double(p.shape[1])));
+      for (double& x : v) x = dist(gen);
+    } else if (ends_with(".bias")) {
+      const Param* w = m.params().find(n.substr(0, n.size() - 5) + ".weight");
+      if (w && w->shape.size() == 2) {  // a Linear's bias: U(±1/√fan_in)
+        const double bound = 1.0 / std::sqrt(double(w->shape[1]));
+        std::uniform_real_distribution<double> dist(-bound, bound);
+        for (double& x : v) x = dist(gen);
+      } else {
+        std::fill(v.begin(), v.end(), 0.0);  // a norm's bias
+      }
+    } else {
+      std::fill(v.begin(), v.end(), 1.0);  // norm weights
+    }
+    from_host_f64(ctx, p.value, v);
+  }
+}
+
+void save_scratch_decoder(const ScratchDecoder& m, Ctx& ctx, const std::string& path) {
+  std::vector<Buffer> host;
+  std::vector<NamedTensor> tensors;
+  host.reserve(m.params().size());
+  for (const Param& p : m.params()) {
+    Tensor t = p.value;
+    if (!t.on_cpu()) {
+      host.emplace_back(Device::cpu, t.dtype, std::initializer_list<int64_t>{t.numel()}, p.name.c_str());
+      copy_tensor(ctx, host.back().t().view({t.numel()}), t.view({t.numel()}));
+      t = make_tensor_view(host.back().t().data, t.dtype, Device::cpu, p.shape, p.name.c_str());
+    }
+    tensors.push_back({p.name, t});
+  }
+  write_safetensors(path, tensors);
+}
+
+void load_scratch_decoder(ScratchDecoder& m, Ctx& ctx, const std::string& path) {
+  SafetensorsFile f = SafetensorsFile::open(path);
+  std::vector<ExpectedTensor> expected;
+  for (const Param& p : m.params()) expected.push_back({p.name, p.shape});
+  expect_tensors(f, expected, false);
+  for (Param& p : m.params()) {
+    if (p.value.on_cpu()) {
+      read_tensor_into(f, p.name, p.value);
+    } else {
+      Buffer host(Device::cpu, p.value.dtype, {p.value.numel()}, p.name.c_str());
+      read_tensor_into(f, p.name, make_tensor_view(host.t().data, p.value.dtype, Device::cpu, p.shape, p.name.c_str()));
+      copy_tensor(ctx, p.value.view({p.value.numel()}), host.t());
+    }
+  }
+}
+
+}  // namespace attnlab

@@ -1,0 +1,101 @@
+#pragma once
+// The from-scratch decoders of METHODS §3 (seed 002): a small learned-position decoder in two
+// presets, each with a standard or a differential attention layer.
+//
+//   paper: positions unscaled; x += Attn(RMSNorm_a(x)); x += FFN(RMSNorm_f(x)) (separate norms,
+//          P2, eps 1e−6); final RMSNorm. standard = bias-free MHA (heads × head_dim);
+//          differential = the paper operator (§3.2) with heads/2 heads of 2 × head_dim.
+//   seed:  ONE norm per block used for both sub-layers (LayerNorm eps 1e−5 for standard,
+//          SimpleRMSNorm for differential); standard adds √D·pos, differential adds pos;
+//          standard attention = per-head Linear(D→head_dim, bias) q/k/v, concat → Linear(D→D, bias)
+//          → LayerNorm(D); differential = the seed operator (§3.3). Final norm of the block's type.
+//   both:  token Embedding(V, D, padding_idx = pad_id: the row starts at zero and its gradient is
+//          dropped), learned positions [context, D], FFN Linear(D→F, bias) → GELU(erf) → Dropout →
+//          Linear(F→D, bias), dropout on the embedding sum, untied output Linear(D→V, bias).
+//   The inverted mask of the original is NOT reproduced: attention is causal (METHODS §3.5 BUG).
+//
+// Use like Model: ScratchDecoder m(cfg, {dev, dt}, ctx); init_scratch_decoder(m, ctx, seed);
+// m.plan(ctx, B, T); m.params().zero_grads(ctx); m.forward(ctx, ids, targets, n); m.backward(ctx).
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/io/hf_config.h"
+#include "core/layers/attention_layer.h"
+#include "core/layers/dropout.h"
+#include "core/layers/embedding.h"
+#include "core/layers/linear.h"
+#include "core/layers/norm.h"
+#include "core/models/model.h"
+
+namespace attnlab {
+
+struct ScratchDecoderConfig {
+  enum class Preset { paper, seed };
+  Preset preset = Preset::paper;
+  bool differential = false;
+  int64_t vocab_size = 50257, hidden = 512, layers = 4, heads = 8, head_dim = 64, ffn = 2048, context = 512;
+  int64_t pad_id = 50256;
+  double dropout = 0.1;
+};
+
+// "paper" / "seed" (throws otherwise).
+ScratchDecoderConfig::Preset scratch_preset_from_name(const std::string& name);
+
+class ScratchDecoder {
+ public:
+  ScratchDecoder(const ScratchDecoderConfig& config, const ModelOptions& options, const Ctx& ctx);
+  ~ScratchDecoder();
+  ScratchDecoder(const ScratchDecoder&) = delete;
+  ScratchDecoder& operator=(const ScratchDecoder&) = delete;
+
+  const ScratchDecoderConfig& config() const { return config_; }
+  ParamStore& params() { return params_; }
+  const ParamStore& params() const { return params_; }
+  Device device() const { return options_.device; }
+  DType dtype() const { return options_.dtype; }
+  void set_training(bool training);
+
+  void plan(Ctx& ctx, int64_t B, int64_t T);
+  // ids, targets [B, T] i32 (targets kIgnoreIndex where no loss, e.g. padding); loss = Σ / valid_count.
+  Tensor forward(Ctx& ctx, const Tensor& ids, const Tensor& targets, double valid_count);
+  void backward(Ctx& ctx);
+  Tensor logits() const;  // [B, T, V] between forward and backward
+  AttentionLayer& attention(int64_t layer);
+
+  class Block;
+  class ScratchNorm;
+  class Mha;
+
+ private:
+  void plan_all(ActivationPlanner& p, const Ctx& ctx);
+
+  ScratchDecoderConfig config_;
+  ModelConfig layer_config_;  // what the attention layers read (sizes and the attnlab block)
+  ModelOptions options_;
+  ParamStore params_;
+  Param* tok_emb_ = nullptr;
+  Param* pos_emb_ = nullptr;
+  double pos_scale_ = 1;
+  TokenEmbedding tok_embedding_;
+  Dropout emb_drop_;
+  std::vector<std::unique_ptr<Block>> blocks_;
+  std::unique_ptr<ScratchNorm> final_norm_;
+  Linear output_;
+  ActivationPlanner planner_;
+  int64_t B_ = 0, T_ = 0;
+  bool have_loss_ = false;
+  std::vector<Tensor> residual_;
+  Tensor final_out_, d_residual_, d_final_, logits_, row_loss_, lse_, loss_, one_;
+  Tensor ids_, targets_;
+  double valid_count_ = 0;
+};
+
+// PyTorch default init (Linear weight and bias U(±1/√fan_in), Embedding N(0, 1) with the pad row
+// zero, norms ones / zeros); differential λ vectors N(0, 0.1²) (paper) and λ' N(0, 1) (seed).
+void init_scratch_decoder(ScratchDecoder& m, Ctx& ctx, uint64_t seed);
+// Every parameter as one safetensors file (model dtype), and back (names and shapes must match).
+void save_scratch_decoder(const ScratchDecoder& m, Ctx& ctx, const std::string& path);
+void load_scratch_decoder(ScratchDecoder& m, Ctx& ctx, const std::string& path);
+
+}  // namespace attnlab
