@@ -8,6 +8,7 @@
 
 #include "core/layers/differential_attention.h"
 #include "core/models/scratch_decoder.h"
+#include "core/models/scratch_decoder_config.h"
 #include "core/ops/cross_entropy.h"
 #include "support/testing.h"
 
@@ -223,6 +224,46 @@ TEST(ScratchDecoder, CheckpointRoundTripRestoresEveryParameterAndTheLoss) {
     EXPECT_THROW(load_scratch_decoder(other, ctx, path), Error);
   }
   std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace attnlab::test
+
+namespace attnlab::test {
+namespace {
+
+TEST(ScratchDecoderConfig, YamlModelFieldsSelectPresetVariantAndSizes) {
+  config::ModelSetupConfig m;
+  m.from = "init:decoder_seed";
+  m.attention.variant = config::AttentionVariant::differential;
+  m.arch = {{"hidden_size", "64"}, {"num_hidden_layers", "2"}, {"num_attention_heads", "4"}, {"dropout", "0.25"}};
+  ASSERT_TRUE(is_scratch_decoder(m));
+  ScratchDecoderConfig c = scratch_decoder_config(m);
+  EXPECT_EQ(c.preset, ScratchDecoderConfig::Preset::seed);
+  EXPECT_TRUE(c.differential);
+  EXPECT_EQ(c.hidden, 64);
+  EXPECT_EQ(c.layers, 2);
+  EXPECT_EQ(c.heads, 4);
+  EXPECT_EQ(c.head_dim, 16);  // 64 / 4
+  EXPECT_EQ(c.dropout, 0.25);
+  EXPECT_EQ(c.vocab_size, 50257);  // untouched defaults: the published sizes
+  EXPECT_EQ(c.pad_id, 50256);
+
+  m.from = "init:decoder_paper";
+  m.attention.variant = config::AttentionVariant::standard;
+  m.arch.clear();
+  c = scratch_decoder_config(m);
+  EXPECT_EQ(c.preset, ScratchDecoderConfig::Preset::paper);
+  EXPECT_FALSE(c.differential);
+  EXPECT_EQ(c.head_dim, 64);
+
+  m.attention.variant = config::AttentionVariant::two_pass;
+  EXPECT_THROW(scratch_decoder_config(m), Error);
+  m.attention.variant = config::AttentionVariant::standard;
+  m.arch = {{"n_embd", "64"}};
+  EXPECT_THROW(scratch_decoder_config(m), Error);
+  m.from = "init:gpt2";
+  EXPECT_FALSE(is_scratch_decoder(m));
 }
 
 }  // namespace
