@@ -234,6 +234,8 @@ void DifferentialAttention::forward(Ctx& ctx, const Tensor& x, const Tensor& y) 
   a.lse = lse_;
   a.lse2 = lse2_;
   a.workspace = workspace_;
+  a.captures.rows = capture_rows_;
+  a.captures.probs = capture_probs_;
   attention_forward(ctx, a);
 
   if (preset_ == Preset::paper) {

@@ -49,6 +49,13 @@ class DifferentialAttention : public AttentionLayer {
   // Saved maps of the last forward [B, H, T, T]: A1 and A2 (analyses combine them as A1 − λA2).
   const Tensor& probs1() const { return probs_; }
   const Tensor& probs2() const { return probs2_; }
+  // Analyses: while set, every forward captures the final map P = A1 − λA2 of the query rows
+  // `rows` (i32 [n]) into `probs` (acc [B, H, n, T]) through the attention op's captures.
+  // Undefined tensors switch it off.
+  void set_probability_capture(const Tensor& rows, const Tensor& probs) {
+    capture_rows_ = rows;
+    capture_probs_ = probs;
+  }
 
  private:
   // Evaluates λ on the host from the parameters and uploads it to lambda_.
@@ -75,6 +82,7 @@ class DifferentialAttention : public AttentionLayer {
   Param* lambda_vecs_[4] = {nullptr, nullptr, nullptr, nullptr};  // paper: λq1, λk1, λq2, λk2
   Param* lambda_raw_ = nullptr;                                   // seed: λ' [H]
   std::vector<double> lambda_host_;
+  Tensor capture_rows_, capture_probs_;
   int64_t B_ = 0, T_ = 0;
   // saved
   Tensor q_pair_, k_pair_, v_hf_, probs_, probs2_, lse_, lse2_, lambda_, out_hf_, merged_, lin_out_, one_;

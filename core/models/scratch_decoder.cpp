@@ -4,6 +4,7 @@
 #include <random>
 
 #include "core/io/safetensors.h"
+#include "core/layers/differential_attention.h"
 #include "core/memory.h"
 #include "core/nvtx.h"
 #include "core/ops/attention.h"
@@ -147,6 +148,8 @@ class ScratchDecoder::Mha : public AttentionLayer {
     a.probs = probs_;
     a.lse = lse_;
     a.workspace = workspace_;
+    a.captures.rows = capture_rows_;
+    a.captures.probs = capture_probs_;
     attention_forward(ctx, a);
     permute_forward(ctx, {merged_.view({B_, T_, H_, d_}), hf_});
     if (!seed_) return o_.forward(ctx, merged_, y);
@@ -182,9 +185,13 @@ class ScratchDecoder::Mha : public AttentionLayer {
       first = false;
     }
   }
-  const Tensor& probs() const { return probs_; }
+  void set_probability_capture(const Tensor& rows, const Tensor& probs) {
+    capture_rows_ = rows;
+    capture_probs_ = probs;
+  }
 
  private:
+  Tensor capture_rows_, capture_probs_;
   LayerName name_;
   int64_t D_, H_, d_;
   bool seed_;
@@ -426,6 +433,46 @@ void ScratchDecoder::backward(Ctx& ctx) {
   // padding_idx: the pad row is never updated.
   if (tok_emb_->grad.defined() && config_.pad_id >= 0 && config_.pad_id < config_.vocab_size)
     zero_tensor(ctx, tok_emb_->grad.slice0(config_.pad_id, config_.pad_id + 1));
+}
+
+std::vector<std::vector<double>> ScratchDecoder::attention_rows(Ctx& ctx, const std::vector<int32_t>& ids,
+                                                                const std::vector<int32_t>& rows, int64_t layer) {
+  const int64_t T = int64_t(ids.size()), n = int64_t(rows.size());
+  CHECK(T > 0 && n > 0, "attention_rows: need tokens and rows");
+  CHECK(layer >= 0 && layer < config_.layers, "attention_rows: layer ", layer, " of ", config_.layers);
+  for (int32_t r : rows) CHECK(r >= 0 && r < T, "attention_rows: row ", r, " outside the ", T, " tokens");
+  if (B_ != 1 || T_ != T) plan(ctx, 1, T);
+  const DType acc = acc_dtype(options_.dtype);
+  AttentionLayer& a = attention(layer);
+  auto* diff = dynamic_cast<DifferentialAttention*>(&a);
+  auto* mha = dynamic_cast<Mha*>(&a);
+  CHECK(diff || mha, "attention_rows: layer ", layer, " has an attention layer without probability captures");
+  const int64_t H = diff ? diff->heads() : config_.heads;
+  Buffer row_buf(options_.device, DType::i32, {n}, "capture.rows");
+  Buffer probs(options_.device, acc, {1, H, n, T}, "capture.probs");
+  Buffer id_buf(options_.device, DType::i32, {1, T}, "capture.ids");
+  {
+    std::vector<double> r(rows.begin(), rows.end()), i(ids.begin(), ids.end());
+    from_host_f64(ctx, row_buf.t(), r);
+    from_host_f64(ctx, id_buf.t(), i);
+  }
+  if (diff) diff->set_probability_capture(row_buf.t(), probs.t());
+  else mha->set_probability_capture(row_buf.t(), probs.t());
+  try {
+    forward(ctx, id_buf.t(), Tensor(), 0);
+  } catch (...) {
+    if (diff) diff->set_probability_capture(Tensor(), Tensor());
+    else mha->set_probability_capture(Tensor(), Tensor());
+    throw;
+  }
+  if (diff) diff->set_probability_capture(Tensor(), Tensor());
+  else mha->set_probability_capture(Tensor(), Tensor());
+  const std::vector<double> p = to_host_f64(ctx, probs.t());
+  std::vector<std::vector<double>> out(size_t(n), std::vector<double>(size_t(T), 0.0));
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t j = 0; j < T; ++j) out[size_t(r)][size_t(j)] += p[size_t((h * n + r) * T + j)] / double(H);
+  return out;
 }
 
 Tensor ScratchDecoder::logits() const {

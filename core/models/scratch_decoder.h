@@ -62,6 +62,12 @@ class ScratchDecoder {
   void backward(Ctx& ctx);
   Tensor logits() const;  // [B, T, V] between forward and backward
   AttentionLayer& attention(int64_t layer);
+  // The attention rows `rows` (query positions) of layer `layer` for one sequence `ids`, averaged
+  // over heads (differential: A1 − λA2 per head), from the attention op's captures; [n][T].
+  // Runs a forward without loss in the current mode (set_training(false) for analyses) and
+  // re-plans for [1, T] when the plan differs.
+  std::vector<std::vector<double>> attention_rows(Ctx& ctx, const std::vector<int32_t>& ids,
+                                                  const std::vector<int32_t>& rows, int64_t layer);
 
   class Block;
   class ScratchNorm;

@@ -268,3 +268,50 @@ TEST(ScratchDecoderConfig, YamlModelFieldsSelectPresetVariantAndSizes) {
 
 }  // namespace
 }  // namespace attnlab::test
+
+namespace attnlab::test {
+namespace {
+
+TEST(ScratchDecoder, AttentionRowsFromCapturesMatchTheSavedMaps) {
+  Ctx& ctx = cpu_ctx();
+  const std::vector<int32_t> ids = {3, 1, 4, 1, 5, 9, 2};
+  const std::vector<int32_t> rows = {6, 2, 4};
+  for (Preset preset : {Preset::paper, Preset::seed}) {
+    // Differential: the captured rows are the head average of A1 − λA2 read from the saved maps.
+    ScratchDecoder m(tiny(preset, true, 0.0), {Device::cpu, DType::f64}, ctx);
+    init_scratch_decoder(m, ctx, 8);
+    const int64_t T = int64_t(ids.size()), last = m.config().layers - 1;
+    const auto got = m.attention_rows(ctx, ids, rows, last);
+    auto& layer = dynamic_cast<DifferentialAttention&>(m.attention(last));
+    const auto a1 = to_host_f64(ctx, layer.probs1()), a2 = to_host_f64(ctx, layer.probs2());
+    const auto lam = layer.lambda_values();
+    const int64_t H = layer.heads();
+    ASSERT_EQ(got.size(), rows.size());
+    for (size_t r = 0; r < rows.size(); ++r)
+      for (int64_t j = 0; j < T; ++j) {
+        double want = 0;
+        for (int64_t h = 0; h < H; ++h) {
+          const size_t at = size_t((h * T + rows[r]) * T + j);
+          want += (a1[at] - lam[lam.size() == 1 ? 0 : size_t(h)] * a2[at]) / double(H);
+        }
+        EXPECT_NEAR(got[r][size_t(j)], want, 1e-14) << "row " << rows[r] << " key " << j;
+        if (j > rows[r]) EXPECT_EQ(got[r][size_t(j)], 0.0) << "causal";
+      }
+    // Standard: softmax rows over the visible keys sum to one, nothing beyond the query.
+    ScratchDecoder s(tiny(preset, false, 0.0), {Device::cpu, DType::f64}, ctx);
+    init_scratch_decoder(s, ctx, 8);
+    const auto srows = s.attention_rows(ctx, ids, rows, 0);
+    for (size_t r = 0; r < rows.size(); ++r) {
+      double sum = 0;
+      for (int64_t j = 0; j < T; ++j) {
+        sum += srows[r][size_t(j)];
+        if (j > rows[r]) EXPECT_EQ(srows[r][size_t(j)], 0.0);
+        else EXPECT_GT(srows[r][size_t(j)], 0.0);
+      }
+      EXPECT_NEAR(sum, 1.0, 1e-12);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace attnlab::test
