@@ -1,6 +1,7 @@
 #include "core/models/scratch_decoder.h"
 
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "core/io/safetensors.h"
@@ -532,7 +533,45 @@ void save_scratch_decoder(const ScratchDecoder& m, Ctx& ctx, const std::string& 
     }
     tensors.push_back({p.name, t});
   }
-  write_safetensors(path, tensors);
+  const ScratchDecoderConfig& c = m.config();
+  const std::map<std::string, std::string> meta = {
+      {"attnlab.model", "scratch_decoder"},
+      {"preset", c.preset == ScratchDecoderConfig::Preset::seed ? "seed" : "paper"},
+      {"attention", c.differential ? "differential" : "standard"},
+      {"vocab_size", std::to_string(c.vocab_size)}, {"hidden", std::to_string(c.hidden)},
+      {"layers", std::to_string(c.layers)}, {"heads", std::to_string(c.heads)},
+      {"head_dim", std::to_string(c.head_dim)}, {"ffn", std::to_string(c.ffn)},
+      {"context", std::to_string(c.context)}, {"pad_id", std::to_string(c.pad_id)},
+      {"dropout", std::to_string(c.dropout)}};
+  write_safetensors(path, tensors, meta);
+}
+
+ScratchDecoderConfig read_scratch_decoder_config(const std::string& path) {
+  SafetensorsFile f = SafetensorsFile::open(path);
+  const auto& meta = f.metadata();
+  auto get = [&](const char* key) -> const std::string& {
+    auto it = meta.find(key);
+    CHECK(it != meta.end(), "'", path, "' is not a scratch-decoder checkpoint: its metadata lacks '", key,
+          "' (write it with save_scratch_decoder)");
+    return it->second;
+  };
+  CHECK(get("attnlab.model") == "scratch_decoder", "'", path, "' holds a '", get("attnlab.model"),
+        "' model, not a scratch decoder");
+  ScratchDecoderConfig c;
+  c.preset = scratch_preset_from_name(get("preset"));
+  const std::string& att = get("attention");
+  CHECK(att == "standard" || att == "differential", "'", path, "': unknown attention '", att, "'");
+  c.differential = att == "differential";
+  c.vocab_size = std::stoll(get("vocab_size"));
+  c.hidden = std::stoll(get("hidden"));
+  c.layers = std::stoll(get("layers"));
+  c.heads = std::stoll(get("heads"));
+  c.head_dim = std::stoll(get("head_dim"));
+  c.ffn = std::stoll(get("ffn"));
+  c.context = std::stoll(get("context"));
+  c.pad_id = std::stoll(get("pad_id"));
+  c.dropout = std::stod(get("dropout"));
+  return c;
 }
 
 void load_scratch_decoder(ScratchDecoder& m, Ctx& ctx, const std::string& path) {

@@ -102,6 +102,8 @@ class ScratchDecoder {
 void init_scratch_decoder(ScratchDecoder& m, Ctx& ctx, uint64_t seed);
 // Every parameter as one safetensors file (model dtype), and back (names and shapes must match).
 void save_scratch_decoder(const ScratchDecoder& m, Ctx& ctx, const std::string& path);
+// The file's metadata records the config; read_scratch_decoder_config rebuilds it.
 void load_scratch_decoder(ScratchDecoder& m, Ctx& ctx, const std::string& path);
+ScratchDecoderConfig read_scratch_decoder_config(const std::string& path);
 
 }  // namespace attnlab

@@ -208,6 +208,17 @@ TEST(ScratchDecoder, CheckpointRoundTripRestoresEveryParameterAndTheLoss) {
     init_scratch_decoder(a, ctx, 21);
     init_scratch_decoder(b, ctx, 22);
     save_scratch_decoder(a, ctx, path);
+    const ScratchDecoderConfig back = read_scratch_decoder_config(path);
+    EXPECT_EQ(back.preset, c.preset);
+    EXPECT_EQ(back.differential, c.differential);
+    EXPECT_EQ(back.vocab_size, c.vocab_size);
+    EXPECT_EQ(back.hidden, c.hidden);
+    EXPECT_EQ(back.layers, c.layers);
+    EXPECT_EQ(back.heads, c.heads);
+    EXPECT_EQ(back.head_dim, c.head_dim);
+    EXPECT_EQ(back.ffn, c.ffn);
+    EXPECT_EQ(back.context, c.context);
+    EXPECT_EQ(back.pad_id, c.pad_id);
     load_scratch_decoder(b, ctx, path);
     for (const Param& p : a.params())
       EXPECT_EQ(to_host_f64(ctx, p.value), to_host_f64(ctx, b.params().at(p.name).value)) << p.name;
