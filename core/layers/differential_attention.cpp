@@ -52,6 +52,9 @@ DifferentialAttention::DifferentialAttention(const AttentionLayerArgs& args) : n
     else if (s == "seed") preset_ = Preset::seed;
     else FAIL_WITH("config '", c.source, "': attnlab.attention.preset is ", v.dump(), "; use paper or seed");
   }
+  // The layer applies no positional rotation: on a RoPE model it would silently drop positions.
+  CHECK(c.rope_theta == 0, "config '", c.source, "': the differential attention layer does not implement RoPE "
+        "(rope_theta ", c.rope_theta, "); use it in models with learned positions (the scratch decoders, GPT-2)");
   D_ = c.hidden_size;
   d_ = c.head_dim;
   ParamStore& ps = args.params;

@@ -309,6 +309,7 @@ ScratchDecoder::ScratchDecoder(const ScratchDecoderConfig& config, const ModelOp
   layer_config_.num_layers = c.layers;
   layer_config_.num_heads = layer_config_.num_kv_heads = c.heads;
   layer_config_.head_dim = c.head_dim;
+  layer_config_.rope_theta = 0;  // learned positions: the attention layers rotate nothing
   layer_config_.source = seed ? "init:decoder_seed" : "init:decoder_paper";
   layer_config_.attnlab = nlohmann::ordered_json::object();
   layer_config_.attnlab["attention"] = {{"variant", "differential"}, {"preset", seed ? "seed" : "paper"}};

@@ -27,7 +27,21 @@ ModelConfig tiny_config() {
   c.head_dim = 2;
   c.num_layers = 3;
   c.source = "differential_attention_test";
+  c.rope_theta = 0;
   return c;
+}
+
+TEST(DifferentialAttention, RefusesRopeModels) {
+  ModelConfig c = tiny_config();
+  c.rope_theta = 10000;
+  const auto opts = nlohmann::ordered_json::parse(R"({"variant": "differential"})");
+  ParamStore ps;
+  try {
+    make_differential_attention({c, 0, "blk.attn", ps, opts});
+    FAIL() << "a RoPE config was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("RoPE"), std::string::npos) << e.what();
+  }
 }
 
 struct Harness {
