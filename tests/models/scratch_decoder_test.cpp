@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "core/config/experiment.h"
 #include "core/layers/differential_attention.h"
 #include "core/models/scratch_decoder.h"
 #include "core/models/scratch_decoder_config.h"
@@ -322,6 +323,34 @@ TEST(ScratchDecoder, AttentionRowsFromCapturesMatchTheSavedMaps) {
       EXPECT_NEAR(sum, 1.0, 1e-12);
     }
   }
+}
+
+}  // namespace
+}  // namespace attnlab::test
+
+
+namespace attnlab::test {
+namespace {
+
+TEST(ScratchDecoderConfig, ExperimentYamlSelectsTheDecoder) {
+  const std::string yaml =
+      "task: pretrain\n"
+      "run: {name: diff, out_dir: /tmp/attnlab_unused_runs, seed: 3, device: cpu}\n"
+      "model:\n"
+      "  from: init:decoder_seed\n"
+      "  attention: {variant: differential}\n"
+      "  arch: {hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 2}\n"
+      "data: {format: text, path: /tmp/attnlab_unused_corpus, seq_len: 32}\n"
+      "train: {micro_batch: 8, steps: 1}\n";
+  const config::ExperimentConfig cfg = config::load_experiment_text(yaml, "diff.yaml");
+  ASSERT_TRUE(is_scratch_decoder(cfg.model));
+  const ScratchDecoderConfig c = scratch_decoder_config(cfg.model);
+  EXPECT_EQ(c.preset, ScratchDecoderConfig::Preset::seed);
+  EXPECT_TRUE(c.differential);
+  EXPECT_EQ(c.hidden, 64);
+  EXPECT_EQ(c.heads, 4);
+  EXPECT_EQ(c.head_dim, 16);
+  EXPECT_EQ(c.layers, 2);
 }
 
 }  // namespace
