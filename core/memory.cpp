@@ -66,21 +66,24 @@ static void fill_bytes(const Ctx& ctx, const Tensor& t, int byte) {
 void zero_tensor(const Ctx& ctx, const Tensor& t) { fill_bytes(ctx, t, 0); }
 void poison_tensor(const Ctx& ctx, const Tensor& t) { fill_bytes(ctx, t, 0xFF); }
 
+// Runs f on a host view of t. Reading copies device data down first; writing (every element is
+// overwritten) skips that download, so a fresh device buffer is never read uninitialised.
+enum class HostAccess { read, write };
 template <class F>
-static void with_host_copy(const Ctx& ctx, const Tensor& t, bool write_back, F f) {
+static void with_host_copy(const Ctx& ctx, const Tensor& t, HostAccess access, F f) {
   std::vector<char> host(t.bytes());
   Tensor h = t;
   h.device = Device::cpu;
   h.data = host.data();
   if (t.on_cpu()) h.data = t.data;
-  else copy_tensor(ctx, h, t);
+  else if (access == HostAccess::read) copy_tensor(ctx, h, t);
   f(h);
-  if (write_back && !t.on_cpu()) copy_tensor(ctx, t, h);
+  if (access == HostAccess::write && !t.on_cpu()) copy_tensor(ctx, t, h);
 }
 
 std::vector<double> to_host_f64(const Ctx& ctx, const Tensor& t) {
   std::vector<double> out(size_t(t.numel()));
-  with_host_copy(ctx, t, false, [&](const Tensor& h) {
+  with_host_copy(ctx, t, HostAccess::read, [&](const Tensor& h) {
     for (size_t i = 0; i < out.size(); ++i) {
       switch (h.dtype) {
         case DType::f32: out[i] = static_cast<const float*>(h.data)[i]; break;
@@ -98,7 +101,7 @@ std::vector<double> to_host_f64(const Ctx& ctx, const Tensor& t) {
 void from_host_f64(const Ctx& ctx, const Tensor& t, const std::vector<double>& v) {
   CHECK(int64_t(v.size()) == t.numel(), "writing ", v.size(), " values into '", t.name, "' of ",
         t.numel(), " elements");
-  with_host_copy(ctx, t, true, [&](const Tensor& h) {
+  with_host_copy(ctx, t, HostAccess::write, [&](const Tensor& h) {
     for (size_t i = 0; i < v.size(); ++i) {
       switch (h.dtype) {
         case DType::f32: static_cast<float*>(h.data)[i] = float(v[i]); break;
