@@ -5,6 +5,7 @@
 #include "core/dispatch.h"
 #include "core/nvtx.h"
 #include "core/ops/row_norm.h"
+#include "core/ops/row_norm_cpu.h"
 
 namespace attnlab {
 
@@ -82,29 +83,12 @@ void cpu_backward(const LayerNormBackwardArgs& a, RowNormShape s) {
       }
     }
   }
-  A* dw = a.dweight.defined() ? a.dweight.ptr<A>() : nullptr;
-  A* db = a.dbias.defined() ? a.dbias.ptr<A>() : nullptr;
-  if (!dw && !db) return;
-  // Parallel over column blocks, rows summed in order inside each: the result does not depend
-  // on the number of threads.
-  constexpr int64_t kCols = 64;
-  const int64_t blocks = (C + kCols - 1) / kCols;
-#pragma omp parallel for schedule(static) if (rows * C > 65536)
-  for (int64_t cb = 0; cb < blocks; ++cb) {
-    const int64_t c0 = cb * kCols, c1 = std::min(C, c0 + kCols);
-    A acc_w[kCols] = {}, acc_b[kCols] = {};
-    for (int64_t r = 0; r < rows; ++r) {
-      const T *xr = x + r * C, *gr = dy + r * C;
-      for (int64_t c = c0; c < c1; ++c) {
-        acc_w[c - c0] += A(gr[c]) * (A(xr[c]) - mean[r]) * rstd[r];
-        acc_b[c - c0] += A(gr[c]);
-      }
-    }
-    for (int64_t c = c0; c < c1; ++c) {
-      if (dw) dw[c] += acc_w[c - c0];
-      if (db) db[c] += acc_b[c - c0];
-    }
-  }
+  if (a.dweight.defined())
+    add_column_sums(a.dweight.ptr<A>(), rows, C, [&](int64_t r, int64_t c) {
+      return A(dy[r * C + c]) * (A(x[r * C + c]) - mean[r]) * rstd[r];
+    });
+  if (a.dbias.defined())
+    add_column_sums(a.dbias.ptr<A>(), rows, C, [&](int64_t r, int64_t c) { return A(dy[r * C + c]); });
 }
 
 }  // namespace

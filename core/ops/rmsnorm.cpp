@@ -5,6 +5,7 @@
 #include "core/dispatch.h"
 #include "core/nvtx.h"
 #include "core/ops/row_norm.h"
+#include "core/ops/row_norm_cpu.h"
 
 namespace attnlab {
 
@@ -66,18 +67,8 @@ void cpu_backward(const RmsNormBackwardArgs& a, RowNormShape s) {
     }
   }
   if (!a.dweight.defined()) return;
-  A* dw = a.dweight.ptr<A>();
-  // Column blocks in parallel, rows in order inside each: independent of the thread count.
-  constexpr int64_t kCols = 64;
-  const int64_t blocks = (C + kCols - 1) / kCols;
-#pragma omp parallel for schedule(static) if (rows * C > 65536)
-  for (int64_t cb = 0; cb < blocks; ++cb) {
-    const int64_t c0 = cb * kCols, c1 = std::min(C, c0 + kCols);
-    A acc[kCols] = {};
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = c0; c < c1; ++c) acc[c - c0] += A(dy[r * C + c]) * A(x[r * C + c]) * rstd[r];
-    for (int64_t c = c0; c < c1; ++c) dw[c] += acc[c - c0];
-  }
+  add_column_sums(a.dweight.ptr<A>(), rows, C,
+                  [&](int64_t r, int64_t c) { return A(dy[r * C + c]) * A(x[r * C + c]) * rstd[r]; });
 }
 
 }  // namespace
