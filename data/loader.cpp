@@ -44,19 +44,25 @@ DocSplit split_documents(uint64_t n, double val_fraction, uint64_t seed) {
 
 EpochSampler::EpochSampler(uint64_t items, uint64_t seed, bool shuffle, int rank, int world,
                            RemainderPolicy remainder)
-    : items_(items), seed_(seed), shuffle_(shuffle), rank_(rank), world_(world) {
+    : items_(items), seed_(seed), shuffle_(shuffle), remainder_(remainder), rank_(rank), world_(world) {
   CHECK(world >= 1 && rank >= 0 && rank < world, "rank ", rank, " of world ", world);
-  const uint64_t w = uint64_t(world);
-  switch (remainder) {
-    case RemainderPolicy::pad: per_rank_ = items ? (items + w - 1) / w : 0; break;
-    case RemainderPolicy::drop: per_rank_ = items / w; break;
-    case RemainderPolicy::uneven: per_rank_ = uint64_t(rank) < items ? (items - uint64_t(rank) + w - 1) / w : 0; break;
-  }
+  per_rank_ = per_rank(0);
 }
 
-uint64_t EpochSampler::item(uint64_t epoch, uint64_t position) {
-  CHECK(position < per_rank_, "position ", position, " past the ", per_rank_, " items of this rank");
-  uint64_t p = position * uint64_t(world_) + uint64_t(rank_);
+uint64_t EpochSampler::per_rank(uint64_t offset) const {
+  const uint64_t w = uint64_t(world_), r = uint64_t(rank_);
+  const uint64_t left = offset < items_ ? items_ - offset : 0;
+  switch (remainder_) {
+    case RemainderPolicy::pad: return left ? (left + w - 1) / w : 0;
+    case RemainderPolicy::drop: return left / w;
+    case RemainderPolicy::uneven: return r < left ? (left - r + w - 1) / w : 0;
+  }
+  return 0;
+}
+
+uint64_t EpochSampler::item(uint64_t epoch, uint64_t position, uint64_t offset) {
+  CHECK(position < per_rank(offset), "position ", position, " past the ", per_rank(offset), " items of this rank");
+  uint64_t p = offset + position * uint64_t(world_) + uint64_t(rank_);
   if (p >= items_) p %= items_;  // pad: the last round wraps to the start of the order
   if (!shuffle_) return p;
   if (epoch != cached_epoch_) {
@@ -84,12 +90,13 @@ bool BatchLoader::next(Batch& out, int64_t batch_size) {
   std::vector<uint64_t> items;
   items.reserve(size_t(batch_size));
   while (int64_t(items.size()) < batch_size) {
-    if (cursor_.position >= sampler_.per_rank()) {
+    if (cursor_.position >= sampler_.per_rank(cursor_.offset)) {
       if (split_ == Split::validation) break;
       ++cursor_.epoch;
       cursor_.position = 0;
+      cursor_.offset = 0;
     }
-    items.push_back(sampler_.item(cursor_.epoch, cursor_.position++));
+    items.push_back(sampler_.item(cursor_.epoch, cursor_.position++, cursor_.offset));
   }
   if (items.empty()) return false;
   out.rows = int64_t(items.size());
@@ -106,6 +113,7 @@ std::string BatchLoader::state_json() const {
   j["split"] = split_name(split_);
   j["epoch"] = cursor_.epoch;
   j["position"] = cursor_.position;
+  j["offset"] = cursor_.offset;
   j["seed"] = opt_.seed;
   j["world"] = opt_.world;
   j["items"] = sampler_.items();
@@ -120,13 +128,21 @@ void BatchLoader::restore_state(const std::string& text) {
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   INPUT_CHECK(j.is_object() && j.contains("epoch") && j.contains("position"), "data loader state is not valid: ", text);
   nlohmann::json now = nlohmann::json::parse(state_json());
-  for (const char* key : {"kind", "split", "seed", "world", "items", "seq_len", "shuffle", "val_fraction", "data_hash"})
+  for (const char* key : {"kind", "split", "seed", "items", "seq_len", "shuffle", "val_fraction", "data_hash"})
     INPUT_CHECK(j.contains(key) && j[key] == now[key], "cannot resume the ", kind_, " data loader: the saved state has ",
                 key, " = ", j.contains(key) ? j[key].dump() : "nothing", " but this run has ", now[key].dump(),
-                "; resume with the same data, tokenizer, seed, sequence length and number of ranks");
-  const LoaderCursor c{j["epoch"].get<uint64_t>(), j["position"].get<uint64_t>()};
-  INPUT_CHECK(c.position <= sampler_.per_rank(), "cannot resume the data loader: position ", c.position,
-              " is past the ", sampler_.per_rank(), " items of an epoch");
+                "; resume with the same data, tokenizer, seed and sequence length");
+  INPUT_CHECK(j.contains("world") && j["world"].is_number_unsigned() && j["world"].get<uint64_t>() >= 1,
+              "data loader state has no valid world size: ", text);
+  LoaderCursor c{j["epoch"].get<uint64_t>(), j["position"].get<uint64_t>(), j.value("offset", uint64_t(0))};
+  const uint64_t saved_world = j["world"].get<uint64_t>();
+  if (saved_world != uint64_t(opt_.world)) {
+    // The saved ranks consumed positions [0, g) of the epoch together; these ranks go on from g.
+    const uint64_t g = c.offset + c.position * saved_world;
+    c = g >= sampler_.items() ? LoaderCursor{c.epoch + 1, 0, 0} : LoaderCursor{c.epoch, 0, g};
+  }
+  INPUT_CHECK(c.position <= sampler_.per_rank(c.offset), "cannot resume the data loader: position ", c.position,
+              " is past the ", sampler_.per_rank(c.offset), " items of an epoch");
   cursor_ = c;
 }
 

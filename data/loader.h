@@ -26,6 +26,10 @@
 // state_json() records it with what it is valid for (seed, world size, item count, data hash);
 // restore_state() checks those and continues exactly where the saved loader stood. Ranks move in
 // lockstep, so rank 0's state restores every rank.
+// Another number of ranks: the saved ranks had consumed g = offset + position·w_saved positions of
+// the epoch's permutation together; the new ranks take the rest of that epoch from g on (rank r:
+// positions g + r, g + r + w, ...; the cursor's `offset` is g) and every later epoch as usual. No
+// item is skipped or repeated within the epoch, whatever the two rank counts.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -75,6 +79,7 @@ struct Batch {
 struct LoaderCursor {
   uint64_t epoch = 0;
   uint64_t position = 0;  // within this rank's share of the epoch
+  uint64_t offset = 0;    // positions of this epoch consumed before a change of rank count
   bool operator==(const LoaderCursor&) const = default;
 };
 
@@ -84,11 +89,14 @@ class EpochSampler {
   EpochSampler(uint64_t items, uint64_t seed, bool shuffle, int rank, int world, RemainderPolicy remainder);
   uint64_t items() const { return items_; }
   uint64_t per_rank() const { return per_rank_; }  // positions of this rank in one epoch
-  uint64_t item(uint64_t epoch, uint64_t position);
+  // Positions of this rank in what is left of an epoch after `offset` positions were consumed.
+  uint64_t per_rank(uint64_t offset) const;
+  uint64_t item(uint64_t epoch, uint64_t position, uint64_t offset = 0);
 
  private:
   uint64_t items_, seed_;
   bool shuffle_;
+  RemainderPolicy remainder_;
   int rank_, world_;
   uint64_t per_rank_ = 0;
   uint64_t cached_epoch_ = ~uint64_t(0);

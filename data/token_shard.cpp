@@ -303,7 +303,7 @@ ShardSet ShardSet::open(const std::string& dir, bool check_tokens) {
   INPUT_CHECK(fs::exists(first, ec), dir, ": no token shards (", shard_file_name(0), " is missing); run `attnlab data ",
               "prepare` on the experiment file, or the training command, to tokenise the corpus");
   set.shards_.push_back(TokenShard::open(first, check_tokens));
-  const ShardInfo& head = set.shards_[0].info();
+  const ShardInfo head = set.shards_[0].info();  // a copy: push_back below moves the shards
   for (uint32_t k = 1; k < head.shard_count; ++k)
     set.shards_.push_back(TokenShard::open((fs::path(dir) / shard_file_name(k)).string(), check_tokens));
   for (uint32_t k = 0; k < set.shards_.size(); ++k) {

@@ -76,7 +76,10 @@ void ParamStore::allocate_grads(const Ctx& ctx) {
   size_t bytes = 0;
   for (const Param& p : params_)
     if (p.trainable) bytes += Arena::aligned(size_t(p.numel()) * dtype_size(gt));
-  grads_ = Arena(device_, std::max<size_t>(bytes, Arena::kAlign));
+  const size_t unit = size_t(grad_multiple_) * dtype_size(gt);
+  bytes = std::max<size_t>(bytes, Arena::kAlign);
+  bytes = (bytes + unit - 1) / unit * unit;
+  grads_ = Arena(device_, bytes);
   grads_base_ = grads_.alloc_bytes(0, "gradient arena base");  // a zero-byte carve returns the base
   for (Param& p : params_) {
     p.grad = Tensor();
@@ -90,9 +93,31 @@ void ParamStore::allocate_grads(const Ctx& ctx) {
 
 void ParamStore::zero_grads(const Ctx& ctx) {
   if (!grads_allocated_ || grads_.used() == 0) return;
-  // The arena's used bytes are a multiple of its 256-byte alignment: one i32 view covers them all.
-  zero_tensor(ctx, make_tensor_view(grads_base_, DType::i32, device_, {int64_t(grads_.used() / 4)},
+  // The capacity is a multiple of 4 bytes (256-byte alignment, or the element multiple of a
+  // 4- or 8-byte dtype): one i32 view covers the gradients, the gaps and the padding.
+  zero_tensor(ctx, make_tensor_view(grads_base_, DType::i32, device_, {int64_t(grads_.capacity() / 4)},
                                     "parameter gradients"));
+}
+
+Tensor ParamStore::grad_arena() const {
+  CHECK(grads_allocated_, "grad_arena before allocate_grads");
+  return make_tensor_view(grads_base_, grad_dtype(), device_, {grad_arena_numel()}, "gradient arena");
+}
+
+int64_t ParamStore::grad_arena_numel() const {
+  return grads_allocated_ ? int64_t(grads_.capacity() / dtype_size(grad_dtype())) : 0;
+}
+
+int64_t ParamStore::grad_offset(const Param& p) const {
+  CHECK(grads_allocated_ && p.grad.defined(), "grad_offset: '", p.name, "' has no gradient (frozen?)");
+  return int64_t((static_cast<const char*>(p.grad.data) - static_cast<const char*>(grads_base_)) /
+                 ptrdiff_t(dtype_size(grad_dtype())));
+}
+
+void ParamStore::set_grad_arena_multiple(const Ctx& ctx, int64_t elements) {
+  CHECK(elements >= 1, "set_grad_arena_multiple: ", elements, " elements");
+  grad_multiple_ = elements;
+  if (grads_allocated_) allocate_grads(ctx);
 }
 
 void ParamStore::set_trainable(const Ctx& ctx, const std::vector<std::string>& patterns) {

@@ -13,6 +13,7 @@
 // at call time, so re-carving the gradients after a change of the trainable set is seen at once.
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -61,8 +62,19 @@ class ParamStore {
   void set_trainable(const Ctx& ctx, const std::vector<std::string>& patterns);
   void set_all_trainable(const Ctx& ctx);
 
-  // Sets every gradient to zero (one memset over the gradient arena).
+  // Sets every gradient to zero (one memset over the whole gradient arena, padding included).
   void zero_grads(const Ctx& ctx);
+
+  // The gradient arena as one flat tensor [grad_arena_numel()] (acc dtype): every trainable
+  // gradient at grad_offset(p), the alignment gaps and the tail zero after zero_grads. This is
+  // what the data-parallel trainer reduces in buckets and shards for ZeRO-1.
+  Tensor grad_arena() const;
+  int64_t grad_arena_numel() const;
+  // Elements from the arena's start to p's gradient (p must be trainable).
+  int64_t grad_offset(const Param& p) const;
+  // Rounds the arena up to a multiple of `elements` (equal shards for every rank); re-carves the
+  // gradients when they exist. 1 (the default) adds nothing beyond the per-tensor alignment.
+  void set_grad_arena_multiple(const Ctx& ctx, int64_t elements);
 
   Param* find(const std::string& name);
   const Param* find(const std::string& name) const;
@@ -87,10 +99,16 @@ class ParamStore {
   std::deque<Param> params_;  // a deque never moves its elements: Param pointers stay valid
   Arena values_, grads_;
   void* grads_base_ = nullptr;
+  int64_t grad_multiple_ = 1;
   Device device_ = Device::cpu;
   DType dtype_ = DType::f32;
   bool allocated_ = false, grads_allocated_ = false;
 };
+
+// Called by a model's backward when every gradient of the parameters registered at or after `first`
+// is final (after each block, with the block's first parameter): the data-parallel trainer
+// launches the gradient buckets that lie above it while the backward goes on (train/grad_sync.h).
+using GradReadyHook = std::function<void(const Param& first)>;
 
 // fnmatch(3) without flags: `*` and `?` match any characters, dots included; `[...]` classes.
 bool name_matches(const std::string& pattern, const std::string& name);

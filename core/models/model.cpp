@@ -58,8 +58,12 @@ Model::Model(const ModelConfig& config, const ModelOptions& options, const Ctx& 
   }
   embedding_dropout_ = Dropout(gpt2 ? "transformer.drop" : "model.embed_dropout", config_dropout(c, "embd_pdrop"));
   const double resid_p = config_dropout(c, "resid_pdrop");
-  for (int64_t l = 0; l < c.num_layers; ++l)
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const size_t before = params_.size();
     blocks_.push_back(std::make_unique<DecoderBlock>(c, l, block_prefix(l), params_, resid_p));
+    CHECK(params_.size() > before, "block ", l, " registered no parameter");
+    block_first_.push_back(&*std::next(params_.begin(), std::ptrdiff_t(before)));
+  }
   if (gpt2) {
     final_norm_ = Norm::layer_norm("transformer.ln_f", &params_.add("transformer.ln_f.weight", {D}),
                                    &params_.add("transformer.ln_f.bias", {D}), c.norm_eps);
@@ -148,7 +152,10 @@ void Model::backward(Ctx& ctx) {
   have_loss_ = false;
   head_.backward(ctx, final_out_, d_final_);
   final_norm_.backward(ctx, d_final_, residual_.back(), d_residual_, false);
-  for (size_t l = blocks_.size(); l-- > 0;) blocks_[l]->backward(ctx, residual_[l], d_residual_);
+  for (size_t l = blocks_.size(); l-- > 0;) {
+    blocks_[l]->backward(ctx, residual_[l], d_residual_);
+    if (grad_ready_) grad_ready_(*block_first_[l]);
+  }
   if (embedding_dropout_.applied()) embedding_dropout_.backward(ctx, d_residual_, d_residual_);
   embedding_.backward(ctx, d_residual_, ids_);
 }

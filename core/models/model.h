@@ -68,6 +68,8 @@ class Model {
   Tensor forward(Ctx& ctx, const Tensor& ids, const Tensor& targets, double valid_count);
   // Accumulates every trainable parameter's gradient (zero them first: params().zero_grads).
   void backward(Ctx& ctx);
+  // Called after each block's backward with that block's first parameter (param.h); empty: none.
+  void set_grad_ready_hook(GradReadyHook hook) { grad_ready_ = std::move(hook); }
 
   Tensor logits() const;  // [B, T, V], model dtype, valid between forward and backward
   const Tensor& loss() const { return head_.loss(); }
@@ -89,6 +91,8 @@ class Model {
   TokenEmbedding embedding_;
   Dropout embedding_dropout_;
   std::vector<std::unique_ptr<DecoderBlock>> blocks_;
+  std::vector<const Param*> block_first_;  // each block's first registered parameter
+  GradReadyHook grad_ready_;
   Norm final_norm_;
   LmHead head_;
   bool training_ = false;

@@ -90,13 +90,15 @@ Trainer::Impl::StepStats Trainer::Impl::train_step(bool& stop_requested) {
       const Tensor loss = model->forward(ctx, ids_k, targets_k, global_targets);
       // step_loss += loss on the device (the residual stream's accumulate is exactly that).
       residual_backward(ctx, {loss, step_loss.t(), Tensor()});
+      // The last backward launches the gradient buckets as its blocks finish (grad_sync.h).
+      if (k + 1 == accum) grad_sync->arm();
       model->backward(ctx);
     }
   }
+  // 3. Gradients summed over the ranks (the loss was already divided by the global count): the
+  // buckets not yet launched, then the wait. ZeRO-1: each rank holds the sum of its shares.
+  grad_sync->finish();
   if (opt.after_backward) opt.after_backward(*self, state.step);
-  // 3. Gradients summed over the ranks (the loss was already divided by the global count).
-  for (Param& p : model->params())
-    if (p.grad.defined()) comm->all_reduce_sum(p.grad);
   // 4. Clip norm, NaN/Inf flag and AdamW, all on the device.
   if (global_targets > 0) optimizer->step(ctx, lr);
   // 5. The one read-back of the step; a stop request on any rank stops every rank after it.

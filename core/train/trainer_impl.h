@@ -8,6 +8,8 @@
 
 #include "core/dist/communicator.h"
 #include "core/memory.h"
+#include "core/dist/launch_env.h"
+#include "core/train/grad_sync.h"
 #include "core/train/metrics.h"
 #include "core/train/optimizer.h"
 #include "core/train/progress.h"
@@ -36,6 +38,7 @@ struct Trainer::Impl {
 
   ModelConfig model_config;
   std::unique_ptr<Model> model;
+  std::unique_ptr<GradSync> grad_sync;  // before the optimizer: it pads the gradient arena
   std::unique_ptr<TrainOptimizer> optimizer;
   LrSchedule schedule;
   TrainerState state;
@@ -55,7 +58,8 @@ struct Trainer::Impl {
 
   // --- trainer_setup.cpp
   void setup();
-  void choose_device();
+  void choose_device(int local_rank);
+  void setup_comm(const dist::LaunchEnv& env);
   void setup_data();
   void setup_model(const std::string& resume_dir);
   std::string find_resume_checkpoint() const;

@@ -58,7 +58,7 @@ void Trainer::Impl::say(const std::string& text) const {
   if (rank == 0 && progress) progress->message(text);
 }
 
-void Trainer::Impl::choose_device() {
+void Trainer::Impl::choose_device(int local_rank) {
   const CudaStatus st = cuda_status();
   Device dev = Device::cpu;
   if (cfg.run.device == config::DeviceChoice::cuda) {
@@ -71,7 +71,7 @@ void Trainer::Impl::choose_device() {
   dtype = cfg.run.dtype;
   const uint64_t seed = uint64_t(cfg.run.seed);
   if (dev == Device::cuda) {
-    const int index = opt.comm ? dist::cuda_device_for_local_rank(opt.comm->local_rank(), st.device_count) : 0;
+    const int index = dist::cuda_device_for_local_rank(local_rank, st.device_count);
     ctx = Ctx::make_cuda(index, seed);
   } else {
     ctx = Ctx::make_cpu(seed);
@@ -139,7 +139,13 @@ void Trainer::Impl::setup_model(const std::string& resume_dir) {
         "). Fix: use the model's own tokenizer (data.tokenizer), or set model.arch vocab_size");
   model->set_training(true);
   model->plan(ctx, B, T);
-  optimizer = std::make_unique<TrainOptimizer>(*model, cfg.optim, ctx, built.master_source.get());
+  // Gradient buckets (they pad the gradient arena, so before the optimizer takes its views), the
+  // backward's per-block reports that launch them, and the optimizer (sharded under ZeRO-1).
+  grad_sync = std::make_unique<GradSync>(model->params(), *comm, ctx, cfg.distributed.bucket_mb, cfg.distributed.zero1);
+  model->set_grad_ready_hook([gs = grad_sync.get()](const Param& first) { gs->ready_from(gs->watermark_of(first)); });
+  optimizer = std::make_unique<TrainOptimizer>(model->params(), cfg.optim, ctx,
+                                               built.master_source ? &built.master_source->params() : nullptr,
+                                               grad_sync.get(), comm);
 }
 
 void Trainer::Impl::restore(const std::string& dir) {
@@ -149,10 +155,15 @@ void Trainer::Impl::restore(const std::string& dir) {
   nlohmann::json j = nlohmann::json::parse(read_file_text(state_path), nullptr, false);
   CHECK(!j.is_discarded(), state_path, ": not valid JSON");
   state = TrainerState::from_json(j, state_path);
-  CHECK(state.world_size == world, "checkpoint '", dir, "' was written by ", state.world_size,
-        " ranks and this run has ", world, "; the data order depends on the rank count. Fix: resume with ",
-        state.world_size, " ranks");
+  // A checkpoint of N ranks resumes on M: the loader continues the epoch at the global position
+  // the N ranks had reached (loader.h); weights and optimizer state are rank-independent on disk.
+  if (state.world_size != world)
+    say("note: the checkpoint was written by " + std::to_string(state.world_size) + " rank" +
+        (state.world_size == 1 ? "" : "s") + " and this run has " + std::to_string(world) +
+        ": the data continues where those ranks stopped; the global batch is now " + std::to_string(world) +
+        " x micro_batch x grad_accum sequences");
   train_loader->restore_state(state.loader_state);
+  state.world_size = world;
   ctx.seed = state.rng_seed;
   ctx.rng_offset = state.rng_offset;
   resumed_from = dir;
@@ -174,18 +185,38 @@ void Trainer::Impl::restore(const std::string& dir) {
         std::to_string(state.total_steps) + "); the learning-rate schedule follows the new count");
 }
 
-void Trainer::Impl::setup() {
-  choose_device();
-  if (opt.comm) {
-    comm = opt.comm;
-  } else {
-    own_comm = dist::make_single_communicator(ctx);
-    comm = own_comm.get();
+void Trainer::Impl::setup_comm(const dist::LaunchEnv& env) {
+  dist::Backend b = dist::Backend::auto_select;
+  switch (cfg.distributed.backend) {
+    case config::DistBackend::auto_select: b = dist::Backend::auto_select; break;
+    case config::DistBackend::nccl: b = dist::Backend::nccl; break;
+    case config::DistBackend::mpi: b = dist::Backend::mpi; break;
+    case config::DistBackend::none:
+      CHECK(env.world_size == 1, "distributed.backend is none but the launcher started ", env.world_size,
+            " ranks (", env.describe(), "). Fix: set distributed.backend: auto (nccl on GPUs, mpi on CPUs)");
+      b = dist::Backend::single;
+      break;
   }
+  dist::NcclOptions nccl;
+  nccl.config_hash = config::config_hash(cfg.resolved);
+  own_comm = dist::make_communicator(b, env, ctx, nccl);
+  comm = own_comm.get();
+}
+
+void Trainer::Impl::setup() {
+  // Ranks from the launcher's environment (or the communicator the caller made); the rank's GPU
+  // is chosen before any CUDA or NCCL call.
+  dist::LaunchEnv env;
+  if (!opt.comm) env = dist::discover_launch_env();
+  choose_device(opt.comm ? opt.comm->local_rank() : env.local_rank);
+  if (opt.comm) comm = opt.comm;
+  else setup_comm(env);
   rank = comm->rank();
   world = comm->world_size();
   set_log_rank(rank, world);
   progress = std::make_unique<Progress>(rank == 0 ? opt.console : nullptr, cfg.log.progress);
+  if (world > 1)
+    say("train: " + comm->describe() + (opt.comm ? std::string() : "; ranks from " + env.describe()));
   run_dir = (fs::path(cfg.run.out_dir) / cfg.run.name).string();
   if (rank == 0) {
     std::error_code ec;
@@ -269,6 +300,8 @@ std::string Trainer::Impl::save_checkpoint(const std::string& name, bool with_op
     write_file_synced((fs::path(w.dir()) / kTrainerStateFile).string(), state.to_json().dump(2) + "\n");
     path = w.commit();
     if (with_optimizer) prune_checkpoints(checkpoint_root(run_dir), cfg.checkpoint.keep_last);
+  } else if (with_optimizer && optimizer->sharded()) {
+    optimizer->save(ctx, "", /*write=*/false);  // ZeRO-1: the shards meet on rank 0
   }
   comm->barrier();
   return path;

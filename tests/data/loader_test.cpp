@@ -203,15 +203,64 @@ TEST(PretrainLoader, SavedCursorResumesExactly) {
   }
   EXPECT_EQ(resumed.cursor(), run.cursor());
   EXPECT_GE(run.cursor().epoch, 1u);
-  // A state from another seed or world size is refused.
+  // A state from another seed is refused.
   LoaderOptions other = o;
   other.seed = 78;
   PretrainLoader wrong_seed(shards, other, Split::train);
   EXPECT_NE(error_of([&] { wrong_seed.restore_state(state); }).find("seed"), std::string::npos);
-  other = o;
-  other.world = 3;
-  PretrainLoader wrong_world(shards, other, Split::train);
-  EXPECT_NE(error_of([&] { wrong_world.restore_state(state); }).find("world"), std::string::npos);
+}
+
+// A cursor saved by `from` ranks restores on `to` ranks: together they visit every sequence of
+// the interrupted epoch exactly once (up to the pad wrap-around of the last round), and the next
+// epoch starts afresh on the new ranks.
+TEST(PretrainLoader, ResumeOnAnotherRankCountContinuesTheEpoch) {
+  ScratchDir dir;
+  auto shards = make_shards(dir / "s", make_docs(60, 5), 1000, kEos);
+  for (auto [from, to] : {std::pair{2, 3}, std::pair{2, 1}, std::pair{3, 2}}) {
+    std::map<uint64_t, int> seen;
+    std::string state;
+    uint64_t n = 0;
+    for (int r = 0; r < from; ++r) {
+      PretrainLoader l(shards, {.seq_len = 6, .seed = 9, .rank = r, .world = from}, Split::train);
+      n = l.items();
+      Batch b;
+      for (int k = 0; k < 3; ++k) {
+        ASSERT_TRUE(l.next(b, 2));
+        for (uint64_t i : b.items) ++seen[i];
+      }
+      if (r == 0) state = l.state_json();
+    }
+    ASSERT_GT(n, uint64_t(from * 6)) << "the test needs an epoch longer than the saved part";
+    std::vector<uint64_t> next_epoch_first;
+    for (int r = 0; r < to; ++r) {
+      PretrainLoader l(shards, {.seq_len = 6, .seed = 9, .rank = r, .world = to}, Split::train);
+      l.restore_state(state);
+      EXPECT_EQ(l.cursor().offset, uint64_t(from * 6));
+      Batch b;
+      while (l.cursor().epoch == 0) {
+        ASSERT_TRUE(l.next(b, 1));
+        if (l.cursor().epoch == 0 || l.cursor().position > 1) {
+          for (uint64_t i : b.items) ++seen[i];
+        } else {
+          next_epoch_first.push_back(b.items[0]);  // the batch that crossed into epoch 1
+        }
+      }
+    }
+    EXPECT_EQ(seen.size(), n) << from << " -> " << to << ": every sequence of the epoch is visited";
+    int repeats = 0;
+    for (auto& [item, c] : seen) repeats += c - 1;
+    EXPECT_LT(repeats, to) << from << " -> " << to << ": only the last round's wrap-around repeats";
+    // Epoch 1 on the new ranks is the ordinary one: rank r starts at position r of its order.
+    std::vector<uint64_t> fresh;
+    for (int r = 0; r < to; ++r) {
+      PretrainLoader l(shards, {.seq_len = 6, .seed = 9, .rank = r, .world = to}, Split::train);
+      l.set_cursor({1, 0, 0});
+      Batch b;
+      ASSERT_TRUE(l.next(b, 1));
+      fresh.push_back(b.items[0]);
+    }
+    EXPECT_EQ(next_epoch_first, fresh);
+  }
 }
 
 TEST(DocumentSplit, SeededDisjointAndSized) {

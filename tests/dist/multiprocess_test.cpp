@@ -3,52 +3,20 @@
 // report), and under `attnlab launch` (the rendezvous path, a failing rank stopping the rest).
 // Each run takes about a second; they skip, with the reason, when mpirun or the attnlab binary is
 // missing.
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
-#include <array>
-#include <chrono>
-#include <cstdio>
+#include "support/subprocess.h"
+
 #include <string>
 
 namespace attnlab::test {
 namespace {
 
-struct ProcessResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-  double seconds = 0;
-};
-
 std::string attnlab_binary() { return std::string(ATTNLAB_BINARY_DIR) + "/attnlab"; }
 
-// Runs a shell command with a hard time limit (coreutils timeout: a hung rank fails the test
-// instead of hanging the suite).
-ProcessResult run(const std::string& command, int limit_s = 60) {
-  ProcessResult r;
-  const std::string full = "timeout -k 5 " + std::to_string(limit_s) + " " + command + " 2>&1";
-  auto t0 = std::chrono::steady_clock::now();
-  FILE* p = ::popen(full.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  int status = ::pclose(p);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
-
 bool have_binary() { return ::access(attnlab_binary().c_str(), X_OK) == 0; }
-
-std::string mpirun_prefix(int np) {
-  // OpenMPI refuses to run as root unless told; --oversubscribe: more ranks than the CI's 2 cores.
-  std::string cmd = "mpirun --oversubscribe -np " + std::to_string(np);
-  if (::getuid() == 0) cmd += " --allow-run-as-root";
-  return cmd;
-}
 
 #define SKIP_WITHOUT_MPIRUN()                                                                          \
   do {                                                                                                 \
@@ -64,7 +32,7 @@ bool contains(const std::string& s, const std::string& part) { return s.find(par
 
 TEST(MpiSelftest, TwoRanks) {
   SKIP_WITHOUT_MPIRUN();
-  ProcessResult r = run(mpirun_prefix(2) + " " + attnlab_binary() + " dist selftest --backend mpi --elements 257");
+  ProcessResult r = run_process(mpirun_prefix(2) + " " + attnlab_binary() + " dist selftest --backend mpi --elements 257");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "dist selftest passed: 31 checks")) << r.output;
   EXPECT_TRUE(contains(r.output, "mpi communicator: rank 0 of 2")) << r.output;
@@ -75,7 +43,7 @@ TEST(MpiSelftest, TwoRanks) {
 TEST(MpiSelftest, ThreeRanksAutoBackend) {
   SKIP_WITHOUT_MPIRUN();
   // No --backend: under mpirun the selftest must pick MPI by itself.
-  ProcessResult r = run(mpirun_prefix(3) + " " + attnlab_binary() + " dist selftest");
+  ProcessResult r = run_process(mpirun_prefix(3) + " " + attnlab_binary() + " dist selftest");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "mpi communicator: rank 0 of 3")) << r.output;
   EXPECT_TRUE(contains(r.output, "ok   broadcast from rank 2 f64")) << r.output;
@@ -85,7 +53,7 @@ TEST(MpiSelftest, ThreeRanksAutoBackend) {
 
 TEST(MpiSelftest, WrongInputOnOneRankFailsEveryRank) {
   SKIP_WITHOUT_MPIRUN();
-  ProcessResult r = run(mpirun_prefix(2) + " " + attnlab_binary() + " dist selftest --backend mpi --fault-rank 1");
+  ProcessResult r = run_process(mpirun_prefix(2) + " " + attnlab_binary() + " dist selftest --backend mpi --fault-rank 1");
   EXPECT_NE(r.exit_code, 0) << r.output;
   // Rank 1's extra 1 reaches both ranks' sums; each checks against its own computation.
   EXPECT_TRUE(contains(r.output, "FAILED all_reduce_sum f32 on rank 0: element 0 is 6, expected 5")) << r.output;
@@ -95,7 +63,7 @@ TEST(MpiSelftest, WrongInputOnOneRankFailsEveryRank) {
 
 TEST(LaunchSelftest, ThreeRanksMeetAtTheRendezvous) {
   SKIP_WITHOUT_BINARY();
-  ProcessResult r = run(attnlab_binary() + " launch --nproc 3 -- dist selftest --backend single");
+  ProcessResult r = run_process(attnlab_binary() + " launch --nproc 3 -- dist selftest --backend single");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "[rank 0] dist selftest: rank 0 of 3 (local 0) from RANK/WORLD_SIZE")) << r.output;
   EXPECT_TRUE(contains(r.output, "ok   rendezvous of 3 ranks at 127.0.0.1:")) << r.output;
@@ -105,7 +73,7 @@ TEST(LaunchSelftest, ThreeRanksMeetAtTheRendezvous) {
 TEST(LaunchSelftest, FailingRankStopsTheOthers) {
   SKIP_WITHOUT_BINARY();
   // Rank 1 exits before the rendezvous; ranks 0 and 2 would wait there for 60 s.
-  ProcessResult r = run(attnlab_binary() +
+  ProcessResult r = run_process(attnlab_binary() +
               " launch --nproc 3 --grace 2 -- dist selftest --backend single --timeout 60 --fault-rank 1 "
               "--fault-at start");
   EXPECT_EQ(r.exit_code, 1) << r.output;
@@ -116,20 +84,20 @@ TEST(LaunchSelftest, FailingRankStopsTheOthers) {
 
 TEST(LaunchSelftest, MpiBackendNeedsMpirun) {
   SKIP_WITHOUT_MPIRUN();
-  ProcessResult r = run(attnlab_binary() + " launch --nproc 2 -- dist selftest --backend mpi");
+  ProcessResult r = run_process(attnlab_binary() + " launch --nproc 2 -- dist selftest --backend mpi");
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "the MPI backend needs its processes started by mpirun")) << r.output;
 }
 
 TEST(LaunchSelftest, UsageErrors) {
   SKIP_WITHOUT_BINARY();
-  ProcessResult r = run(attnlab_binary() + " launch --nproc 2");
+  ProcessResult r = run_process(attnlab_binary() + " launch --nproc 2");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_TRUE(contains(r.output, "command is required")) << r.output;
-  r = run(attnlab_binary() + " launch --nproc 2 -- launch --nproc 2 -- info");
+  r = run_process(attnlab_binary() + " launch --nproc 2 -- launch --nproc 2 -- info");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_TRUE(contains(r.output, "cannot launch itself")) << r.output;
-  r = run(attnlab_binary() + " launch --help");
+  r = run_process(attnlab_binary() + " launch --help");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_TRUE(contains(r.output, "--nproc")) << r.output;
   EXPECT_TRUE(contains(r.output, "dist selftest")) << r.output;

@@ -3,6 +3,10 @@
 // on the device.
 #include <cmath>
 
+#include <cstdlib>
+#include <cstring>
+
+#include "core/dist/rendezvous.h"
 #include "core/io/safetensors.h"
 #include "core/train/metrics.h"
 #include "train/train_test_util.h"
@@ -141,6 +145,44 @@ TEST(TrainerGpu, NonFiniteGradientSkipsTheUpdateOnTheDevice) {
   EXPECT_EQ(r.skipped_steps, 1);
   EXPECT_EQ(snapshots.at(1), snapshots.at(2));
   EXPECT_NE(snapshots.at(2), snapshots.at(3));
+}
+
+
+// World size 1 over NCCL (the launcher's variables say rank 0 of 1, distributed.backend nccl)
+// runs the data-parallel code path — bucketed collectives on NCCL's stream, ZeRO-1 shares, the
+// all-gather — and must give the single-process run's weights bit for bit on the same GPU.
+TEST(TrainerGpu, NcclWorldOfOneWithZero1MatchesTheSingleProcessRun) {
+  ATTNLAB_REQUIRE_GPU();
+#if !ATTNLAB_WITH_NCCL
+  GTEST_SKIP() << "attnlab was built without NCCL";
+#endif
+  ScratchDir d;
+  auto data = synthetic_data(d / "shards", 160, 32);
+  const std::vector<std::string> common = {"train.steps=4", "run.device=cuda", "run.dtype=bf16",
+                                           "distributed.bucket_mb=0.01", "checkpoint.every_steps=2"};
+  train::Trainer single(tiny_experiment(d.path, "single", common), quiet_options(data));
+  single.run();
+  const std::string port = std::to_string(dist::pick_free_loopback_port());
+  setenv("RANK", "0", 1);
+  setenv("WORLD_SIZE", "1", 1);
+  setenv("LOCAL_RANK", "0", 1);
+  setenv("MASTER_ADDR", "127.0.0.1", 1);
+  setenv("MASTER_PORT", port.c_str(), 1);
+  auto nccl_cfg = common;
+  nccl_cfg.push_back("distributed.backend=nccl");
+  nccl_cfg.push_back("distributed.zero1=true");
+  std::map<std::string, std::vector<double>> nccl_weights;
+  {
+    train::Trainer t(tiny_experiment(d.path, "nccl", nccl_cfg), quiet_options(data));
+    t.run();
+    nccl_weights = param_values(t.ctx(), t.model());
+  }
+  for (const char* v : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}) unsetenv(v);
+  EXPECT_EQ(nccl_weights, param_values(single.ctx(), single.model()));
+  SafetensorsFile a = SafetensorsFile::open(checkpoint_path(d.path + "/single", 4, "optimizer.safetensors"));
+  SafetensorsFile b = SafetensorsFile::open(checkpoint_path(d.path + "/nccl", 4, "optimizer.safetensors"));
+  ASSERT_EQ(a.names(), b.names());
+  for (const std::string& n : a.names()) EXPECT_EQ(0, std::memcmp(a.raw(n), b.raw(n), a.info(n).bytes())) << n;
 }
 
 }  // namespace
