@@ -20,7 +20,8 @@ Tensor flat(const Tensor& t, const char* name) { return make_tensor_view(t.data,
 
 }  // namespace
 
-TrainOptimizer::TrainOptimizer(Model& model, const config::OptimConfig& cfg, Ctx& ctx, const Model* master_source)
+TrainOptimizer::TrainOptimizer(TrainableModel& model, const config::OptimConfig& cfg, Ctx& ctx,
+                               const TrainableModel* master_source)
     : model_(model), cfg_(cfg) {
   CHECK(cfg.name == config::OptimizerKind::adamw,
         "optim.name sgd: the trainer implements AdamW only so far (set optim.name: adamw)");

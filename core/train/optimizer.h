@@ -17,7 +17,7 @@
 #include "core/arena.h"
 #include "core/config/optim_config.h"
 #include "core/memory.h"
-#include "core/models/model.h"
+#include "core/models/trainable_model.h"
 #include "optim/param_table.h"
 
 namespace attnlab::train {
@@ -29,7 +29,7 @@ class TrainOptimizer {
  public:
   // The model's trainable set must be final (gradients allocated). `master_source`: for bf16
   // models, a model holding the f32 values to start the masters from (null: from the bf16 values).
-  TrainOptimizer(Model& model, const config::OptimConfig& cfg, Ctx& ctx, const Model* master_source);
+  TrainOptimizer(TrainableModel& model, const config::OptimConfig& cfg, Ctx& ctx, const TrainableModel* master_source);
 
   // Clip norm and NaN/Inf flag over every trainable gradient, then the AdamW update at `lr`
   // (skipped on the device when the flag is set). No host sync.
@@ -54,7 +54,7 @@ class TrainOptimizer {
     Param* param;
     Tensor master, m, v;
   };
-  Model& model_;
+  TrainableModel& model_;
   config::OptimConfig cfg_;
   bool separate_master_ = false;
   std::vector<Entry> entries_;
