@@ -47,13 +47,21 @@ TEST(ScratchTrain, TrainsBothVariantsAndTheLossFalls) {
 }
 
 TEST(ScratchTrain, ResumeReproducesTheUninterruptedRunBitForBit) {
+  analysis::register_needle_study();
   ScratchDir d;
   auto data = synthetic_data(d / "shards", 160, 32);
-  // Dropout on (0.1 in the YAML), accumulation, evaluation in between, warmup + cosine across the break.
+  make_byte_tokenizer(d / "tok");
+  // Dropout on (0.1 in the YAML), accumulation, evaluation and the needle analysis in between (they
+  // re-plan the model and switch dropout off and on: they must not disturb anything), warmup +
+  // cosine across the break.
   const std::vector<std::string> common = {"train.steps=8", "train.grad_accum=2", "eval.every_steps=3",
-                                           "eval.batches=2", "schedule.warmup_steps=2", "log.every_steps=3"};
-  const auto straight_cfg = tiny_experiment(d.path, "straight", common, tiny_decoder_yaml("differential"));
-  const auto split_cfg = tiny_experiment(d.path, "split", common, tiny_decoder_yaml("differential"));
+                                           "eval.batches=2", "schedule.warmup_steps=2", "log.every_steps=3",
+                                           "data.tokenizer=" + (d / "tok")};
+  const std::string model = tiny_decoder_yaml("differential") +
+                            "analysis: {study: answer_to_noise, every_steps: 3, depths: [0.5], samples: 2, "
+                            "context_length: 32}\n";
+  const auto straight_cfg = tiny_experiment(d.path, "straight", common, model);
+  const auto split_cfg = tiny_experiment(d.path, "split", common, model);
   train::Trainer straight(straight_cfg, quiet_options(data));
   ASSERT_EQ(straight.run().steps_done, 8);
   EXPECT_GT(straight.state().rng_offset, 0u) << "dropout drew no random numbers: the test would not cover the RNG";
@@ -76,6 +84,14 @@ TEST(ScratchTrain, ResumeReproducesTheUninterruptedRunBitForBit) {
   EXPECT_EQ(param_values(straight.ctx(), straight.model()), param_values(second.ctx(), second.model()));
   EXPECT_EQ(straight.state().rng_offset, second.state().rng_offset);
   EXPECT_EQ(straight.state().last_val_loss, second.state().last_val_loss);
+  // needle.jsonl: steps 3, 6 and 8 once each (the resumed session appends after step 4), the same
+  // numbers as the uninterrupted run.
+  const auto a = train::read_metrics(d.path + "/straight/needle.jsonl");
+  const auto b = train::read_metrics(d.path + "/split/needle.jsonl");
+  ASSERT_EQ(a.size(), 3u);
+  EXPECT_EQ(a[0]["step"], 3);
+  EXPECT_EQ(a[2]["step"], 8);
+  EXPECT_EQ(a, b);
 }
 
 TEST(ScratchTrain, ResumeRefusesACheckpointOfTheOtherVariant) {
