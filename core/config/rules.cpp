@@ -173,20 +173,31 @@ std::vector<CrossFieldRule> build_rules() {
                                 "distributed.zero1 shards optimizer state across ranks, but distributed.backend is none");
                  return std::nullopt;
                }});
-  r.push_back({"evaluation needs a validation split", {"eval.every_steps", "data.val_fraction"},
+  r.push_back({"eval.every_steps and eval.every_epochs are exclusive", {"eval.every_steps", "eval.every_epochs"},
                [](const RuleContext& c) -> std::optional<Violation> {
-                 if (c.cfg.eval.every_steps > 0 && c.cfg.data.val_fraction == 0)
-                   return blame({"eval.every_steps", "data.val_fraction"},
-                                "eval.every_steps is " + std::to_string(c.cfg.eval.every_steps) +
+                 if (c.cfg.eval.every_steps > 0 && c.cfg.eval.every_epochs)
+                   return blame({"eval.every_epochs", "eval.every_steps"},
+                                "eval.every_steps and eval.every_epochs are both set; keep one");
+                 return std::nullopt;
+               }});
+  r.push_back({"evaluation needs a validation split", {"eval.every_steps", "eval.every_epochs", "data.val_fraction"},
+               [](const RuleContext& c) -> std::optional<Violation> {
+                 const EvalConfig& e = c.cfg.eval;
+                 if ((e.every_steps > 0 || e.every_epochs) && c.cfg.data.val_fraction == 0)
+                   return blame({"eval.every_steps", "eval.every_epochs", "data.val_fraction"},
+                                (e.every_epochs ? "eval.every_epochs is " + std::to_string(*e.every_epochs)
+                                                : "eval.every_steps is " + std::to_string(e.every_steps)) +
                                     " but data.val_fraction is 0: there is no validation split to evaluate on");
                  return std::nullopt;
                }});
-  r.push_back({"eval.best_metric needs evaluation (eval.every_steps > 0)", {"eval.best_metric", "eval.every_steps"},
+  r.push_back({"eval.best_metric needs evaluation (eval.every_steps > 0 or eval.every_epochs)",
+               {"eval.best_metric", "eval.every_steps", "eval.every_epochs"},
                [](const RuleContext& c) -> std::optional<Violation> {
-                 if (c.cfg.eval.best_metric != BestMetric::none && c.cfg.eval.every_steps == 0)
+                 if (c.cfg.eval.best_metric != BestMetric::none && c.cfg.eval.every_steps == 0 && !c.cfg.eval.every_epochs)
                    return blame({"eval.best_metric", "eval.every_steps"},
                                 "eval.best_metric is " + text_of(c, "eval.best_metric") +
-                                    " but eval.every_steps is 0 (no evaluation); set eval.every_steps or best_metric: none");
+                                    " but eval.every_steps is 0 (no evaluation); set eval.every_steps, "
+                                    "eval.every_epochs or best_metric: none");
                  return std::nullopt;
                }});
   r.push_back({"AdamW settings (betas, eps) differ from their defaults only with adamw, momentum only with sgd", {"optim.name", "optim.betas", "optim.eps", "optim.momentum"},

@@ -25,6 +25,9 @@ void declare_fields(FieldBinder<EvalConfig>& f) {
   f.field("every_steps", &EvalConfig::every_steps, "evaluate every N optimizer steps and at the end; 0: never")
       .def(0)
       .at_least(0);
+  f.field("every_epochs", &EvalConfig::every_epochs,
+          "evaluate every N epochs (passes over the training split) and at the end; instead of every_steps")
+      .at_least(1);
   f.field("batches", &EvalConfig::batches, "validation batches per evaluation").def(20).at_least(1);
   f.enum_field("best_metric", &EvalConfig::best_metric,
                {{"none", BestMetric::none}, {"val_loss", BestMetric::val_loss}},

@@ -26,6 +26,7 @@ enum class BestMetric : uint8_t { none, val_loss };
 
 struct EvalConfig {
   int64_t every_steps = 0;  // 0: no evaluation during training
+  std::optional<int64_t> every_epochs;  // instead of every_steps: every N passes over the training split
   int64_t batches = 0;      // validation batches per evaluation
   BestMetric best_metric = BestMetric::none;
 };

@@ -1,5 +1,6 @@
 #include "core/models/model.h"
 
+#include "core/models/weights.h"
 #include "core/nvtx.h"
 #include "core/ops/cross_entropy.h"
 
@@ -83,6 +84,16 @@ Model::Model(const ModelConfig& config, const ModelOptions& options, const Ctx& 
 }
 
 Model::~Model() = default;
+
+std::string Model::describe() const {
+  const ModelConfig& c = config_;
+  return std::string(model_type_name(c.arch)) + " L=" + std::to_string(c.num_layers) + " D=" +
+         std::to_string(c.hidden_size) + " heads " + std::to_string(c.num_heads) + "/" + std::to_string(c.num_kv_heads) +
+         "x" + std::to_string(c.head_dim) + " V=" + std::to_string(c.vocab_size);
+}
+
+void Model::save_weights(Ctx& ctx, const std::string& folder) const { save_model(*this, ctx, folder); }
+void Model::load_weights(Ctx& ctx, const std::string& folder) { attnlab::load_weights(*this, ctx, folder); }
 
 void Model::set_training(bool training) {
   training_ = training;

@@ -29,6 +29,7 @@
 #include "core/layers/norm.h"
 #include "core/layers/param.h"
 #include "core/models/decoder_block.h"
+#include "core/models/trainable_model.h"
 
 namespace attnlab {
 
@@ -38,26 +39,32 @@ struct ModelOptions {
   bool allocate_grads = true;  // false: inference only (no gradient memory)
 };
 
-class Model {
+class Model : public TrainableModel {
  public:
   Model(const ModelConfig& config, const ModelOptions& options, const Ctx& ctx);
-  ~Model();
+  ~Model() override;
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
   const ModelConfig& config() const { return config_; }
-  ParamStore& params() { return params_; }
-  const ParamStore& params() const { return params_; }
-  Device device() const { return options_.device; }
-  DType dtype() const { return options_.dtype; }
-  int64_t num_layers() const { return int64_t(blocks_.size()); }
+  ParamStore& params() override { return params_; }
+  const ParamStore& params() const override { return params_; }
+  Device device() const override { return options_.device; }
+  DType dtype() const override { return options_.dtype; }
+  int64_t num_layers() const override { return int64_t(blocks_.size()); }
+  int64_t vocab_size() const override { return config_.vocab_size; }
+  int64_t attention_width() const override { return config_.num_heads * config_.head_dim; }
+  std::string describe() const override;
+  // An HF folder (save_model / load_weights of core/models/weights.h).
+  void save_weights(Ctx& ctx, const std::string& folder) const override;
+  void load_weights(Ctx& ctx, const std::string& folder) override;
 
-  void set_training(bool training);
+  void set_training(bool training) override;
   bool training() const { return training_; }
 
   // Lays out the activations for batches of B sequences of T tokens (one arena; replaces an
   // earlier plan). forward/backward then take exactly [B, T] inputs.
-  void plan(Ctx& ctx, int64_t B, int64_t T);
+  void plan(Ctx& ctx, int64_t B, int64_t T) override;
   int64_t planned_batch() const { return B_; }
   int64_t planned_tokens() const { return T_; }
   size_t activation_bytes() const { return planner_.capacity(); }
@@ -65,13 +72,13 @@ class Model {
   // ids [B, T] i32. With targets ([B, T] i32, kIgnoreIndex = skip) also computes the loss
   // Σ per-token loss / valid_count, returned as a [1] acc-dtype device tensor (undefined without
   // targets). Logits are available from logits() until backward.
-  Tensor forward(Ctx& ctx, const Tensor& ids, const Tensor& targets, double valid_count);
+  Tensor forward(Ctx& ctx, const Tensor& ids, const Tensor& targets, double valid_count) override;
   // Accumulates every trainable parameter's gradient (zero them first: params().zero_grads).
-  void backward(Ctx& ctx);
+  void backward(Ctx& ctx) override;
   // Called after each block's backward with that block's first parameter (param.h); empty: none.
-  void set_grad_ready_hook(GradReadyHook hook) { grad_ready_ = std::move(hook); }
+  void set_grad_ready_hook(GradReadyHook hook) override { grad_ready_ = std::move(hook); }
 
-  Tensor logits() const;  // [B, T, V], model dtype, valid between forward and backward
+  Tensor logits() const override;  // [B, T, V], model dtype, valid between forward and backward
   const Tensor& loss() const { return head_.loss(); }
 
   AttentionLayer& attention(int64_t layer) { return blocks_.at(size_t(layer))->attention(); }

@@ -333,6 +333,37 @@ ScratchDecoder::ScratchDecoder(const ScratchDecoderConfig& config, const ModelOp
 
 ScratchDecoder::~ScratchDecoder() = default;
 
+std::string ScratchDecoder::describe() const {
+  const ScratchDecoderConfig& c = config_;
+  const bool seed = c.preset == ScratchDecoderConfig::Preset::seed;
+  // paper DIFF: heads/2 heads of two d-maps (value 2d); seed DIFF: heads heads of two d-maps (value d).
+  const std::string heads = !c.differential ? std::to_string(c.heads) + "x" + std::to_string(c.head_dim)
+                            : seed ? std::to_string(c.heads) + "x(2 maps of " + std::to_string(c.head_dim) + ")"
+                                   : std::to_string(c.heads / 2) + "x(2 maps of " + std::to_string(c.head_dim) + ")";
+  return std::string("scratch decoder (") + (seed ? "seed" : "paper") + " preset, " +
+         (c.differential ? "differential" : "standard") + ") L=" + std::to_string(c.layers) + " D=" +
+         std::to_string(c.hidden) + " heads " + heads + " V=" + std::to_string(c.vocab_size) + " context " +
+         std::to_string(c.context);
+}
+
+std::string scratch_decoder_file(const std::string& folder) { return folder + "/model.safetensors"; }
+
+void ScratchDecoder::save_weights(Ctx& ctx, const std::string& folder) const {
+  save_scratch_decoder(*this, ctx, scratch_decoder_file(folder));
+}
+
+void ScratchDecoder::load_weights(Ctx& ctx, const std::string& folder) {
+  const std::string path = scratch_decoder_file(folder);
+  const ScratchDecoderConfig saved = read_scratch_decoder_config(path);
+  const ScratchDecoderConfig& c = config_;
+  CHECK(saved.preset == c.preset && saved.differential == c.differential, "'", path, "' holds a ",
+        saved.differential ? "differential" : "standard", " decoder of the ",
+        saved.preset == ScratchDecoderConfig::Preset::seed ? "seed" : "paper", " preset; this model is ",
+        c.differential ? "differential" : "standard", " (", c.preset == ScratchDecoderConfig::Preset::seed ? "seed" : "paper",
+        "). Fix: point model.from / checkpoint.resume at a checkpoint of the same model");
+  load_scratch_decoder(*this, ctx, path);
+}
+
 void ScratchDecoder::set_training(bool training) {
   emb_drop_.set_training(training);
   for (auto& b : blocks_) b->set_training(training);

@@ -27,6 +27,7 @@
 #include "core/layers/linear.h"
 #include "core/layers/norm.h"
 #include "core/models/model.h"
+#include "core/models/trainable_model.h"
 
 namespace attnlab {
 
@@ -42,25 +43,33 @@ struct ScratchDecoderConfig {
 // "paper" / "seed" (throws otherwise).
 ScratchDecoderConfig::Preset scratch_preset_from_name(const std::string& name);
 
-class ScratchDecoder {
+class ScratchDecoder : public TrainableModel {
  public:
   ScratchDecoder(const ScratchDecoderConfig& config, const ModelOptions& options, const Ctx& ctx);
-  ~ScratchDecoder();
+  ~ScratchDecoder() override;
   ScratchDecoder(const ScratchDecoder&) = delete;
   ScratchDecoder& operator=(const ScratchDecoder&) = delete;
 
   const ScratchDecoderConfig& config() const { return config_; }
-  ParamStore& params() { return params_; }
-  const ParamStore& params() const { return params_; }
-  Device device() const { return options_.device; }
-  DType dtype() const { return options_.dtype; }
-  void set_training(bool training);
+  ParamStore& params() override { return params_; }
+  const ParamStore& params() const override { return params_; }
+  Device device() const override { return options_.device; }
+  DType dtype() const override { return options_.dtype; }
+  int64_t vocab_size() const override { return config_.vocab_size; }
+  int64_t num_layers() const override { return config_.layers; }
+  // Both attentions read heads × head_dim = D query·key columns (DIFF: h heads of two d-maps).
+  int64_t attention_width() const override { return config_.heads * config_.head_dim; }
+  std::string describe() const override;
+  // folder/model.safetensors (save_scratch_decoder / load_scratch_decoder below).
+  void save_weights(Ctx& ctx, const std::string& folder) const override;
+  void load_weights(Ctx& ctx, const std::string& folder) override;
+  void set_training(bool training) override;
 
-  void plan(Ctx& ctx, int64_t B, int64_t T);
+  void plan(Ctx& ctx, int64_t B, int64_t T) override;
   // ids, targets [B, T] i32 (targets kIgnoreIndex where no loss, e.g. padding); loss = Σ / valid_count.
-  Tensor forward(Ctx& ctx, const Tensor& ids, const Tensor& targets, double valid_count);
-  void backward(Ctx& ctx);
-  Tensor logits() const;  // [B, T, V] between forward and backward
+  Tensor forward(Ctx& ctx, const Tensor& ids, const Tensor& targets, double valid_count) override;
+  void backward(Ctx& ctx) override;
+  Tensor logits() const override;  // [B, T, V] between forward and backward
   AttentionLayer& attention(int64_t layer);
   // The attention rows `rows` (query positions) of layer `layer` for one sequence `ids`, averaged
   // over heads (differential: A1 − λA2 per head), from the attention op's captures; [n][T].
@@ -105,5 +114,7 @@ void save_scratch_decoder(const ScratchDecoder& m, Ctx& ctx, const std::string& 
 // The file's metadata records the config; read_scratch_decoder_config rebuilds it.
 void load_scratch_decoder(ScratchDecoder& m, Ctx& ctx, const std::string& path);
 ScratchDecoderConfig read_scratch_decoder_config(const std::string& path);
+// The file a checkpoint folder holds the weights in: folder/model.safetensors.
+std::string scratch_decoder_file(const std::string& folder);
 
 }  // namespace attnlab

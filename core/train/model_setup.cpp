@@ -3,6 +3,8 @@
 #include <filesystem>
 
 #include "core/memory.h"
+#include "core/models/scratch_decoder.h"
+#include "core/models/scratch_decoder_config.h"
 #include "core/models/weights.h"
 
 namespace attnlab::train {
@@ -104,21 +106,30 @@ ModelConfig experiment_model_config(const config::ExperimentConfig& cfg) {
 BuiltModel build_model(const config::ExperimentConfig& cfg, const ModelConfig& mc, DType dtype, Ctx& ctx,
                        bool need_master_source) {
   const uint64_t seed = uint64_t(cfg.run.seed);
-  auto fill = [&](Model& model, Ctx& c) {
-    if (cfg.model.random_init()) init_weights(model, c, seed);
-    else load_weights(model, c, cfg.model.from);
+  const bool scratch = is_scratch_decoder(cfg.model);
+  const ScratchDecoderConfig sc = scratch ? scratch_decoder_config(cfg.model) : ScratchDecoderConfig{};
+  auto construct = [&](const ModelOptions& o, const Ctx& c) -> std::unique_ptr<TrainableModel> {
+    if (scratch) return std::make_unique<ScratchDecoder>(sc, o, c);
+    return std::make_unique<Model>(mc, o, c);
+  };
+  // A model with its initial weights, on c's device.
+  auto make = [&](const ModelOptions& o, Ctx& c) {
+    std::unique_ptr<TrainableModel> m = construct(o, c);
+    if (scratch) init_scratch_decoder(static_cast<ScratchDecoder&>(*m), c, seed);
+    else if (cfg.model.random_init()) init_weights(static_cast<Model&>(*m), c, seed);
+    else load_weights(static_cast<Model&>(*m), c, cfg.model.from);
+    return m;
   };
   BuiltModel b;
-  b.model = std::make_unique<Model>(mc, ModelOptions{ctx.device, dtype, true}, ctx);
   if (dtype != DType::bf16) {
-    fill(*b.model, ctx);
+    b.model = make(ModelOptions{ctx.device, dtype, true}, ctx);
     return b;
   }
   // bf16: the values come in at full precision on the CPU first, so the f32 master weights do not
   // start from already-rounded numbers; the working copy is rounded from them.
+  b.model = construct(ModelOptions{ctx.device, dtype, true}, ctx);
   Ctx cpu = Ctx::make_cpu(seed);
-  auto source = std::make_unique<Model>(mc, ModelOptions{Device::cpu, DType::f32, false}, cpu);
-  fill(*source, cpu);
+  std::unique_ptr<TrainableModel> source = make(ModelOptions{Device::cpu, DType::f32, false}, cpu);
   for (const Param& p : source->params()) from_host_f64(ctx, b.model->params().at(p.name).value, to_host_f64(cpu, p.value));
   if (need_master_source) b.master_source = std::move(source);
   return b;

@@ -1,6 +1,6 @@
 #pragma once
-// The model an experiment trains: `model.from` (an HF folder, or init:<arch> for random weights
-// of a reference shape), `model.arch` (config.json keys to override) and `model.attention` (the
+// The model an experiment trains: `model.from` (an HF folder, init:<arch> for random weights
+// of a reference shape, or init:decoder_paper|decoder_seed for the from-scratch decoders), `model.arch` (config.json keys to override) and `model.attention` (the
 // attention variant, written into config.json's "attnlab" block, which is how the layers pick it).
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -8,6 +8,7 @@
 
 #include "core/config/experiment.h"
 #include "core/models/model.h"
+#include "core/models/trainable_model.h"
 
 namespace attnlab::train {
 
@@ -21,15 +22,17 @@ nlohmann::ordered_json reference_config_json(const std::string& arch);
 ModelConfig experiment_model_config(const config::ExperimentConfig& cfg);
 
 struct BuiltModel {
-  std::unique_ptr<Model> model;
+  std::unique_ptr<TrainableModel> model;
   // bf16 models only: a CPU f32 copy holding the full-precision values the bf16 working copy was
   // rounded from (what the optimizer's master weights start from); null otherwise or when
   // `need_master_source` was false (a resumed run reads its master weights from the checkpoint).
-  std::unique_ptr<Model> master_source;
+  std::unique_ptr<TrainableModel> master_source;
 };
 
 // Builds the model on ctx's device in `dtype` (f32, or bf16 on CUDA) with its initial weights:
-// the folder's, or HF's initialisation seeded by run.seed.
+// an HF model (`mc`: the folder's weights, or HF's initialisation seeded by run.seed), or, when
+// model.from is init:decoder_paper / init:decoder_seed, a from-scratch decoder of METHODS §3
+// (PyTorch-default initialisation seeded by run.seed; `mc` is not read).
 BuiltModel build_model(const config::ExperimentConfig& cfg, const ModelConfig& mc, DType dtype, Ctx& ctx,
                        bool need_master_source);
 

@@ -9,8 +9,12 @@
 
 namespace attnlab::train {
 
+double flops_per_token(int64_t layers, int64_t attention_width, int64_t num_params, int64_t seq_len) {
+  return 6.0 * double(num_params) + 6.0 * double(layers) * double(attention_width) * double(seq_len);
+}
+
 double flops_per_token(const ModelConfig& c, int64_t num_params, int64_t seq_len) {
-  return 6.0 * double(num_params) + 6.0 * double(c.num_layers) * double(c.num_heads * c.head_dim) * double(seq_len);
+  return flops_per_token(c.num_layers, c.num_heads * c.head_dim, num_params, seq_len);
 }
 
 namespace {

@@ -14,6 +14,8 @@ namespace attnlab::train {
 // Training FLOPs per token, llm.c's count (PERFORMANCE.md): 6·N for the parameter GEMMs forward
 // and backward plus 6·L·(Hq·d)·T for attention's two T-long products per layer.
 double flops_per_token(const ModelConfig& c, int64_t num_params, int64_t seq_len);
+// The same from the numbers: 6·N + 6·layers·attention_width·seq_len.
+double flops_per_token(int64_t layers, int64_t attention_width, int64_t num_params, int64_t seq_len);
 
 // Dense peak of the device for the run's dtype, FLOP/s; 0 when unknown (MFU is then not shown).
 struct DevicePeak {

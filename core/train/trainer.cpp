@@ -265,6 +265,7 @@ TrainResult Trainer::Impl::run() {
     }
 
     if (eval_on && state.step % cfg.eval.every_steps == 0) run_eval();
+    run_analysis_if_due();
     const bool token_budget_done = cfg.train.max_tokens && state.tokens >= *cfg.train.max_tokens;
     if (opt.stop_at_step && state.step >= *opt.stop_at_step && state.step < total) stop = true;
     if (stop && state.step < total) {

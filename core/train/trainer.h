@@ -29,6 +29,7 @@
 
 #include "core/config/experiment.h"
 #include "core/models/model.h"
+#include "core/models/trainable_model.h"
 #include "core/train/checkpoint.h"
 
 namespace attnlab::dist {
@@ -87,7 +88,7 @@ class Trainer {
   // training mode afterwards.
   double evaluate();
 
-  Model& model();
+  TrainableModel& model();  // a Model, or a ScratchDecoder (model.from init:decoder_*)
   Ctx& ctx();
   const TrainerState& state() const;
   const std::string& run_dir() const;

@@ -16,6 +16,7 @@
 #include "core/train/schedule.h"
 #include "core/train/trainer.h"
 #include "data/dataset.h"
+#include "data/tokenizer.h"
 
 namespace attnlab::train {
 
@@ -36,8 +37,8 @@ struct Trainer::Impl {
   std::unique_ptr<data::BatchLoader> train_loader, val_loader;
   int32_t pad_id = 0;
 
-  ModelConfig model_config;
-  std::unique_ptr<Model> model;
+  ModelConfig model_config;  // HF models only (a scratch decoder's config is its own)
+  std::unique_ptr<TrainableModel> model;
   std::unique_ptr<GradSync> grad_sync;  // before the optimizer: it pads the gradient arena
   std::unique_ptr<TrainOptimizer> optimizer;
   LrSchedule schedule;
@@ -52,6 +53,10 @@ struct Trainer::Impl {
   Buffer reduce_buf;                            // f64 scratch for host-value all-reduces
 
   MetricsLog metrics;
+  int64_t steps_per_epoch = 1;  // optimizer steps per pass over the training split (rank's share)
+  // analysis.study answer_to_noise (rank 0): the tokenizer of the needle contexts and the results file.
+  std::unique_ptr<data::Tokenizer> needle_tokenizer;
+  MetricsLog needle_log;
   std::unique_ptr<Progress> progress;
   double model_flops_per_token = 0;
   DevicePeak peak;
@@ -67,6 +72,11 @@ struct Trainer::Impl {
   // Writes a checkpoint (rank 0; every rank calls it) and returns its folder.
   std::string save_checkpoint(const std::string& name, bool with_optimizer);
   void say(const std::string& text) const;  // rank 0's console
+
+  // --- trainer_analysis.cpp
+  void setup_analysis();
+  // After an optimizer step: the analysis section's work when it is due at state.step.
+  void run_analysis_if_due();
 
   // --- trainer.cpp
   struct StepStats {

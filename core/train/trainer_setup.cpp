@@ -5,7 +5,7 @@
 
 #include "core/config/printer.h"
 #include "core/log.h"
-#include "core/models/weights.h"
+#include "core/models/scratch_decoder_config.h"
 #include "core/train/model_setup.h"
 #include "core/train/trainer_impl.h"
 #include "data/assets.h"
@@ -124,8 +124,11 @@ std::string Trainer::Impl::find_resume_checkpoint() const {
 }
 
 void Trainer::Impl::setup_model(const std::string& resume_dir) {
-  model_config = experiment_model_config(cfg);
+  const bool scratch = is_scratch_decoder(cfg.model);
   const bool kv_only = cfg.task == config::Task::kv_only;
+  CHECK(!scratch || !kv_only, "task kv_only trains the k_proj/v_proj weights of an HF model; model.from ", cfg.model.from,
+        " is a from-scratch decoder. Fix: use task pretrain");
+  if (!scratch) model_config = experiment_model_config(cfg);
   CHECK(!kv_only || model_config.arch != ModelArch::gpt2,
         "task kv_only trains the k_proj/v_proj weights, but GPT-2 fuses q, k and v into one c_attn matrix. Fix: "
         "use a Qwen2/Qwen3 model, or task sft with train.trainable globs");
@@ -134,8 +137,9 @@ void Trainer::Impl::setup_model(const std::string& resume_dir) {
   if (kv_only) model->params().set_trainable(ctx, {"*.k_proj.*", "*.v_proj.*"});
   else if (cfg.train.trainable) model->params().set_trainable(ctx, *cfg.train.trainable);
   const uint32_t data_vocab = data->shards->info().vocab_size;
-  CHECK(int64_t(data_vocab) <= model_config.vocab_size, "the data's tokenizer has ", data_vocab,
-        " token ids but the model's embedding has ", model_config.vocab_size, " rows (", model_config.source,
+  CHECK(int64_t(data_vocab) <= model->vocab_size(), "the data's tokenizer has ", data_vocab,
+        " token ids but the model's embedding has ", model->vocab_size(), " rows (",
+        scratch ? "model.from " + cfg.model.from : model_config.source,
         "). Fix: use the model's own tokenizer (data.tokenizer), or set model.arch vocab_size");
   model->set_training(true);
   model->plan(ctx, B, T);
@@ -149,7 +153,7 @@ void Trainer::Impl::setup_model(const std::string& resume_dir) {
 }
 
 void Trainer::Impl::restore(const std::string& dir) {
-  load_weights(*model, ctx, dir);
+  model->load_weights(ctx, dir);
   optimizer->load(ctx, (fs::path(dir) / kOptimizerFile).string());
   const std::string state_path = (fs::path(dir) / kTrainerStateFile).string();
   nlohmann::json j = nlohmann::json::parse(read_file_text(state_path), nullptr, false);
@@ -232,14 +236,17 @@ void Trainer::Impl::setup() {
   setup_model(resume_dir);
 
   int64_t total = 0;
+  const int64_t per_rank = int64_t(train_loader->items_per_rank_per_epoch());
+  const int64_t per_step = B * accum;
+  steps_per_epoch = std::max<int64_t>(1, (per_rank + per_step - 1) / per_step);
   if (cfg.train.steps) {
     total = *cfg.train.steps;
   } else {
-    const int64_t per_rank = int64_t(train_loader->items_per_rank_per_epoch());
-    const int64_t per_step = B * accum;
     total = (*cfg.train.epochs * per_rank + per_step - 1) / per_step;
     CHECK(total >= 1, "train.epochs ", *cfg.train.epochs, " over ", per_rank, " training items per rank gives no step");
   }
+  // eval.every_epochs becomes the step interval the loop reads (the end of training evaluates too).
+  if (cfg.eval.every_epochs) cfg.eval.every_steps = *cfg.eval.every_epochs * steps_per_epoch;
   schedule = LrSchedule::from_config(cfg.schedule, cfg.optim.lr, total);
   if (cfg.schedule.warmup_steps >= total)
     say("note: schedule.warmup_steps (" + std::to_string(cfg.schedule.warmup_steps) + ") is not shorter than the run (" +
@@ -266,17 +273,16 @@ void Trainer::Impl::setup() {
   reduce_buf = Buffer(comm->device(), DType::f64, {16}, "reduce_scratch");
   batches.resize(size_t(accum));
 
-  model_flops_per_token = flops_per_token(model_config, model->params().total_numel(), T);
+  setup_analysis();
+
+  model_flops_per_token =
+      flops_per_token(model->num_layers(), model->attention_width(), model->params().total_numel(), T);
   peak = device_peak(ctx, dtype);
 
-  const ModelConfig& mc = model_config;
   std::string s = std::string("train: task ") + (cfg.task == config::Task::pretrain ? "pretrain"
                                                  : cfg.task == config::Task::sft   ? "sft"
                                                                                    : "kv_only");
-  s += " | " + std::string(model_type_name(mc.arch)) + " L=" + std::to_string(mc.num_layers) + " D=" +
-       std::to_string(mc.hidden_size) + " heads " + std::to_string(mc.num_heads) + "/" + std::to_string(mc.num_kv_heads) +
-       "x" + std::to_string(mc.head_dim) + " V=" + std::to_string(mc.vocab_size) + " | " +
-       human_count(double(model->params().total_numel())) + " params, " +
+  s += " | " + model->describe() + " | " + human_count(double(model->params().total_numel())) + " params, " +
        human_count(double(optimizer->trainable_numel())) + " trainable";
   s += "\ntrain: " + std::string(device_name(ctx.device)) + " " + dtype_name(dtype) +
        (dtype != cfg.run.dtype ? " (run.dtype " + std::string(dtype_name(cfg.run.dtype)) + " needs cuda)" : "") +
@@ -295,7 +301,7 @@ std::string Trainer::Impl::save_checkpoint(const std::string& name, bool with_op
     state.rng_offset = ctx.rng_offset;
     state.loader_state = train_loader->state_json();
     CheckpointWriter w(checkpoint_root(run_dir), name);
-    save_model(*model, ctx, w.dir());
+    model->save_weights(ctx, w.dir());
     if (with_optimizer) optimizer->save(ctx, (fs::path(w.dir()) / kOptimizerFile).string());
     write_file_synced((fs::path(w.dir()) / kTrainerStateFile).string(), state.to_json().dump(2) + "\n");
     path = w.commit();
@@ -318,7 +324,7 @@ Trainer::~Trainer() = default;
 
 TrainResult Trainer::run() { return impl_->run(); }
 double Trainer::evaluate() { return impl_->evaluate(); }
-Model& Trainer::model() { return *impl_->model; }
+TrainableModel& Trainer::model() { return *impl_->model; }
 Ctx& Trainer::ctx() { return impl_->ctx; }
 const TrainerState& Trainer::state() const { return impl_->state; }
 const std::string& Trainer::run_dir() const { return impl_->run_dir; }

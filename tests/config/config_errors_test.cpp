@@ -293,6 +293,8 @@ TEST(ConfigErrors, EveryCrossFieldRuleReportsItsConflict) {
        "distributed.zero1 shards optimizer state"},
       {"eval split", [](Parts& p) { p.data = "  val_fraction: 0\n"; p.extra = "eval:\n  every_steps: 10\n"; },
        "every_steps", "there is no validation split"},
+      {"eval steps+epochs", [](Parts& p) { p.extra = "eval:\n  every_steps: 10\n  every_epochs: 1\n"; }, "every_epochs",
+       "eval.every_steps and eval.every_epochs are both set"},
       {"best metric", [](Parts& p) { p.extra = "eval:\n  best_metric: val_loss\n"; }, "best_metric",
        "eval.best_metric is val_loss but eval.every_steps is 0"},
       {"sgd betas", [](Parts& p) { p.extra = "optim:\n  name: sgd\n  betas: [0.9, 0.99]\n"; }, "betas",

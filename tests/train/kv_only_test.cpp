@@ -54,7 +54,7 @@ TEST(KvOnly, RefusesGpt2WhoseProjectionsAreFused) {
   {
     auto cfg = tiny_experiment(d.path, "g", {"train.steps=2"});
     train::Trainer t(cfg, quiet_options(data));
-    save_model(t.model(), t.ctx(), d / "gpt2");
+    t.model().save_weights(t.ctx(), d / "gpt2");
   }
   const std::string err = error_of([&] {
     train::Trainer t(kv_experiment(d.path, "kvg", d / "gpt2", "kv_only", {"train.steps=2"}), quiet_options(data));

@@ -78,6 +78,21 @@ inline const char* kTinyGpt2 =
     "model:\n"
     "  from: init:gpt2\n"
     "  arch: {n_layer: 2, n_embd: 32, n_head: 2, n_positions: 32, vocab_size: 32, embd_pdrop: 0.0, resid_pdrop: 0.0}\n";
+
+// The model section of a tiny paper-preset from-scratch decoder (METHODS §3; variant standard or
+// differential): D = 8, 2 layers, 4 heads of 2, over a 258-token vocabulary, so a byte
+// tokenizer's ids (needle contexts) and the synthetic shards' ids (< 32) both fit.
+inline std::string tiny_decoder_yaml(const char* variant) {
+  return std::string(
+             "model:\n"
+             "  from: init:decoder_paper\n"
+             "  attention: {variant: ") +
+         variant +
+         "}\n"
+         "  arch: {hidden_size: 8, num_hidden_layers: 2, num_attention_heads: 4, head_dim: 2, intermediate_size: 16,\n"
+         "         vocab_size: 258, pad_token_id: 256, max_position_embeddings: 256, dropout: 0.1}\n";
+}
+
 inline config::ExperimentConfig tiny_experiment(const std::string& out_dir, const std::string& name,
                                                 std::vector<std::string> overrides = {},
                                                 const std::string& model_yaml = kTinyGpt2) {
@@ -102,7 +117,7 @@ inline train::TrainerOptions quiet_options(std::shared_ptr<const data::PreparedD
 }
 
 // name → values of every parameter.
-inline std::map<std::string, std::vector<double>> param_values(Ctx& ctx, const Model& m) {
+inline std::map<std::string, std::vector<double>> param_values(Ctx& ctx, const TrainableModel& m) {
   std::map<std::string, std::vector<double>> v;
   for (const Param& p : m.params()) v[p.name] = to_host_f64(ctx, p.value);
   return v;

@@ -185,5 +185,39 @@ TEST(TrainerGpu, NcclWorldOfOneWithZero1MatchesTheSingleProcessRun) {
   for (const std::string& n : a.names()) EXPECT_EQ(0, std::memcmp(a.raw(n), b.raw(n), a.info(n).bytes())) << n;
 }
 
+TEST(TrainerGpu, ScratchDecodersTrainOnTheGpuLikeOnTheCpu) {
+  ATTNLAB_REQUIRE_GPU();
+  ScratchDir d;
+  auto data = synthetic_data(d / "shards", 160, 32);
+  for (const char* variant : {"standard", "differential"}) {
+    // Dropout off so the two devices see the same function (their Philox streams agree, but the
+    // first-step comparison should not depend on that).
+    const std::string model = tiny_decoder_yaml(variant);
+    const std::vector<std::string> common = {"train.steps=4", "log.every_steps=1", "model.arch.dropout=0.0"};
+    auto cpu_cfg = common, gpu_cfg = common, bf16_cfg = common;
+    cpu_cfg.push_back("run.device=cpu");
+    gpu_cfg.push_back("run.device=cuda");
+    bf16_cfg.push_back("run.device=cuda");
+    bf16_cfg.push_back("run.dtype=bf16");
+    const std::string v = variant;
+    train::Trainer on_cpu(tiny_experiment(d.path, "cpu-" + v, cpu_cfg, model), quiet_options(data));
+    on_cpu.run();
+    train::Trainer on_gpu(tiny_experiment(d.path, "gpu-" + v, gpu_cfg, model), quiet_options(data));
+    ASSERT_EQ(on_gpu.ctx().device, Device::cuda);
+    on_gpu.run();
+    const auto lc = logged_losses(d.path + "/cpu-" + v), lg = logged_losses(d.path + "/gpu-" + v);
+    ASSERT_EQ(lc.size(), 4u);
+    ASSERT_EQ(lg.size(), 4u);
+    for (size_t i = 0; i < lc.size(); ++i) EXPECT_NEAR(lg[i], lc[i], 1e-3 * std::abs(lc[i])) << v << " step " << i + 1;
+    // bf16 with f32 masters: the same initial weights (rounded), so the first loss is close.
+    train::Trainer on_bf16(tiny_experiment(d.path, "bf16-" + v, bf16_cfg, model), quiet_options(data));
+    ASSERT_EQ(on_bf16.model().dtype(), DType::bf16);
+    on_bf16.run();
+    const auto lb = logged_losses(d.path + "/bf16-" + v);
+    ASSERT_EQ(lb.size(), 4u);
+    EXPECT_NEAR(lb[0], lc[0], 3e-2 * std::abs(lc[0])) << v;
+  }
+}
+
 }  // namespace
 }  // namespace attnlab::test

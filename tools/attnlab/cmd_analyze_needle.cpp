@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/analysis/needle_run.h"
+#include "core/analysis/needle_study.h"
 #include "core/error.h"
 #include "data/tokenizer.h"
 #include "tools/attnlab/command.h"
@@ -101,6 +102,8 @@ void run_needle(const NeedleCliOptions& o) {
 }
 
 void setup(CLI::App& root) {
+  // `analysis.study: answer_to_noise` in experiment files (train, validate, config fields).
+  analysis::register_needle_study();
   // Another analysis may have created `analyze` already: add `needle` under it.
   CLI::App* analyze = nullptr;
   for (CLI::App* sub : root.get_subcommands({}))
