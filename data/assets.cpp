@@ -250,4 +250,15 @@ std::string require_asset(const std::string& relative) {
   return p;
 }
 
+std::string resolve_data_path(const std::string& path) {
+  static const std::string prefix = "assets:";
+  if (path.rfind(prefix, 0) != 0) return path;
+  const std::string relative = path.substr(prefix.size());
+  const std::string resolved = asset_path(relative);
+  INPUT_CHECK(fs::exists(resolved), "data path '", path, "': '", relative, "' is not in the asset cache (",
+              asset_cache_dir(), "). Fix: run `attnlab assets fetch` (it downloads the tokenizers and the ",
+              "public-domain texts)");
+  return resolved;
+}
+
 }  // namespace attnlab::data

@@ -55,5 +55,9 @@ std::string asset_path(const std::string& relative);
 // Same, but throws an error telling the user to run `attnlab assets fetch` when it is absent.
 std::string require_asset(const std::string& relative);
 bool asset_exists(const std::string& relative);
+// A data path as experiment files write it: "assets:text/sotu" names a file or folder of the
+// asset cache (so experiment files work wherever the cache lives) and must exist there (else the
+// error says to run `attnlab assets fetch`); any other path is returned unchanged.
+std::string resolve_data_path(const std::string& path);
 
 }  // namespace attnlab::data

@@ -1,5 +1,7 @@
 #include "data/dataset.h"
 
+#include "data/assets.h"
+
 #include <filesystem>
 
 #include "data/input_check.h"
@@ -44,7 +46,7 @@ SftFormat sft_format_of(config::SftFormat f) {
 CorpusOptions corpus_options(const config::DataConfig& d) {
   CorpusOptions o;
   o.format = format_of(d.format);
-  o.path = d.path;
+  o.path = resolve_data_path(d.path);
   o.field = d.text_field;
   o.tsv_header = d.tsv_header;
   o.unit = unit_of(d.doc_unit);

@@ -16,19 +16,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kAssetPrefix = "assets:";
-
-// "assets:text/sotu" names a file or folder of the asset cache (data/assets.h), so experiment
-// files work wherever the cache lives.
-std::string resolve_asset_path(const std::string& path) {
-  if (path.rfind(kAssetPrefix, 0) != 0) return path;
-  const std::string relative = path.substr(std::strlen(kAssetPrefix));
-  const std::string resolved = data::asset_path(relative);
-  CHECK(fs::exists(resolved), "data.path '", path, "': '", relative, "' is not in the asset cache (", data::asset_cache_dir(),
-        "). Fix: run `attnlab assets fetch` (it downloads the tokenizers and the public-domain texts)");
-  return resolved;
-}
-
 // "section.field: old -> new" for every field whose value differs between two resolved configs.
 std::vector<std::string> config_differences(const config::ResolvedConfig& before, const config::ResolvedConfig& now) {
   std::vector<std::string> out;
@@ -82,7 +69,6 @@ void Trainer::Impl::choose_device(int local_rank) {
 }
 
 void Trainer::Impl::setup_data() {
-  cfg.data.path = resolve_asset_path(cfg.data.path);
   if (opt.data) {
     data = opt.data;
   } else {

@@ -1,11 +1,14 @@
 // The asset manifest and cache checks (no network: fetching is exercised by `attnlab assets fetch`).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include "data/asset_cache.h"
+#include "data/data_test_util.h"
+#include "data/dataset.h"
 #include "data/sha256.h"
 
 namespace attnlab::test {
@@ -89,6 +92,28 @@ TEST(Assets, CacheFolderFollowsTheEnvironment) {
   }
   if (saved) setenv("ATTNLAB_ASSETS", keep.c_str(), 1);
   else unsetenv("ATTNLAB_ASSETS");
+}
+
+// "assets:REL" in an experiment's data.path names the cache; any consumer of the data section
+// (training, `attnlab data prepare`) resolves it through corpus_options.
+TEST(Assets, DataPathsNameTheCache) {
+  const char* saved = std::getenv("ATTNLAB_ASSETS");
+  std::string keep = saved ? saved : "";
+  const fs::path dir = fs::temp_directory_path() / ("attnlab_assets_" + std::to_string(::getpid()));
+  fs::create_directories(dir / "text");
+  std::ofstream(dir / "text" / "a.txt") << "some text";
+  setenv("ATTNLAB_ASSETS", dir.c_str(), 1);
+  EXPECT_EQ(data::resolve_data_path("assets:text/a.txt"), (dir / "text/a.txt").string());
+  config::DataConfig d;
+  d.path = "assets:text";
+  EXPECT_EQ(data::corpus_options(d).path, (dir / "text").string());
+  EXPECT_EQ(data::resolve_data_path("/data/wikitext-2"), "/data/wikitext-2");  // not an asset: unchanged
+  const std::string err = error_of([] { data::resolve_data_path("assets:text/missing"); });
+  EXPECT_NE(err.find("assets:text/missing"), std::string::npos) << err;
+  EXPECT_NE(err.find("attnlab assets fetch"), std::string::npos) << err;
+  if (saved) setenv("ATTNLAB_ASSETS", keep.c_str(), 1);
+  else unsetenv("ATTNLAB_ASSETS");
+  fs::remove_all(dir);
 }
 
 TEST(Assets, FetchedCacheVerifies) {
