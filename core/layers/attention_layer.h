@@ -54,7 +54,8 @@ struct CachedAttentionArgs {
 
 // Model-level parameters a variant may read, bound after the whole model is built.
 struct AttentionModelRefs {
-  Param* lm_head_weight = nullptr;  // [V, D]: the LM head (the embedding when tied)
+  // [Vp, D]: the LM head (the embedding when tied); rows ≥ V (Param::pad_rows) are zero padding.
+  Param* lm_head_weight = nullptr;
 };
 
 class AttentionLayer {

@@ -109,7 +109,7 @@ BuiltModel build_model(const config::ExperimentConfig& cfg, const ModelConfig& m
     else load_weights(model, c, cfg.model.from);
   };
   BuiltModel b;
-  b.model = std::make_unique<Model>(mc, ModelOptions{ctx.device, dtype, true}, ctx);
+  b.model = std::make_unique<Model>(mc, ModelOptions{ctx.device, dtype, true, cfg.model.vocab_multiple}, ctx);
   if (dtype != DType::bf16) {
     fill(*b.model, ctx);
     return b;
@@ -117,7 +117,8 @@ BuiltModel build_model(const config::ExperimentConfig& cfg, const ModelConfig& m
   // bf16: the values come in at full precision on the CPU first, so the f32 master weights do not
   // start from already-rounded numbers; the working copy is rounded from them.
   Ctx cpu = Ctx::make_cpu(seed);
-  auto source = std::make_unique<Model>(mc, ModelOptions{Device::cpu, DType::f32, false}, cpu);
+  auto source =
+      std::make_unique<Model>(mc, ModelOptions{Device::cpu, DType::f32, false, cfg.model.vocab_multiple}, cpu);
   fill(*source, cpu);
   for (const Param& p : source->params()) from_host_f64(ctx, b.model->params().at(p.name).value, to_host_f64(cpu, p.value));
   if (need_master_source) b.master_source = std::move(source);

@@ -31,20 +31,23 @@ TrainOptimizer::TrainOptimizer(Model& model, const config::OptimConfig& cfg, Ctx
   for (Param& p : model.params()) {
     if (!p.grad.defined()) continue;
     entries_.push_back({&p, {}, {}, {}});
-    bytes += Arena::aligned(size_t(p.numel()) * 4) * (separate_master_ ? 3 : 2);
+    bytes += Arena::aligned(size_t(p.stored_numel()) * 4) * (separate_master_ ? 3 : 2);
   }
   CHECK(!entries_.empty(), "no parameter is trainable: check train.trainable (every glob matched nothing?)");
   state_ = Arena(dev, bytes);
   std::vector<ParamSlot> slots;
+  // Padding rows (Model's padded vocabulary) are left out of every slot: they have no state, are
+  // never updated (so they stay zero whatever their gradient) and are not in the state file, which
+  // therefore does not depend on the padding.
   for (Entry& e : entries_) {
-    const int64_t n = e.param->numel();
+    const int64_t n = e.param->stored_numel();
     const char* nm = e.param->name.c_str();
     e.m = state_.alloc(DType::f32, {n}, nm);
     e.v = state_.alloc(DType::f32, {n}, nm);
     zero_tensor(ctx, e.m);
     zero_tensor(ctx, e.v);
     ParamSlot s;
-    s.grad = flat(e.param->grad, nm);
+    s.grad = flat(e.param->unpadded(e.param->grad), nm);
     s.m = e.m;
     s.v = e.v;
     s.decay = decays(e.param->name, cfg.no_decay);
@@ -52,16 +55,17 @@ TrainOptimizer::TrainOptimizer(Model& model, const config::OptimConfig& cfg, Ctx
       e.master = state_.alloc(DType::f32, {n}, nm);
       if (master_source) {
         Ctx cpu = Ctx::make_cpu();
-        from_host_f64(ctx, e.master, to_host_f64(cpu, master_source->params().find(e.param->name)->value));
+        const Param* src = master_source->params().find(e.param->name);
+        from_host_f64(ctx, e.master, to_host_f64(cpu, src->unpadded(src->value)));
       } else {
-        from_host_f64(ctx, e.master, to_host_f64(ctx, e.param->value));
+        from_host_f64(ctx, e.master, to_host_f64(ctx, e.param->unpadded(e.param->value)));
       }
       s.param = e.master;
-      s.param_bf16 = flat(e.param->value, nm);
+      s.param_bf16 = flat(e.param->unpadded(e.param->value), nm);
     } else {
       CHECK(e.param->value.dtype == DType::f32, "the optimizer updates f32 or bf16 models, not ",
             dtype_name(e.param->value.dtype));
-      s.param = flat(e.param->value, nm);
+      s.param = flat(e.param->unpadded(e.param->value), nm);
     }
     slots.push_back(s);
   }
@@ -119,7 +123,7 @@ void TrainOptimizer::load(Ctx& ctx, const std::string& path) {
   SafetensorsFile f = SafetensorsFile::open(path);
   std::vector<ExpectedTensor> expected;
   for (const Entry& e : entries_) {
-    const std::vector<int64_t> shape{e.param->numel()};
+    const std::vector<int64_t> shape{e.param->stored_numel()};
     if (separate_master_) expected.push_back({"master." + e.param->name, shape});
     expected.push_back({"m." + e.param->name, shape});
     expected.push_back({"v." + e.param->name, shape});
@@ -149,7 +153,7 @@ void TrainOptimizer::load(Ctx& ctx, const std::string& path) {
     if (separate_master_) {
       read("master." + e.param->name, e.master);
       // The working copy is by definition the rounded master.
-      from_host_f64(ctx, e.param->value, to_host_f64(ctx, e.master));
+      from_host_f64(ctx, e.param->unpadded(e.param->value), to_host_f64(ctx, e.master));
     }
   }
 }

@@ -10,6 +10,8 @@
 //
 // State on disk (optimizer.safetensors, f32): "m.<name>", "v.<name>" for every trainable
 // parameter, "master.<name>" for bf16 models; metadata "applied_steps" (AdamW's t − 1).
+// Padding rows of a padded vocabulary (Param::pad_rows) are outside the optimizer: no state, never
+// updated, not on disk (the state file is the same with padding on or off).
 #include <cstdint>
 #include <string>
 #include <vector>
