@@ -176,12 +176,17 @@ Tensor Model::padded_logits() const {
 }
 
 std::vector<double> Model::logits_f64(Ctx& ctx) const {
-  const std::vector<double> all = to_host_f64(ctx, padded_logits());
-  const int64_t V = vocab(), Vp = padded_vocab(), rows = B_ * T_;
-  if (V == Vp) return all;
-  std::vector<double> out(size_t(rows * V));
+  return drop_padding_columns(to_host_f64(ctx, padded_logits()), B_ * T_, padded_vocab(), vocab());
+}
+
+std::vector<double> drop_padding_columns(const std::vector<double>& padded, int64_t rows, int64_t padded_vocab,
+                                         int64_t vocab) {
+  CHECK(int64_t(padded.size()) == rows * padded_vocab && vocab <= padded_vocab, "drop_padding_columns: ",
+        padded.size(), " values are not ", rows, " rows of ", padded_vocab, " (keeping ", vocab, ")");
+  if (vocab == padded_vocab) return padded;
+  std::vector<double> out(size_t(rows * vocab));
   for (int64_t r = 0; r < rows; ++r)
-    std::copy(all.begin() + r * Vp, all.begin() + r * Vp + V, out.begin() + r * V);
+    std::copy(padded.begin() + r * padded_vocab, padded.begin() + r * padded_vocab + vocab, out.begin() + r * vocab);
   return out;
 }
 

@@ -52,6 +52,9 @@ struct ModelOptions {
 
 // round_up(V, multiple): the rows of the padded embedding / LM head.
 int64_t padded_vocab_size(int64_t vocab, int64_t multiple);
+// Host logits [rows, Vp] → [rows, V]: the first V of every row (the padding columns dropped).
+std::vector<double> drop_padding_columns(const std::vector<double>& padded, int64_t rows, int64_t padded_vocab,
+                                         int64_t vocab);
 
 class Model {
  public:

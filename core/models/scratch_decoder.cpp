@@ -1,6 +1,5 @@
 #include "core/models/scratch_decoder.h"
 
-#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
@@ -495,12 +494,7 @@ Tensor ScratchDecoder::padded_logits() const {
 }
 
 std::vector<double> ScratchDecoder::logits_f64(Ctx& ctx) const {
-  const std::vector<double> all = to_host_f64(ctx, padded_logits());
-  const int64_t V = config_.vocab_size, Vp = padded_vocab(), rows = B_ * T_;
-  std::vector<double> out(size_t(rows * V));
-  for (int64_t r = 0; r < rows; ++r)
-    std::copy(all.begin() + r * Vp, all.begin() + r * Vp + V, out.begin() + r * V);
-  return out;
+  return drop_padding_columns(to_host_f64(ctx, padded_logits()), B_ * T_, padded_vocab(), config_.vocab_size);
 }
 
 void init_scratch_decoder(ScratchDecoder& m, Ctx& ctx, uint64_t seed) {
