@@ -1,4 +1,5 @@
-// Cross-entropy kernels. Forward: one block per row (or, when there are too few rows to fill
+// Cross-entropy kernels over rows of ld columns whose first V are classes (ld > V: padded rows).
+// Forward: one block per row (or, when there are too few rows to fill
 // the GPU, several blocks per row whose partial log-sum-exp states a second kernel merges),
 // 16-byte loads, online log-sum-exp. Backward: a flat grid of (row, chunk) blocks recomputing
 // softmax from the saved lse, safe in place over the logits.
@@ -118,14 +119,14 @@ __device__ __forceinline__ void finish_row(const T* row, int32_t target, int64_t
 // otherwise it leaves its (max, sum) in `partial` for ce_merge_kernel.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-ce_forward_kernel(const T* __restrict__ logits, const int32_t* __restrict__ targets, int64_t V,
+ce_forward_kernel(const T* __restrict__ logits, const int32_t* __restrict__ targets, int64_t V, int64_t ld,
                   int splits, int64_t split_len, float* __restrict__ loss, float* __restrict__ lse,
                   float2* __restrict__ partial) {
   constexpr int P = kPack<T>;
   const int64_t row = blockIdx.x / splits;
   const int64_t begin = (blockIdx.x - row * splits) * split_len;
   const int64_t end = min(V, begin + split_len);
-  const T* x = logits + row * V;
+  const T* x = logits + row * ld;
   ThreadLse st;
   const Span span = aligned_span(x, begin, end);
   for (int64_t i = begin + threadIdx.x; i < span.body_begin; i += kThreads) st.add1(to_f(x[i]));
@@ -159,7 +160,7 @@ ce_forward_kernel(const T* __restrict__ logits, const int32_t* __restrict__ targ
 // One warp per row: merges the row's `splits` partial states in a fixed order.
 template <class T>
 __global__ void ce_merge_kernel(const T* __restrict__ logits, const int32_t* __restrict__ targets,
-                                int64_t N, int64_t V, int splits, const float2* __restrict__ partial,
+                                int64_t N, int64_t V, int64_t ld, int splits, const float2* __restrict__ partial,
                                 float* __restrict__ loss, float* __restrict__ lse) {
   const int64_t row = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
   const int lane = threadIdx.x & 31;
@@ -170,31 +171,35 @@ __global__ void ce_merge_kernel(const T* __restrict__ logits, const int32_t* __r
     s = lse_merge(s, LseState<float>{p.x, p.y});
   }
   s = warp_lse(s);
-  if (lane == 0) finish_row(logits + row * V, targets[row], V, s, loss + row, lse + row);
+  if (lane == 0) finish_row(logits + row * ld, targets[row], V, s, loss + row, lse + row);
 }
 
-// Block b writes chunk (b % chunks) of row (b / chunks). `logits` and `dlogits` may be the same
-// memory (no __restrict__ on them): each element is loaded before it is stored, by one thread.
+// Block b writes chunk (b % chunks) of row (b / chunks); the chunks cover the whole padded row
+// [0, ld), and columns [V, ld) get 0. `logits` and `dlogits` may be the same memory (no
+// __restrict__ on them): each element is loaded before it is stored, by one thread.
 // kVec: both rows share their alignment modulo 16 bytes, so the packs line up.
 template <class T, bool kVec>
 __global__ void __launch_bounds__(kThreads)
 ce_backward_kernel(const T* logits, T* dlogits, const int32_t* __restrict__ targets,
-                   const float* __restrict__ lse, int64_t V, int chunks, int64_t chunk_len, float scale) {
+                   const float* __restrict__ lse, int64_t V, int64_t ld, int chunks, int64_t chunk_len,
+                   float scale) {
   constexpr int P = kPack<T>;
   const int64_t row = blockIdx.x / chunks;
   const int64_t begin = (blockIdx.x - row * chunks) * chunk_len;
-  const int64_t end = min(V, begin + chunk_len);
+  const int64_t end = min(ld, begin + chunk_len);
   const int32_t t = targets[row];
-  const T* x = logits + row * V;
-  T* g = dlogits + row * V;
+  const T* x = logits + row * ld;
+  T* g = dlogits + row * ld;
 
-  if (t < 0 || t >= V) {  // ignored row: zeros; bad target: NaN. Nothing needs reading.
+  if (t < 0 || t >= V) {  // ignored row: zeros; bad target: NaN (padding: 0). Nothing needs reading.
     const T fill = from_f<T>(t == kIgnoreIndex ? 0.f : NAN);
-    for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) g[i] = fill;
+    for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) g[i] = i < V ? fill : from_f<T>(0.f);
     return;
   }
   const float l = lse[row];
-  auto grad = [&](float xv, int64_t i) { return (exp2f((xv - l) * kLog2e) - (i == t ? 1.f : 0.f)) * scale; };
+  auto grad = [&](float xv, int64_t i) {
+    return i < V ? (exp2f((xv - l) * kLog2e) - (i == t ? 1.f : 0.f)) * scale : 0.f;
+  };
 
   if (!kVec) {
     for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) g[i] = from_f<T>(grad(to_f(x[i]), i));
@@ -252,7 +257,8 @@ int sm_count(const Ctx& ctx) {
 void cross_entropy_forward(Ctx& ctx, const CrossEntropyArgs& a) {
   dispatch_cuda_float(a.logits.dtype, "cross_entropy_forward", [&](auto tag) {
     using T = decltype(tag);
-    const int64_t N = a.logits.dim(0), V = a.logits.dim(1);
+    const int64_t N = a.logits.dim(0), ld = a.logits.dim(1);
+    const int64_t V = cross_entropy_classes("cross_entropy_forward", a.logits, a.vocab);
     // Few rows (decoding, small eval batches, N = 1 with V = 152k): one block per row would leave
     // most SMs idle, so rows are cut into pieces aiming at ~4 blocks per SM.
     const int64_t sms = sm_count(ctx);
@@ -273,13 +279,13 @@ void cross_entropy_forward(Ctx& ctx, const CrossEntropyArgs& a) {
     CHECK(blocks < (int64_t(1) << 31), "cross_entropy_forward: ", N, " rows exceed the grid limit");
     auto* partial = static_cast<float2*>(ctx.workspace);
     ce_forward_kernel<T><<<unsigned(blocks), kThreads, 0, stream_of(ctx)>>>(
-        dptr<T>(a.logits), dptr<int32_t>(a.targets), V, int(splits), split_len, dptr<float>(a.loss),
+        dptr<T>(a.logits), dptr<int32_t>(a.targets), V, ld, int(splits), split_len, dptr<float>(a.loss),
         dptr<float>(a.lse), partial);
     CUDA_CHECK_LAUNCH();
     if (splits > 1) {
       const int threads = 256;
       ce_merge_kernel<T><<<unsigned(ceil_div(N * 32, threads)), threads, 0, stream_of(ctx)>>>(
-          dptr<T>(a.logits), dptr<int32_t>(a.targets), N, V, int(splits), partial,
+          dptr<T>(a.logits), dptr<int32_t>(a.targets), N, V, ld, int(splits), partial,
           dptr<float>(a.loss), dptr<float>(a.lse));
       CUDA_CHECK_LAUNCH();
     }
@@ -289,9 +295,10 @@ void cross_entropy_forward(Ctx& ctx, const CrossEntropyArgs& a) {
 void cross_entropy_backward(Ctx& ctx, const CrossEntropyBackwardArgs& a) {
   dispatch_cuda_float(a.logits.dtype, "cross_entropy_backward", [&](auto tag) {
     using T = decltype(tag);
-    const int64_t N = a.logits.dim(0), V = a.logits.dim(1);
+    const int64_t N = a.logits.dim(0), ld = a.logits.dim(1);
+    const int64_t V = cross_entropy_classes("cross_entropy_backward", a.logits, a.vocab);
     const int64_t chunk_len = int64_t(kThreads) * kPack<T> * kUnroll;
-    const int64_t chunks = ceil_div(V, chunk_len);
+    const int64_t chunks = ceil_div(ld, chunk_len);
     const int64_t blocks = N * chunks;
     CHECK(blocks < (int64_t(1) << 31), "cross_entropy_backward: ", N, "x", V, " exceeds the grid limit");
     const T* x = dptr<T>(a.logits);
@@ -301,7 +308,7 @@ void cross_entropy_backward(Ctx& ctx, const CrossEntropyBackwardArgs& a) {
     const float scale = float(a.dloss / a.valid_count);
     auto launch = [&](auto kernel) {
       kernel<<<unsigned(blocks), kThreads, 0, stream_of(ctx)>>>(
-          x, g, dptr<int32_t>(a.targets), dptr<float>(a.lse), V, int(chunks), chunk_len, scale);
+          x, g, dptr<int32_t>(a.targets), dptr<float>(a.lse), V, ld, int(chunks), chunk_len, scale);
       CUDA_CHECK_LAUNCH();
     };
     if (same_alignment) launch(ce_backward_kernel<T, true>);

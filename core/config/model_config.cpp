@@ -42,6 +42,11 @@ void declare_fields(FieldBinder<ModelSetupConfig>& f) {
           "config.json keys to override (HF names, e.g. num_hidden_layers: 4); scalars only")
       .def(StringMap{})
       .check("scalar values", check_arch_overrides);
+  f.field("vocab_multiple", &ModelSetupConfig::vocab_multiple,
+          "pad the embedding / LM head rows to a multiple of this (aligned logits for the GEMMs; "
+          "checkpoints stay [V, C]); 1 = off")
+      .def(64)
+      .range_closed(1, 4096);
 
   FieldBinder<AttentionConfig> a = f.nested("attention", &ModelSetupConfig::attention);
   a.enum_field("variant", &AttentionConfig::variant,

@@ -28,6 +28,9 @@ struct ModelSetupConfig {
   std::string from;  // an HF model folder, or "init:<arch>"
   StringMap arch;    // config.json keys to override, e.g. {num_hidden_layers: 4}
   AttentionConfig attention;
+  // Embedding / LM head rows rounded up to a multiple of this (aligned logits rows for the head's
+  // GEMMs; checkpoints keep [V, C]). 1 = no padding.
+  int64_t vocab_multiple = 64;
 
   bool random_init() const { return from.rfind("init:", 0) == 0; }
   // The <arch> of "init:<arch>"; empty for a folder.

@@ -54,8 +54,9 @@ struct CachedAttentionArgs {
 
 // Model-level parameters a variant may read, bound after the whole model is built.
 struct AttentionModelRefs {
-  // [V, D]: the LM head (the embedding when tied). Read-only in a block's backward: with data
-  // parallelism the head's gradient is already being reduced while the blocks run (grad_sync.h).
+  // [Vp, D]: the LM head (the embedding when tied); rows ≥ V (Param::pad_rows) are zero padding.
+  // Read-only in a block's backward: with data parallelism the head's gradient is already being
+  // reduced while the blocks run (grad_sync.h).
   Param* lm_head_weight = nullptr;
 };
 

@@ -18,7 +18,7 @@ void TokenEmbedding::plan(ActivationPlanner& p, const Ctx& ctx, int64_t B, int64
           positions_->shape[0], " learned positions of '", positions_->name, "'");
   index_scratch_ = partial_scratch_ = Tensor();
   if (!ctx.is_cuda()) return;
-  const int64_t N = B * T, V = tokens_->shape[0], C = tokens_->shape[1];
+  const int64_t N = B * T, V = tokens_->shape[0] - tokens_->pad_rows, C = tokens_->shape[1];
   index_scratch_ = p.scratch("embedding.index_scratch", DType::i32,
                              {int64_t(embedding_backward_index_scratch(N, V))});
   partial_scratch_ = p.scratch("embedding.partial_scratch", DType::f32,
@@ -30,7 +30,7 @@ void TokenEmbedding::forward(Ctx& ctx, const Tensor& ids, const Tensor& out) {
   EmbeddingArgs a;
   a.out = out;
   a.ids = ids;
-  a.table = tokens_->value;
+  a.table = tokens_->unpadded(tokens_->value);  // ids index the V real rows (the GPU clamps to V − 1)
   a.pos = positions_ ? positions_->value : Tensor();
   embedding_forward(ctx, a);
 }
@@ -38,7 +38,7 @@ void TokenEmbedding::forward(Ctx& ctx, const Tensor& ids, const Tensor& out) {
 void TokenEmbedding::backward(Ctx& ctx, const Tensor& dout, const Tensor& ids) {
   NVTX_RANGE(ctx, name_.backward.c_str());
   EmbeddingBackwardArgs a;
-  a.dtable = tokens_->grad;
+  a.dtable = tokens_->unpadded(tokens_->grad);
   a.dpos = positions_ ? positions_->grad : Tensor();
   if (!a.dtable.defined() && !a.dpos.defined()) return;
   a.dout = dout;

@@ -1,6 +1,8 @@
 #pragma once
 // Token embedding with optional learned positions (GPT-2 wte + wpe), over the embedding op:
 // out[b, t] = wte[ids[b, t]] (+ wpe[t]). Saves nothing: backward takes the ids again.
+// A token table with padding rows (Param::pad_rows: the vocabulary padded for the LM head) is
+// used without them: ids must be < V, and the padding rows never receive gradient.
 #include <string>
 
 #include "core/layers/activations.h"

@@ -5,7 +5,8 @@
 
 namespace attnlab {
 
-LmHead::LmHead(const std::string& name, Param* weight) : name_(name), proj_(weight, nullptr) {}
+LmHead::LmHead(const std::string& name, Param* weight)
+    : name_(name), proj_(weight, nullptr), vocab_(weight->shape[0] - weight->pad_rows) {}
 
 void LmHead::plan(ActivationPlanner& p, DType dt, int64_t B, int64_t T) {
   const int64_t N = B * T, V = proj_.out_features();
@@ -32,6 +33,7 @@ void LmHead::forward(Ctx& ctx, const Tensor& h, const Tensor& targets, double va
   ce.targets = targets_;
   ce.loss = row_loss_;
   ce.lse = lse_;
+  ce.vocab = vocab_;
   cross_entropy_forward(ctx, ce);
   CrossEntropyMeanArgs mean;
   mean.loss = row_loss_;
@@ -49,6 +51,7 @@ void LmHead::backward(Ctx& ctx, const Tensor& h, const Tensor& dh) {
   ce.lse = lse_;
   ce.dlogits = logits_;  // in place: the logits are not needed after this
   ce.valid_count = valid_count_;
+  ce.vocab = vocab_;
   cross_entropy_backward(ctx, ce);
   proj_.backward(ctx, logits_, h, dh, false);
   targets_ = Tensor();  // the logits buffer now holds gradients

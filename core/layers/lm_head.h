@@ -1,7 +1,13 @@
 #pragma once
-// The LM head with the fused cross-entropy (METHODS P1, P10): logits = h Eᵀ (E [V, D]: lm_head.weight,
+// The LM head with the fused cross-entropy (METHODS P1, P10): logits = h Eᵀ (E [Vp, D]: lm_head.weight,
 // or the token embedding when tied), then per-row loss and log-sum-exp, then the mean over the
 // caller's count of target tokens, all on the device.
+//
+// Padded vocabulary: E may carry Param::pad_rows zero rows (Vp = V + pad_rows, a multiple of 64:
+// every logits row then starts 128-byte aligned, which cuBLASLt's fast GEMM kernels need; with
+// V = 50257 the head's GEMMs run ~6x slower unpadded, docs/gpu-status.md). The logits buffer is
+// [B·T, Vp]; the loss and its gradient use only the first V columns (cross_entropy's `vocab`), and
+// the gradient's padding columns are 0, so the padding rows of E get exactly zero gradient.
 //
 // Targets are already shifted: targets[b, t] is the token position t must predict (HF shifts
 // labels inside the model; callers here pass ids[b, t + 1], and kIgnoreIndex for the last position
@@ -28,7 +34,9 @@ class LmHead {
   // dh [B, T, D] overwritten; dE += (when trainable). Needs a forward with targets.
   void backward(Ctx& ctx, const Tensor& h, const Tensor& dh);
 
-  const Tensor& logits() const { return logits_; }  // [B·T, V]
+  const Tensor& logits() const { return logits_; }  // [B·T, Vp]: columns ≥ V are padding
+  int64_t vocab() const { return vocab_; }          // V (the classes)
+  int64_t padded_vocab() const { return proj_.out_features(); }  // Vp
   const Tensor& loss() const { return loss_; }      // [1] acc
   Param* weight() const { return proj_.weight_param(); }
 
@@ -38,6 +46,7 @@ class LmHead {
   Tensor logits_, row_loss_, lse_, loss_;
   Tensor targets_;
   double valid_count_ = 0;
+  int64_t vocab_ = 0;
 };
 
 }  // namespace attnlab

@@ -14,10 +14,24 @@ int64_t Param::numel() const {
   return n;
 }
 
+int64_t Param::stored_numel() const {
+  int64_t n = 1;
+  for (int64_t d : stored_shape()) n *= d;
+  return n;
+}
+
 std::vector<int64_t> Param::stored_shape() const {
   std::vector<int64_t> s = shape;
+  s[0] -= pad_rows;
   if (stored_transposed) std::reverse(s.begin(), s.end());
   return s;
+}
+
+Tensor Param::unpadded(const Tensor& t) const {
+  if (!t.defined() || pad_rows == 0) return t;
+  CHECK(t.ndim >= 1 && t.dim(0) == shape[0], "parameter '", name, "': tensor '", t.name, "' ", t.shape_str(),
+        " does not have the parameter's ", shape[0], " rows");
+  return t.slice0(0, shape[0] - pad_rows);
 }
 
 Tensor make_tensor_view(void* data, DType dt, Device dev, const std::vector<int64_t>& dims, const char* name) {
@@ -58,6 +72,10 @@ Param& ParamStore::add(const std::string& name, std::vector<int64_t> shape, bool
 
 void ParamStore::allocate(Device dev, DType dt) {
   CHECK(!allocated_, "the parameters are already laid out");
+  for (const Param& p : params_)
+    CHECK(p.pad_rows >= 0 && p.pad_rows < p.shape[0] && (p.pad_rows == 0 || !p.stored_transposed),
+          "parameter '", p.name, "': ", p.pad_rows, " padding rows of ", p.shape[0],
+          " (need 0 ≤ pad_rows < rows, and no padding on a transposed weight)");
   device_ = dev;
   dtype_ = dt;
   size_t bytes = 0;
@@ -120,6 +138,11 @@ void ParamStore::set_grad_arena_multiple(const Ctx& ctx, int64_t elements) {
   if (grads_allocated_) allocate_grads(ctx);
 }
 
+void ParamStore::zero_padding(const Ctx& ctx) {
+  for (Param& p : params_)
+    if (p.pad_rows > 0 && p.value.defined()) zero_tensor(ctx, p.value.slice0(p.shape[0] - p.pad_rows, p.shape[0]));
+}
+
 void ParamStore::set_trainable(const Ctx& ctx, const std::vector<std::string>& patterns) {
   std::vector<std::string> unmatched;
   for (const std::string& pat : patterns) {
@@ -164,13 +187,13 @@ Param& ParamStore::at(const std::string& name) {
 
 int64_t ParamStore::total_numel() const {
   int64_t n = 0;
-  for (const Param& p : params_) n += p.numel();
+  for (const Param& p : params_) n += p.stored_numel();
   return n;
 }
 int64_t ParamStore::trainable_numel() const {
   int64_t n = 0;
   for (const Param& p : params_)
-    if (p.trainable) n += p.numel();
+    if (p.trainable) n += p.stored_numel();
   return n;
 }
 

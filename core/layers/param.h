@@ -32,10 +32,18 @@ struct Param {
   // GPT-2's Conv1D stores its 2-D weight [in, out] in checkpoints; the runtime keeps [out, in].
   // Only the checkpoint reader and writer look at this.
   bool stored_transposed = false;
+  // Trailing rows of a [rows, C] table that exist only to pad the row count (the vocabulary padded
+  // to a multiple of 64, core/models/model.h): they hold zeros, get zero gradients, and are not in
+  // checkpoints. shape counts them; stored_shape() does not.
+  int64_t pad_rows = 0;
 
-  int64_t numel() const;
-  // The checkpoint shape (shape reversed when stored_transposed).
+  int64_t numel() const;          // elements in memory, padding rows included
+  int64_t stored_numel() const;   // elements in checkpoints (padding rows excluded)
+  // The checkpoint shape: padding rows dropped, then reversed when stored_transposed.
   std::vector<int64_t> stored_shape() const;
+  // `t` (this parameter's value or gradient, or a tensor of its shape) without the padding rows:
+  // the leading rows, a contiguous view. Undefined stays undefined.
+  Tensor unpadded(const Tensor& t) const;
 };
 
 class ParamStore {
@@ -64,6 +72,10 @@ class ParamStore {
 
   // Sets every gradient to zero (one memset over the whole gradient arena, padding included).
   void zero_grads(const Ctx& ctx);
+  // Sets the padding rows (Param::pad_rows) of every value to zero. The model does it once laid
+  // out, and weight initialisation and loading do it again; anything else that writes whole
+  // values (tests' random parameters) must too.
+  void zero_padding(const Ctx& ctx);
 
   // The gradient arena as one flat tensor [grad_arena_numel()] (acc dtype): every trainable
   // gradient at grad_offset(p), the alignment gaps and the tail zero after zero_grads. This is
@@ -82,6 +94,7 @@ class ParamStore {
   Param& at(const std::string& name);
 
   size_t size() const { return params_.size(); }
+  // Parameter counts as checkpoints (and HF) count them: padding rows excluded.
   int64_t total_numel() const;
   int64_t trainable_numel() const;
   Device device() const { return device_; }

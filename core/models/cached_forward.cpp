@@ -66,7 +66,9 @@ CachedForward::CachedForward(Model& model, const Ctx& ctx, int64_t batch, int64_
   final_b_ = gpt2_ ? &ps.at("transformer.ln_f.bias") : nullptr;
   wte_ = model.token_embedding();
   wpe_ = gpt2_ ? &ps.at("transformer.wpe.weight") : nullptr;
-  head_ = Linear(model.lm_head_weight(), nullptr);
+  // Only the V real rows: the logits are [B, V] (no padding columns a sampler could pick), and
+  // decode's few rows gain nothing from the aligned stride the training head pads for.
+  head_ = Linear(model.lm_head_weight(), nullptr, 0, V_);
 
   cache_ = KvCache::for_config(ctx, c, dt_, B_, max_length);
   size_t bytes = 0;
@@ -154,7 +156,7 @@ void CachedForward::run_blocks(Ctx& ctx, int64_t T, int64_t keys, int64_t query_
     EmbeddingArgs tok;
     tok.out = mid;
     tok.ids = ids_;
-    tok.table = wte_->value;
+    tok.table = wte_->unpadded(wte_->value);
     embedding_forward(ctx, tok);
     EmbeddingArgs pos;
     pos.out = branch;
@@ -166,7 +168,7 @@ void CachedForward::run_blocks(Ctx& ctx, int64_t T, int64_t keys, int64_t query_
     EmbeddingArgs tok;
     tok.out = resid;
     tok.ids = ids_;
-    tok.table = wte_->value;
+    tok.table = wte_->unpadded(wte_->value);
     embedding_forward(ctx, tok);
   }
 

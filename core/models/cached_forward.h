@@ -12,8 +12,10 @@
 // final norm, LM head. The attention layer runs its KV-cache path (AttentionLayer::forward_cached,
 // which a variant must implement to be used here). Differences that make it cheap: nothing is
 // kept for a backward, the LM head runs on the B last rows only (never [B, T, V]), and a decode
-// step costs one token per sequence. Padded rows of a prefill compute values nobody reads; their
-// keys sit beyond the row's length and are masked until a decode step overwrites them.
+// step costs one token per sequence. The head uses the V real rows of a padded weight (Model's
+// padded vocabulary): the logits are [B, V], so no sampler can pick a padding id. Padded rows of
+// a prefill compute values nobody reads; their keys sit beyond the row's length and are masked
+// until a decode step overwrites them.
 //
 // Memory: the cache (for B × max_length tokens) and one arena of buffers for B × max_prompt rows,
 // both allocated by the constructor; prefill/decode allocate nothing. The training path (plan,

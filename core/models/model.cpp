@@ -1,5 +1,8 @@
 #include "core/models/model.h"
 
+#include <algorithm>
+
+#include "core/memory.h"
 #include "core/models/weights.h"
 #include "core/nvtx.h"
 #include "core/ops/cross_entropy.h"
@@ -32,6 +35,12 @@ void check_model_dtype(const ModelOptions& o) {
 
 }  // namespace
 
+int64_t padded_vocab_size(int64_t vocab, int64_t multiple) {
+  CHECK(vocab > 0 && multiple >= 1, "padded vocabulary: need V > 0 and a multiple ≥ 1, got V=", vocab,
+        " multiple=", multiple, " (ModelOptions::vocab_multiple; 1 = no padding)");
+  return (vocab + multiple - 1) / multiple * multiple;
+}
+
 std::string Model::block_prefix(int64_t layer) const {
   return (config_.arch == ModelArch::gpt2 ? "transformer.h." : "model.layers.") + std::to_string(layer);
 }
@@ -49,13 +58,20 @@ Model::Model(const ModelConfig& config, const ModelOptions& options, const Ctx& 
         c.intermediate_size, ", vocab ", c.vocab_size, ")");
   const bool gpt2 = c.arch == ModelArch::gpt2;
   const int64_t D = c.hidden_size, V = c.vocab_size;
+  const int64_t Vp = padded_vocab_size(V, options_.vocab_multiple);
+  // A [Vp, D] table whose rows ≥ V are padding (zero, not in checkpoints).
+  auto add_vocab_table = [&](const std::string& name) -> Param* {
+    Param& p = params_.add(name, {Vp, D});
+    p.pad_rows = Vp - V;
+    return &p;
+  };
 
   if (gpt2) {
-    Param* wte = &params_.add("transformer.wte.weight", {V, D});
+    Param* wte = add_vocab_table("transformer.wte.weight");
     Param* wpe = &params_.add("transformer.wpe.weight", {c.max_position_embeddings, D});
     embedding_ = TokenEmbedding("transformer.wte", wte, wpe);
   } else {
-    embedding_ = TokenEmbedding("model.embed_tokens", &params_.add("model.embed_tokens.weight", {V, D}), nullptr);
+    embedding_ = TokenEmbedding("model.embed_tokens", add_vocab_table("model.embed_tokens.weight"), nullptr);
   }
   embedding_dropout_ = Dropout(gpt2 ? "transformer.drop" : "model.embed_dropout", config_dropout(c, "embd_pdrop"));
   const double resid_p = config_dropout(c, "resid_pdrop");
@@ -72,7 +88,7 @@ Model::Model(const ModelConfig& config, const ModelOptions& options, const Ctx& 
     final_norm_ = Norm::rms_norm("model.norm", &params_.add("model.norm.weight", {D}), c.norm_eps);
   }
   // Tied: the head multiplies by the token embedding; checkpoints then hold that tensor once.
-  Param* head_weight = c.tie_word_embeddings ? embedding_.tokens() : &params_.add("lm_head.weight", {V, D});
+  Param* head_weight = c.tie_word_embeddings ? embedding_.tokens() : add_vocab_table("lm_head.weight");
   head_ = LmHead("lm_head", head_weight);
 
   AttentionModelRefs refs;
@@ -80,6 +96,7 @@ Model::Model(const ModelConfig& config, const ModelOptions& options, const Ctx& 
   for (auto& b : blocks_) b->attention().bind_model(refs);
 
   params_.allocate(options_.device, options_.dtype);
+  params_.zero_padding(ctx);
   if (options_.allocate_grads) params_.allocate_grads(ctx);
 }
 
@@ -171,9 +188,24 @@ void Model::backward(Ctx& ctx) {
   embedding_.backward(ctx, d_residual_, ids_);
 }
 
-Tensor Model::logits() const {
+Tensor Model::padded_logits() const {
   CHECK(B_ > 0, "logits before plan(B, T)");
-  return head_.logits().view({B_, T_, config_.vocab_size});
+  return head_.logits().view({B_, T_, padded_vocab()});
+}
+
+std::vector<double> Model::logits_f64(Ctx& ctx) const {
+  return drop_padding_columns(to_host_f64(ctx, padded_logits()), B_ * T_, padded_vocab(), vocab());
+}
+
+std::vector<double> drop_padding_columns(const std::vector<double>& padded, int64_t rows, int64_t padded_vocab,
+                                         int64_t vocab) {
+  CHECK(int64_t(padded.size()) == rows * padded_vocab && vocab <= padded_vocab, "drop_padding_columns: ",
+        padded.size(), " values are not ", rows, " rows of ", padded_vocab, " (keeping ", vocab, ")");
+  if (vocab == padded_vocab) return padded;
+  std::vector<double> out(size_t(rows * vocab));
+  for (int64_t r = 0; r < rows; ++r)
+    std::copy(padded.begin() + r * padded_vocab, padded.begin() + r * padded_vocab + vocab, out.begin() + r * vocab);
+  return out;
 }
 
 int64_t causal_lm_targets(const std::vector<int32_t>& ids, int64_t B, int64_t T, std::vector<int32_t>& targets) {

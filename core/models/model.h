@@ -18,6 +18,15 @@
 // embedding's backward reads the ids again, the loss's backward the targets.
 // Dropout (GPT-2 embd_pdrop / resid_pdrop from config.json) applies only in training mode
 // (set_training(true)); attention-probability dropout (attn_pdrop) is not implemented.
+//
+// Padded vocabulary (on by default, ModelOptions::vocab_multiple): the token embedding and an
+// untied lm_head.weight hold Vp = round_up(V, 64) rows in memory, rows ≥ V zero (Param::pad_rows).
+// Only the LM head's GEMMs see them (aligned logits rows; docs/gpu-status.md); everything else
+// sees V: the embedding reads rows < V, the loss uses the first V logits columns, the padding rows'
+// gradients are exactly zero (so AdamW, weight decay included, keeps them at zero), checkpoints
+// hold [V, C], generation computes [B, V] logits from the first V rows, parameter counts exclude
+// the padding. The logits buffer itself is [B, T, Vp]: padded_logits(); logits_f64() gives the
+// [B, T, V] values.
 #include <memory>
 #include <vector>
 
@@ -37,7 +46,16 @@ struct ModelOptions {
   Device device = Device::cpu;
   DType dtype = DType::f32;
   bool allocate_grads = true;  // false: inference only (no gradient memory)
+  // The embedding / LM head rows are rounded up to a multiple of this (≥ 1; 1 = no padding).
+  // 64 makes every bf16 logits row 128-byte aligned (llm.c pads the same way).
+  int64_t vocab_multiple = 64;
 };
+
+// round_up(V, multiple): the rows of the padded embedding / LM head.
+int64_t padded_vocab_size(int64_t vocab, int64_t multiple);
+// Host logits [rows, Vp] → [rows, V]: the first V of every row (the padding columns dropped).
+std::vector<double> drop_padding_columns(const std::vector<double>& padded, int64_t rows, int64_t padded_vocab,
+                                         int64_t vocab);
 
 class Model : public TrainableModel {
  public:
@@ -78,7 +96,14 @@ class Model : public TrainableModel {
   // Called after each block's backward with that block's first parameter (param.h); empty: none.
   void set_grad_ready_hook(GradReadyHook hook) override { grad_ready_ = std::move(hook); }
 
-  Tensor logits() const override;  // [B, T, V], model dtype, valid between forward and backward
+  int64_t vocab() const { return config_.vocab_size; }  // V: token ids are < V
+  int64_t padded_vocab() const { return head_.padded_vocab(); }  // Vp ≥ V: rows of the embedding / head
+
+  // [B, T, Vp], model dtype, valid between forward and backward. Columns ≥ V are padding (the
+  // padding rows are zero, so they hold 0): not logits of any token. Use logits_f64 for [B, T, V].
+  Tensor padded_logits() const override;
+  // The logits [B, T, V] on the host (padding columns dropped), as doubles (exact for every dtype).
+  std::vector<double> logits_f64(Ctx& ctx) const override;
   const Tensor& loss() const { return head_.loss(); }
 
   AttentionLayer& attention(int64_t layer) { return blocks_.at(size_t(layer))->attention(); }

@@ -325,9 +325,16 @@ ScratchDecoder::ScratchDecoder(const ScratchDecoderConfig& config, const ModelOp
   Param* fw = &params_.add("final_norm.weight", {D});
   Param* fb = kind == NormKind::layer ? &params_.add("final_norm.bias", {D}) : nullptr;
   final_norm_ = std::make_unique<ScratchNorm>(kind, "final_norm", fw, fb);
-  output_ = Linear(&params_.add("output.weight", {V, D}), &params_.add("output.bias", {V}));
+  // The output layer's rows padded to a multiple of options.vocab_multiple (as Model's LM head:
+  // aligned logits rows; the padding rows and bias entries stay zero and are not saved).
+  const int64_t Vp = padded_vocab_size(V, options_.vocab_multiple);
+  Param& ow = params_.add("output.weight", {Vp, D});
+  Param& ob = params_.add("output.bias", {Vp});
+  ow.pad_rows = ob.pad_rows = Vp - V;
+  output_ = Linear(&ow, &ob);
 
   params_.allocate(options_.device, options_.dtype);
+  params_.zero_padding(ctx);
   if (options_.allocate_grads) params_.allocate_grads(ctx);
 }
 
@@ -373,7 +380,7 @@ AttentionLayer& ScratchDecoder::attention(int64_t layer) { return blocks_.at(siz
 
 void ScratchDecoder::plan_all(ActivationPlanner& p, const Ctx& ctx) {
   const DType dt = options_.dtype, acc = acc_dtype(dt);
-  const int64_t D = config_.hidden, L = config_.layers, N = B_ * T_, V = config_.vocab_size;
+  const int64_t D = config_.hidden, L = config_.layers, N = B_ * T_;
   residual_.clear();
   for (int64_t l = 0; l <= L; ++l) residual_.push_back(p.saved(dt, {B_, T_, D}, "residual." + std::to_string(l)));
   final_out_ = p.saved(dt, {B_, T_, D}, "final_norm_out");
@@ -383,7 +390,7 @@ void ScratchDecoder::plan_all(ActivationPlanner& p, const Ctx& ctx) {
   tok_embedding_.plan(p, ctx, B_, T_);
   for (auto& b : blocks_) b->plan(p, ctx, dt, B_, T_);
   final_norm_->plan(p, ctx, dt, N, D);
-  logits_ = p.saved(dt, {N, V}, "output.logits");
+  logits_ = p.saved(dt, {N, padded_vocab()}, "output.logits");
   row_loss_ = p.saved(acc, {N}, "output.row_loss");
   lse_ = p.saved(acc, {N}, "output.lse");
   loss_ = p.saved(acc, {1}, "output.loss");
@@ -431,6 +438,7 @@ Tensor ScratchDecoder::forward(Ctx& ctx, const Tensor& ids, const Tensor& target
   ce.targets = targets_;
   ce.loss = row_loss_;
   ce.lse = lse_;
+  ce.vocab = config_.vocab_size;
   cross_entropy_forward(ctx, ce);
   CrossEntropyMeanArgs mean;
   mean.loss = row_loss_;
@@ -451,6 +459,7 @@ void ScratchDecoder::backward(Ctx& ctx) {
   ce.lse = lse_;
   ce.dlogits = logits_;
   ce.valid_count = valid_count_;
+  ce.vocab = config_.vocab_size;
   cross_entropy_backward(ctx, ce);
   output_.backward(ctx, logits_, final_out_, d_final_, false);
   final_norm_->backward(ctx, d_final_, residual_.back(), d_residual_, false);
@@ -508,9 +517,15 @@ std::vector<std::vector<double>> ScratchDecoder::attention_rows(Ctx& ctx, const 
   return out;
 }
 
-Tensor ScratchDecoder::logits() const {
+int64_t ScratchDecoder::padded_vocab() const { return output_.out_features(); }
+
+Tensor ScratchDecoder::padded_logits() const {
   CHECK(B_ > 0, "logits before plan(B, T)");
-  return logits_.view({B_, T_, config_.vocab_size});
+  return logits_.view({B_, T_, padded_vocab()});
+}
+
+std::vector<double> ScratchDecoder::logits_f64(Ctx& ctx) const {
+  return drop_padding_columns(to_host_f64(ctx, padded_logits()), B_ * T_, padded_vocab(), config_.vocab_size);
 }
 
 void init_scratch_decoder(ScratchDecoder& m, Ctx& ctx, uint64_t seed) {
@@ -518,7 +533,8 @@ void init_scratch_decoder(ScratchDecoder& m, Ctx& ctx, uint64_t seed) {
   const ScratchDecoderConfig& c = m.config();
   for (Param& p : m.params()) {
     const std::string& n = p.name;
-    std::vector<double> v(size_t(p.numel()));
+    const Tensor dst = p.unpadded(p.value);  // draws for the real rows only: the same with padding on or off
+    std::vector<double> v(size_t(dst.numel()));
     auto ends_with = [&](const std::string& suffix) {
       return n.size() >= suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
     };
@@ -548,8 +564,9 @@ void init_scratch_decoder(ScratchDecoder& m, Ctx& ctx, uint64_t seed) {
     } else {
       std::fill(v.begin(), v.end(), 1.0);  // norm weights
     }
-    from_host_f64(ctx, p.value, v);
+    from_host_f64(ctx, dst, v);
   }
+  m.params().zero_padding(ctx);
 }
 
 void save_scratch_decoder(const ScratchDecoder& m, Ctx& ctx, const std::string& path) {
@@ -557,11 +574,11 @@ void save_scratch_decoder(const ScratchDecoder& m, Ctx& ctx, const std::string& 
   std::vector<NamedTensor> tensors;
   host.reserve(m.params().size());
   for (const Param& p : m.params()) {
-    Tensor t = p.value;
+    Tensor t = p.unpadded(p.value);  // the padded output rows are not saved
     if (!t.on_cpu()) {
       host.emplace_back(Device::cpu, t.dtype, std::initializer_list<int64_t>{t.numel()}, p.name.c_str());
       copy_tensor(ctx, host.back().t().view({t.numel()}), t.view({t.numel()}));
-      t = make_tensor_view(host.back().t().data, t.dtype, Device::cpu, p.shape, p.name.c_str());
+      t = make_tensor_view(host.back().t().data, t.dtype, Device::cpu, p.stored_shape(), p.name.c_str());
     }
     tensors.push_back({p.name, t});
   }
@@ -609,17 +626,19 @@ ScratchDecoderConfig read_scratch_decoder_config(const std::string& path) {
 void load_scratch_decoder(ScratchDecoder& m, Ctx& ctx, const std::string& path) {
   SafetensorsFile f = SafetensorsFile::open(path);
   std::vector<ExpectedTensor> expected;
-  for (const Param& p : m.params()) expected.push_back({p.name, p.shape});
+  for (const Param& p : m.params()) expected.push_back({p.name, p.stored_shape()});
   expect_tensors(f, expected, false);
   for (Param& p : m.params()) {
-    if (p.value.on_cpu()) {
-      read_tensor_into(f, p.name, p.value);
+    const Tensor dst = p.unpadded(p.value);
+    if (dst.on_cpu()) {
+      read_tensor_into(f, p.name, dst);
     } else {
-      Buffer host(Device::cpu, p.value.dtype, {p.value.numel()}, p.name.c_str());
-      read_tensor_into(f, p.name, make_tensor_view(host.t().data, p.value.dtype, Device::cpu, p.shape, p.name.c_str()));
-      copy_tensor(ctx, p.value.view({p.value.numel()}), host.t());
+      Buffer host(Device::cpu, dst.dtype, {dst.numel()}, p.name.c_str());
+      read_tensor_into(f, p.name, make_tensor_view(host.t().data, dst.dtype, Device::cpu, p.stored_shape(), p.name.c_str()));
+      copy_tensor(ctx, dst.view({dst.numel()}), host.t());
     }
   }
+  m.params().zero_padding(ctx);
 }
 
 }  // namespace attnlab

@@ -69,7 +69,12 @@ class ScratchDecoder : public TrainableModel {
   // ids, targets [B, T] i32 (targets kIgnoreIndex where no loss, e.g. padding); loss = Σ / valid_count.
   Tensor forward(Ctx& ctx, const Tensor& ids, const Tensor& targets, double valid_count) override;
   void backward(Ctx& ctx) override;
-  Tensor logits() const override;  // [B, T, V] between forward and backward
+  // Logits between forward and backward, as Model's: the buffer is [B, T, Vp] (the output layer's
+  // rows padded to ModelOptions::vocab_multiple; columns ≥ V are padding), logits_f64 the
+  // [B, T, V] values on the host. Checkpoints hold [V, D] and [V]; the loss uses V columns.
+  Tensor padded_logits() const override;
+  std::vector<double> logits_f64(Ctx& ctx) const override;
+  int64_t padded_vocab() const;
   AttentionLayer& attention(int64_t layer);
   // The attention rows `rows` (query positions) of layer `layer` for one sequence `ids`, averaged
   // over heads (differential: A1 − λA2 per head), from the attention op's captures; [n][T].

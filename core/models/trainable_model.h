@@ -7,6 +7,7 @@
 // Step: params().zero_grads(ctx); forward(ctx, ids, targets, n); backward(ctx) (see Model).
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/ctx.h"
 #include "core/layers/param.h"
@@ -36,7 +37,10 @@ class TrainableModel {
   // or after `first` is final), so data parallelism can reduce them while the backward goes on. A
   // model that never calls it still works: its gradients are reduced after the backward.
   virtual void set_grad_ready_hook(GradReadyHook) {}
-  virtual Tensor logits() const = 0;  // [B, T, V] between forward and backward
+  // Between forward and backward: the logits buffer [B, T, Vp] (columns ≥ V are padding, not
+  // logits), and the [B, T, V] logits on the host.
+  virtual Tensor padded_logits() const = 0;
+  virtual std::vector<double> logits_f64(Ctx& ctx) const = 0;
 
   virtual int64_t vocab_size() const = 0;
   virtual int64_t num_layers() const = 0;

@@ -157,19 +157,24 @@ void load_weights(Model& model, Ctx& ctx, const std::string& folder) {
       for (const SafetensorsFile& f : files)
         if (f.path() == cf.owner.at(n)) src = &f;
     const std::vector<int64_t> stored = p.stored_shape();
-    if (p.value.on_cpu() && !p.stored_transposed) {
-      read_tensor_into(*src, n, p.value);
+    const Tensor dst = p.unpadded(p.value);  // the file holds the real rows; padding rows stay zero
+    if (dst.on_cpu() && !p.stored_transposed) {
+      read_tensor_into(*src, n, dst);
       continue;
     }
-    std::vector<char> staging(size_t(p.numel()) * dtype_size(dt));
+    std::vector<char> staging(size_t(p.stored_numel()) * dtype_size(dt));
     read_tensor_into(*src, n, make_tensor_view(staging.data(), dt, Device::cpu, stored, p.name.c_str()));
     if (p.stored_transposed) {
       std::vector<char> turned(staging.size());
       transpose_bytes(staging.data(), turned.data(), stored[0], stored[1], dtype_size(dt));
       staging.swap(turned);
     }
-    copy_tensor(ctx, p.value, make_tensor_view(staging.data(), dt, Device::cpu, p.shape, p.name.c_str()));
+    Tensor host = dst;  // the runtime layout of the real rows, on the host
+    host.data = staging.data();
+    host.device = Device::cpu;
+    copy_tensor(ctx, dst, host);
   }
+  model.params().zero_padding(ctx);
 }
 
 std::unique_ptr<Model> load_model(const std::string& folder, const ModelOptions& options, Ctx& ctx) {
@@ -199,8 +204,12 @@ void save_model(const Model& model, Ctx& ctx, const std::string& folder, DType f
   storage.reserve(model.params().size());
   for (const Param& p : model.params()) {
     const std::vector<int64_t> stored = p.stored_shape();
-    std::vector<char> host(size_t(p.numel()) * dtype_size(dt));
-    copy_tensor(ctx, make_tensor_view(host.data(), dt, Device::cpu, p.shape, p.name.c_str()), p.value);
+    const Tensor src = p.unpadded(p.value);  // padding rows are not written: the file is [V, C]
+    std::vector<char> host(src.bytes());
+    Tensor host_view = src;
+    host_view.data = host.data();
+    host_view.device = Device::cpu;
+    copy_tensor(ctx, host_view, src);
     if (p.stored_transposed) {
       std::vector<char> turned(host.size());
       transpose_bytes(host.data(), turned.data(), p.shape[0], p.shape[1], dtype_size(dt));
@@ -209,7 +218,7 @@ void save_model(const Model& model, Ctx& ctx, const std::string& folder, DType f
     if (file_dtype != dt) {
       Tensor from = make_tensor_view(host.data(), dt, Device::cpu, stored, p.name.c_str());
       std::vector<double> values = to_host_f64(ctx, from);
-      std::vector<char> converted(size_t(p.numel()) * dtype_size(file_dtype));
+      std::vector<char> converted(size_t(p.stored_numel()) * dtype_size(file_dtype));
       from_host_f64(ctx, make_tensor_view(converted.data(), file_dtype, Device::cpu, stored, p.name.c_str()), values);
       host.swap(converted);
     }
@@ -237,9 +246,11 @@ void init_weights(Model& model, Ctx& ctx, uint64_t seed) {
   };
   uint64_t offset = 0;  // Philox draws consumed so far: each tensor gets its own stretch of the stream
   for (Param& p : model.params()) {
-    std::vector<double> v(size_t(p.numel()));
+    // Draws for the real rows only, so a padded and an unpadded model get the same values.
+    const Tensor dst = p.unpadded(p.value);
+    std::vector<double> v(size_t(dst.numel()));
     const uint64_t base = offset;
-    offset += 2 * uint64_t(p.numel());
+    offset += 2 * uint64_t(dst.numel());
     if (p.shape.size() == 1) {
       // Biases 0, norm weights 1 (every 1-D parameter of these architectures is one or the other).
       std::fill(v.begin(), v.end(), ends_with(p.name, ".bias") ? 0.0 : 1.0);
@@ -253,8 +264,9 @@ void init_weights(Model& model, Ctx& ctx, uint64_t seed) {
         v[i] = s * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
       }
     }
-    from_host_f64(ctx, p.value, v);
+    from_host_f64(ctx, dst, v);
   }
+  model.params().zero_padding(ctx);
 }
 
 }  // namespace attnlab

@@ -9,6 +9,8 @@
 // ignores (GPT-2's attn.bias / attn.masked_bias mask buffers; lm_head.weight of a tied model).
 // Every float dtype (F16, BF16, F32, F64) converts to the model dtype (round to nearest even).
 // GPT-2's Conv1D weights are [in, out] in the file and transposed on the way in and out.
+// A padded vocabulary (Model's embedding / LM head rows rounded up to 64) is not in the files:
+// they hold [V, C] as HF does; loading fills the first V rows and zeroes the padding rows.
 // Validation happens before any value is read: one error lists every missing tensor, every
 // tensor with the wrong shape and every unexpected one, naming the file.
 #include <cstdint>

@@ -40,14 +40,14 @@ void check_targets_host(const char* op, const Tensor& targets, int64_t v) {
 template <class T>
 void forward_cpu(const CrossEntropyArgs& a) {
   using A = acc_t<T>;
-  const int64_t n = a.logits.dim(0), v = a.logits.dim(1);
+  const int64_t n = a.logits.dim(0), ld = a.logits.dim(1), v = cross_entropy_classes("", a.logits, a.vocab);
   const T* logits = a.logits.ptr<T>();
   const int32_t* targets = a.targets.ptr<int32_t>();
   A* loss = a.loss.ptr<A>();
   A* lse = a.lse.ptr<A>();
 #pragma omp parallel for schedule(static) if (n * v > 65536)
   for (int64_t r = 0; r < n; ++r) {
-    const T* row = logits + r * v;
+    const T* row = logits + r * ld;
     LseState<A> state = lse_empty<A>();
     for (int64_t c0 = 0; c0 < v; c0 += kCpuChunk) {
       const int64_t c1 = std::min(v, c0 + kCpuChunk);
@@ -67,7 +67,7 @@ void forward_cpu(const CrossEntropyArgs& a) {
 template <class T>
 void backward_cpu(const CrossEntropyBackwardArgs& a) {
   using A = acc_t<T>;
-  const int64_t n = a.logits.dim(0), v = a.logits.dim(1);
+  const int64_t n = a.logits.dim(0), ld = a.logits.dim(1), v = cross_entropy_classes("", a.logits, a.vocab);
   // Raw pointers without restrict: dlogits may be logits itself; each element is read, then
   // written, at the same index.
   const T* logits = a.logits.ptr<T>();
@@ -78,8 +78,9 @@ void backward_cpu(const CrossEntropyBackwardArgs& a) {
 #pragma omp parallel for schedule(static) if (n * v > 65536)
   for (int64_t r = 0; r < n; ++r) {
     const int32_t t = targets[r];
-    const T* x = logits + r * v;
-    T* g = dlogits + r * v;
+    const T* x = logits + r * ld;
+    T* g = dlogits + r * ld;
+    std::fill(g + v, g + ld, T(0));  // padding columns: no class, no gradient
     if (t == kIgnoreIndex) {
       std::fill(g, g + v, T(0));
       continue;
@@ -90,6 +91,13 @@ void backward_cpu(const CrossEntropyBackwardArgs& a) {
 }
 
 }  // namespace
+
+int64_t cross_entropy_classes(const char* op, const Tensor& logits, int64_t vocab) {
+  CHECK(vocab >= 0 && vocab <= logits.dim(1), op, ": vocab ", vocab, " must be in [0, ", logits.dim(1),
+        "] (the classes are the first `vocab` columns of logits '", logits.name, "' ", logits.shape_str(),
+        "; 0 = all)");
+  return vocab == 0 ? logits.dim(1) : vocab;
+}
 
 int64_t count_valid_targets(const int32_t* targets, int64_t n) {
   int64_t c = 0;
@@ -102,9 +110,10 @@ void cross_entropy_forward(Ctx& ctx, const CrossEntropyArgs& a) {
   const Tensor* stats[] = {&a.loss, &a.lse};
   check_rows("cross_entropy_forward", a.logits, a.targets, stats, 2);
   check_device(ctx.device, {&a.logits, &a.targets, &a.loss, &a.lse});
+  const int64_t v = cross_entropy_classes("cross_entropy_forward", a.logits, a.vocab);
   if (a.logits.dim(0) == 0) return;
   if (ctx.is_cuda()) return ATTNLAB_CUDA_DISPATCH(cuda::cross_entropy_forward(ctx, a));
-  check_targets_host("cross_entropy_forward", a.targets, a.logits.dim(1));
+  check_targets_host("cross_entropy_forward", a.targets, v);
   dispatch_cpu_float(a.logits.dtype, "cross_entropy_forward", [&](auto t) {
     forward_cpu<decltype(t)>(a);
   });
@@ -120,9 +129,10 @@ void cross_entropy_backward(Ctx& ctx, const CrossEntropyBackwardArgs& a) {
   CHECK(a.valid_count > 0, "cross_entropy_backward: valid_count must be > 0 (the number of target "
         "tokens the loss is averaged over), got ", a.valid_count);
   check_device(ctx.device, {&a.logits, &a.targets, &a.lse, &a.dlogits});
+  const int64_t v = cross_entropy_classes("cross_entropy_backward", a.logits, a.vocab);
   if (a.logits.dim(0) == 0) return;
   if (ctx.is_cuda()) return ATTNLAB_CUDA_DISPATCH(cuda::cross_entropy_backward(ctx, a));
-  check_targets_host("cross_entropy_backward", a.targets, a.logits.dim(1));
+  check_targets_host("cross_entropy_backward", a.targets, v);
   dispatch_cpu_float(a.logits.dtype, "cross_entropy_backward", [&](auto t) {
     backward_cpu<decltype(t)>(a);
   });

@@ -8,6 +8,11 @@
 // reduction whose denominator is given by the caller: the trainer normalises by the global
 // count of target tokens over micro-batches and ranks, which no single call can know.
 //
+// Padded rows: logits may be [N, Vp] with only the first V = `vocab` columns being classes (the
+// LM head pads the vocabulary to a multiple of 64 so every logits row is 128-byte aligned for
+// cuBLASLt). Columns [V, Vp) are never read by forward; backward writes 0 there (so the padding
+// rows of the head's weight get exactly zero gradient). vocab = 0 means every column (V = Vp).
+//
 // Targets: i32, `kIgnoreIndex` (−100) marks rows that contribute nothing (loss 0, gradient 0).
 // Any other target outside [0, V) is an error. The CPU throws. The GPU cannot throw without a
 // host sync, so it never reads out of bounds and instead writes NaN as that row's loss (and, in
@@ -21,22 +26,25 @@
 namespace attnlab {
 
 struct CrossEntropyArgs {
-  Tensor logits;   // [N, V] in. f32/bf16 on CUDA, f32/f64 on the CPU. V need not be a multiple of anything.
+  Tensor logits;   // [N, Vp] in. f32/bf16 on CUDA, f32/f64 on the CPU. Vp need not be a multiple of anything.
   Tensor targets;  // [N] i32 in. Class index in [0, V), or kIgnoreIndex.
   Tensor loss;     // [N] acc dtype out: lse − logits[target]; 0 for ignored rows.
-  Tensor lse;      // [N] acc dtype out: log Σ_v exp(logits[v]); saved for backward (written for every row).
+  Tensor lse;      // [N] acc dtype out: log Σ_{v<V} exp(logits[v]); saved for backward (written for every row).
+  int64_t vocab = 0;  // V: classes are the first V columns (1 ≤ V ≤ Vp); 0 = all Vp columns
 };
 
 struct CrossEntropyBackwardArgs {
-  Tensor logits;   // [N, V] in: the logits given to forward.
+  Tensor logits;   // [N, Vp] in: the logits given to forward.
   Tensor targets;  // [N] i32 in.
   Tensor lse;      // [N] acc dtype in: saved by forward.
-  // [N, V] out (overwritten), logits' dtype: (softmax − onehot)·dloss/valid_count for valid rows,
-  // 0 for ignored rows. May be the very same storage as `logits` (the LM head reuses its logits
-  // buffer): every element is read before it is written, by the same thread.
+  // [N, Vp] out (overwritten), logits' dtype: (softmax − onehot)·dloss/valid_count for valid rows,
+  // 0 for ignored rows and for the padding columns [V, Vp). May be the very same storage as
+  // `logits` (the LM head reuses its logits buffer): every element is read before it is written,
+  // by the same thread.
   Tensor dlogits;
   double dloss = 1.0;        // gradient of the scalar mean loss (1 for a plain backward)
   double valid_count = 0.0;  // denominator of the mean; must be > 0 (global count of targets)
+  int64_t vocab = 0;         // V, as given to forward; 0 = all Vp columns
 };
 
 struct CrossEntropyMeanArgs {
@@ -49,6 +57,10 @@ struct CrossEntropyMeanArgs {
 void cross_entropy_forward(Ctx& ctx, const CrossEntropyArgs& a);
 void cross_entropy_backward(Ctx& ctx, const CrossEntropyBackwardArgs& a);
 void cross_entropy_mean(Ctx& ctx, const CrossEntropyMeanArgs& a);
+
+// The number of classes V of a call: `vocab`, or every column when it is 0. Throws unless
+// 0 ≤ vocab ≤ logits.dim(1).
+int64_t cross_entropy_classes(const char* op, const Tensor& logits, int64_t vocab);
 
 // Host helper for callers that hold targets on the host: rows whose target is not kIgnoreIndex.
 int64_t count_valid_targets(const int32_t* targets, int64_t n);

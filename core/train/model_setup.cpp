@@ -122,14 +122,15 @@ BuiltModel build_model(const config::ExperimentConfig& cfg, const ModelConfig& m
   };
   BuiltModel b;
   if (dtype != DType::bf16) {
-    b.model = make(ModelOptions{ctx.device, dtype, true}, ctx);
+    b.model = make(ModelOptions{ctx.device, dtype, true, cfg.model.vocab_multiple}, ctx);
     return b;
   }
   // bf16: the values come in at full precision on the CPU first, so the f32 master weights do not
   // start from already-rounded numbers; the working copy is rounded from them.
-  b.model = construct(ModelOptions{ctx.device, dtype, true}, ctx);
+  b.model = construct(ModelOptions{ctx.device, dtype, true, cfg.model.vocab_multiple}, ctx);
   Ctx cpu = Ctx::make_cpu(seed);
-  std::unique_ptr<TrainableModel> source = make(ModelOptions{Device::cpu, DType::f32, false}, cpu);
+  std::unique_ptr<TrainableModel> source =
+      make(ModelOptions{Device::cpu, DType::f32, false, cfg.model.vocab_multiple}, cpu);
   for (const Param& p : source->params()) from_host_f64(ctx, b.model->params().at(p.name).value, to_host_f64(cpu, p.value));
   if (need_master_source) b.master_source = std::move(source);
   return b;

@@ -39,17 +39,20 @@ TrainOptimizer::TrainOptimizer(ParamStore& params, const config::OptimConfig& cf
   CHECK(!sharded_ || comm != nullptr, "ZeRO-1 needs the communicator");
   const Device dev = params.device();
 
-  // The pieces: whole parameters, or each parameter's overlap with this rank's shares.
+  // The pieces: whole parameters, or each parameter's overlap with this rank's shares. Padding
+  // rows of a padded vocabulary (Param::pad_rows, the last rows) are in no piece: they have no
+  // state and are never updated, so the state file does not depend on the padding.
   for (Param& p : params) {
     if (!p.grad.defined()) continue;
-    trainable_numel_ += p.numel();
+    const int64_t n = p.stored_numel();
+    trainable_numel_ += n;
     if (!sharded_) {
-      pieces_.push_back({&p, 0, p.numel(), 0, {}, {}, {}});
+      pieces_.push_back({&p, 0, n, 0, {}, {}, {}});
       continue;
     }
     const int64_t off = params.grad_offset(p);
     for (const ElementRange& r : sync->shard_ranges()) {
-      const int64_t lo = std::max(off, r.begin), hi = std::min(off + p.numel(), r.end());
+      const int64_t lo = std::max(off, r.begin), hi = std::min(off + n, r.end());
       if (lo < hi) pieces_.push_back({&p, lo - off, hi - lo, lo, {}, {}, {}});
     }
   }
@@ -192,7 +195,7 @@ void TrainOptimizer::save(Ctx& ctx, const std::string& path, bool write) const {
       for (const Param& p : params_) {
         if (!p.grad.defined()) continue;
         const int64_t off = params_.grad_offset(p);
-        kinds[size_t(which)].push_back(to_host(full.t().slice0(off, off + p.numel())));
+        kinds[size_t(which)].push_back(to_host(full.t().slice0(off, off + p.stored_numel())));
       }
     } else if (write) {
       for (const Piece& pc : pieces_) kinds[size_t(which)].push_back(to_host(state_of(pc, which)));
@@ -217,7 +220,7 @@ void TrainOptimizer::load(Ctx& ctx, const std::string& path) {
   std::vector<ExpectedTensor> expected;
   for (Param& p : params_) {
     if (!p.grad.defined()) continue;
-    const std::vector<int64_t> shape{p.numel()};
+    const std::vector<int64_t> shape{p.stored_numel()};
     if (separate_master_) expected.push_back({"master." + p.name, shape});
     expected.push_back({"m." + p.name, shape});
     expected.push_back({"v." + p.name, shape});
@@ -241,9 +244,10 @@ void TrainOptimizer::load(Ctx& ctx, const std::string& path) {
     const Param* loaded = nullptr;
     for (Piece& pc : pieces_) {
       if (loaded != pc.param) {
-        host.resize(size_t(pc.param->numel()));
+        host.resize(size_t(pc.param->stored_numel()));
         read_tensor_into(f, prefixes[which] + pc.param->name,
-                         make_tensor_view(host.data(), DType::f32, Device::cpu, {pc.param->numel()}, "optimizer state"));
+                         make_tensor_view(host.data(), DType::f32, Device::cpu, {pc.param->stored_numel()},
+                                          "optimizer state"));
         loaded = pc.param;
       }
       copy_tensor(ctx, state_of(pc, which),

@@ -159,6 +159,17 @@ TEST(Config, OverridesReplaceFileValuesWithTypedValues) {
   EXPECT_EQ(d.resolved.at("train.steps").source, Source::override_arg);
 }
 
+// model.vocab_multiple: the padded vocabulary (core/models/model.h) is on by default at 64; 1
+// turns it off; below 1 is refused.
+TEST(Config, VocabMultipleDefaultsTo64AndIsRangeChecked) {
+  TempYaml y(minimal_pretrain_yaml());
+  EXPECT_EQ(load_experiment(y.path()).model.vocab_multiple, 64);
+  EXPECT_EQ(load_experiment(y.path(), {"model.vocab_multiple=1"}).model.vocab_multiple, 1);
+  auto p = problems_of(y.path(), {"model.vocab_multiple=0"});
+  ASSERT_EQ(p.size(), 1u) << dump(p);
+  EXPECT_TRUE(has_problem(p, "command line: model.vocab_multiple=0", "out of range")) << dump(p);
+}
+
 TEST(Config, OverridesAreTypeCheckedAndNamed) {
   TempYaml y(minimal_pretrain_yaml());
   auto p = problems_of(y.path(), {"optim.lr=abc", "optim.lrr=1", "nonsense", "optim=3", "optim.lr=-1",

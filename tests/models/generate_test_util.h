@@ -43,7 +43,7 @@ inline std::vector<double> full_last_logits(Model& m, Ctx& ctx, const std::vecto
   m.plan(ctx, 1, T);
   Buffer ids_dev = make_ids(ctx.device, {1, T}, ids);
   m.forward(ctx, ids_dev, Tensor(), 0);
-  std::vector<double> all = to_host_f64(ctx, m.logits());
+  std::vector<double> all = m.logits_f64(ctx);
   return std::vector<double>(all.end() - V, all.end());
 }
 

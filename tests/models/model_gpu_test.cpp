@@ -42,7 +42,7 @@ Pass run_pass(Model& m, Ctx& ctx, const TokenBatch& tb, int64_t B, int64_t T) {
   m.params().zero_grads(ctx);
   Pass p;
   Tensor loss = m.forward(ctx, ids, targets, double(tb.valid));
-  p.logits = to_host_f64(ctx, m.logits());
+  p.logits = m.logits_f64(ctx);
   p.loss = to_host_f64(ctx, loss)[0];
   m.backward(ctx);
   p.grads = read_grads(ctx, m);

@@ -205,14 +205,14 @@ TEST_P(ModelReference, LogitsAndLossMatchNaiveForward) {
   Buffer ids = make_ids(Device::cpu, {B, T}, tb.ids), targets = make_ids(Device::cpu, {B, T}, tb.targets);
   const double loss = to_host_f64(ctx, m.forward(ctx, ids, targets, double(tb.valid)))[0];
   RefOut ref = reference_forward(m, ctx, tb, B, T);
-  EXPECT_LT(rel_err(to_host_f64(ctx, m.logits()), ref.logits), 1e-12);
+  EXPECT_LT(rel_err(m.logits_f64(ctx), ref.logits), 1e-12);
   EXPECT_NEAR(loss, ref.loss, 1e-12 * std::fabs(ref.loss));
   // f32 runs the same model within single-precision rounding.
   Model mf(m.config(), {Device::cpu, DType::f32}, ctx);
   copy_params(ctx, m, ctx, mf);
   mf.plan(ctx, B, T);
   const double loss_f = to_host_f64(ctx, mf.forward(ctx, ids, targets, double(tb.valid)))[0];
-  EXPECT_LT(rel_err(to_host_f64(ctx, mf.logits()), ref.logits), 1e-5);
+  EXPECT_LT(rel_err(mf.logits_f64(ctx), ref.logits), 1e-5);
   EXPECT_NEAR(loss_f, ref.loss, 1e-5 * std::fabs(ref.loss));
 }
 

@@ -45,7 +45,7 @@ Pass run_pass(ScratchDecoder& m, Ctx& ctx, const std::vector<int32_t>& ids, cons
   m.params().zero_grads(ctx);
   Pass p;
   Tensor loss = m.forward(ctx, i, t, valid);
-  p.logits = to_host_f64(ctx, m.logits());
+  p.logits = m.logits_f64(ctx);
   p.loss = to_host_f64(ctx, loss)[0];
   m.backward(ctx);
   for (Param& q : m.params()) p.grads[q.name] = to_host_f64(ctx, q.grad);

@@ -167,6 +167,59 @@ TEST_P(CrossEntropyGpu, NaNLogitReachesLoss) {
   }
 }
 
+// Padded rows (vocab < row length; the LM head's padded vocabulary) against the CPU op in double
+// on the same padded input: odd and prime V, strides that are and are not multiples of 64, few
+// rows (split forward) and many. The padding holds huge values and a NaN, which a forward reading
+// it would turn into a wrong or NaN loss; backward must write exact zeros over it (the buffers
+// start poisoned), separately and in place.
+TEST_P(CrossEntropyGpu, PaddedRowsMatchCpu) {
+  ATTNLAB_REQUIRE_GPU();
+  const DType dt = GetParam();
+  Ctx& c = cpu_ctx();
+  Ctx& g = gpu_ctx();
+  for (int64_t n : {1, 7, 293})
+    for (auto [v, vp] : {std::pair<int64_t, int64_t>{3, 64}, {1031, 1088}, {4099, 4111}, {50257, 50304}}) {
+      SCOPED_TRACE("N=" + std::to_string(n) + " V=" + std::to_string(v) + " Vp=" + std::to_string(vp));
+      std::vector<double> x = round_as(dt, rand_normal(size_t(n * vp), 2.0, uint64_t(n * 13 + v)));
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = v; j < vp; ++j) x[size_t(i * vp + j)] = j == vp - 1 ? NAN : 1e4;
+      auto t = make_targets(n, v, uint64_t(n + v + 1));
+      if (n == 1) t[0] = int32_t(v - 1);
+      const double count = double(count_valid_targets(t.data(), n)) + 2, dloss = 0.8;
+
+      Buffer cl = make_tensor(Device::cpu, DType::f64, {n, vp}, x), ct = make_ids(Device::cpu, {n}, t);
+      Buffer closs(Device::cpu, DType::f64, {n}), clse(Device::cpu, DType::f64, {n});
+      Buffer cd = make_poisoned(Device::cpu, DType::f64, {n, vp});
+      CrossEntropyArgs cf{cl.t(), ct.t(), closs.t(), clse.t()};
+      cf.vocab = v;
+      cross_entropy_forward(c, cf);
+      CrossEntropyBackwardArgs cb{cl.t(), ct.t(), clse.t(), cd.t(), dloss, count};
+      cb.vocab = v;
+      cross_entropy_backward(c, cb);
+
+      Buffer gl = make_tensor(Device::cuda, dt, {n, vp}, x), gt = make_ids(Device::cuda, {n}, t);
+      Buffer gloss = make_poisoned(Device::cuda, DType::f32, {n}), glse = make_poisoned(Device::cuda, DType::f32, {n});
+      Buffer gd = make_poisoned(Device::cuda, dt, {n, vp});
+      CrossEntropyArgs gf{gl.t(), gt.t(), gloss.t(), glse.t()};
+      gf.vocab = v;
+      cross_entropy_forward(g, gf);
+      CrossEntropyBackwardArgs gb{gl.t(), gt.t(), glse.t(), gd.t(), dloss, count};
+      gb.vocab = v;
+      cross_entropy_backward(g, gb);
+
+      EXPECT_LT(rel_err(to_host_f64(g, gloss.t()), to_host_f64(c, closs.t())), 1e-5);
+      EXPECT_LT(rel_err(to_host_f64(g, glse.t()), to_host_f64(c, clse.t())), 1e-6);
+      const auto got = to_host_f64(g, gd.t()), want = to_host_f64(c, cd.t());
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = v; j < vp; ++j) ASSERT_EQ(got[size_t(i * vp + j)], 0.0) << "row " << i << " column " << j;
+      EXPECT_LT(rel_err(got, want), gpu_tol(dt));
+      gb.dlogits = gl.t();
+      cross_entropy_backward(g, gb);
+      const auto in_place = to_host_f64(g, gl.t());
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(in_place[i], got[i]) << "in-place differs at " << i;
+    }
+}
+
 TEST(CrossEntropyMeanGpu, AccumulatesOnDevice) {
   ATTNLAB_REQUIRE_GPU();
   const int64_t n = 5003;

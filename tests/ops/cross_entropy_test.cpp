@@ -1,4 +1,5 @@
 #include <cmath>
+#include <tuple>
 
 #include "core/ops/cross_entropy.h"
 #include "support/testing.h"
@@ -128,6 +129,55 @@ TEST_P(CrossEntropyCpu, BackwardMatchesSoftmaxMinusOnehot) {
   for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(in_place[i], got[i]) << "element " << i;
 }
 
+// Rows of vp columns whose first v are classes (the LM head's padded vocabulary): the padding
+// columns hold values that would dominate the log-sum-exp (and a NaN) if they were read. Forward
+// must equal the compact [n, v] reference; backward must match it on the classes and write exact
+// zeros over the (poisoned) padding, separately and in place.
+TEST_P(CrossEntropyCpu, PaddedRowsUseOnlyTheFirstVocabColumns) {
+  const DType dt = GetParam();
+  Ctx& c = cpu_ctx();
+  for (auto [n, v, vp] : {std::tuple<int64_t, int64_t, int64_t>{7, 37, 64}, {5, 1031, 1088}, {3, 1, 11}}) {
+    SCOPED_TRACE("V=" + std::to_string(v) + " Vp=" + std::to_string(vp));
+    auto compact = round_as(dt, rand_normal(size_t(n * v), 2.0, uint64_t(71 + v)));
+    std::vector<double> padded(size_t(n * vp));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < vp; ++j)
+        padded[size_t(i * vp + j)] = j < v ? compact[size_t(i * v + j)] : (j == vp - 1 ? NAN : 50.0 + double(j));
+    auto t = make_targets(n, v, uint64_t(72 + v), 3);
+    const double count = double(valid_rows(t)) + 1, dloss = 0.5;
+    auto ref = ce_reference(compact, t, n, v, dloss, count);
+
+    Buffer logits = make_tensor(Device::cpu, dt, {n, vp}, padded, "logits");
+    Buffer targets = make_ids(Device::cpu, {n}, t, "targets");
+    Buffer loss = make_poisoned(Device::cpu, acc_dtype(dt), {n}, "loss");
+    Buffer lse = make_poisoned(Device::cpu, acc_dtype(dt), {n}, "lse");
+    Buffer dlogits = make_poisoned(Device::cpu, dt, {n, vp}, "dlogits");
+    CrossEntropyArgs f{logits.t(), targets.t(), loss.t(), lse.t()};
+    f.vocab = v;
+    cross_entropy_forward(c, f);
+    const double tol = dt == DType::f64 ? 1e-13 : 2e-6;
+    EXPECT_LT(rel_err(to_host_f64(c, loss.t()), ref.loss), tol);
+    EXPECT_LT(rel_err(to_host_f64(c, lse.t()), ref.lse), tol);
+
+    CrossEntropyBackwardArgs b{logits.t(), targets.t(), lse.t(), dlogits.t(), dloss, count};
+    b.vocab = v;
+    cross_entropy_backward(c, b);
+    auto got = to_host_f64(c, dlogits.t());
+    std::vector<double> classes(size_t(n * v));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < vp; ++j) {
+        if (j < v) classes[size_t(i * v + j)] = got[size_t(i * vp + j)];
+        else ASSERT_EQ(got[size_t(i * vp + j)], 0.0) << "padding column " << j << " of row " << i;
+      }
+    EXPECT_LT(rel_err(classes, ref.dlogits), dt == DType::f64 ? 1e-12 : 1e-5);
+
+    b.dlogits = logits.t();  // in place over the padded logits: the same bits
+    cross_entropy_backward(c, b);
+    auto in_place = to_host_f64(c, logits.t());
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(in_place[i], got[i]) << "element " << i;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, CrossEntropyCpu, ::testing::Values(DType::f64, DType::f32),
                          [](const auto& i) { return std::string(dtype_name(i.param)); });
 
@@ -171,6 +221,59 @@ TEST(CrossEntropy, FiniteDifference) {
   const double err = fd_check(objective, {{"logits", x.data(), x.size(), &analytic}}, 1e-6, 185);
   record_fd_error("cross_entropy", err);
   EXPECT_LT(err, 1e-7);
+}
+
+// The same check over padded rows (vocab < row length): every element, padding included, is
+// perturbed; the padding's finite differences are 0 and so must its analytic gradient be.
+TEST(CrossEntropy, FiniteDifferencePaddedRows) {
+  Ctx& c = cpu_ctx();
+  const int64_t n = 4, v = 13, vp = 16;
+  auto x = rand_normal(size_t(n * vp), 1.5, 63);
+  auto t = make_targets(n, v, 64, 3);
+  const double count = double(valid_rows(t)) + 1, w = 0.9;
+  Buffer logits(Device::cpu, DType::f64, {n, vp}, "logits");
+  Buffer targets = make_ids(Device::cpu, {n}, t, "targets");
+  Buffer loss(Device::cpu, DType::f64, {n}, "loss"), lse(Device::cpu, DType::f64, {n}, "lse");
+  Buffer mean(Device::cpu, DType::f64, {1}, "mean");
+  auto objective = [&] {
+    from_host_f64(c, logits.t(), x);
+    CrossEntropyArgs f{logits.t(), targets.t(), loss.t(), lse.t()};
+    f.vocab = v;
+    cross_entropy_forward(c, f);
+    cross_entropy_mean(c, {loss.t(), mean.t(), count, false});
+    return w * to_host_f64(c, mean.t())[0];
+  };
+  objective();
+  Buffer dlogits = make_poisoned(Device::cpu, DType::f64, {n, vp}, "dlogits");
+  CrossEntropyBackwardArgs b{logits.t(), targets.t(), lse.t(), dlogits.t(), w, count};
+  b.vocab = v;
+  cross_entropy_backward(c, b);
+  auto analytic = to_host_f64(c, dlogits.t());
+  const double err = fd_check(objective, {{"logits", x.data(), x.size(), &analytic}}, 1e-6, size_t(n * vp));
+  record_fd_error("cross_entropy_padded", err);
+  EXPECT_LT(err, 1e-7);
+}
+
+TEST(CrossEntropy, RejectsBadVocab) {
+  Ctx& c = cpu_ctx();
+  const int64_t n = 2, vp = 8;
+  Buffer logits = make_tensor(Device::cpu, DType::f64, {n, vp}, rand_uniform(size_t(n * vp), -1, 1, 73));
+  Buffer loss(Device::cpu, DType::f64, {n}), lse(Device::cpu, DType::f64, {n});
+  Buffer targets = make_ids(Device::cpu, {n}, {0, 5});
+  for (int64_t bad : {int64_t(-1), vp + 1}) {
+    CrossEntropyArgs f{logits.t(), targets.t(), loss.t(), lse.t()};
+    f.vocab = bad;
+    EXPECT_THROW(cross_entropy_forward(c, f), Error) << bad;
+    CrossEntropyBackwardArgs b{logits.t(), targets.t(), lse.t(), logits.t(), 1.0, 1.0};
+    b.vocab = bad;
+    EXPECT_THROW(cross_entropy_backward(c, b), Error) << bad;
+  }
+  // Target 5 is a padding column when vocab = 5: not a class.
+  CrossEntropyArgs f{logits.t(), targets.t(), loss.t(), lse.t()};
+  f.vocab = 5;
+  EXPECT_THROW(cross_entropy_forward(c, f), Error);
+  f.vocab = 6;
+  EXPECT_NO_THROW(cross_entropy_forward(c, f));
 }
 
 TEST(CrossEntropy, RejectsBadInputs) {

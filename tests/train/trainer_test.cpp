@@ -205,7 +205,11 @@ TEST(Trainer, ResumeNeverRefusesAFolderWithCheckpoints) {
 TEST(Trainer, Zero1OnOneRankMatchesThePlainRunBitForBit) {
   ScratchDir d;
   auto data = synthetic_data(d / "shards", 120, 32);
-  const std::vector<std::string> common = {"train.steps=4", "distributed.bucket_mb=0.01", "checkpoint.every_steps=2"};
+  // Clipping off: the norm is summed per piece, and ZeRO-1's pieces (parameters cut at share
+  // boundaries) round the norm differently in its last bit; the updates themselves are
+  // element-wise and must match exactly. Clipping under ZeRO-1 is covered by DataParallel.*.
+  const std::vector<std::string> common = {"train.steps=4", "distributed.bucket_mb=0.01", "checkpoint.every_steps=2",
+                                           "optim.grad_clip=0"};
   std::vector<std::string> z = common;
   z.push_back("distributed.zero1=true");
   train::Trainer plain(tiny_experiment(d.path, "plain", common), quiet_options(data));

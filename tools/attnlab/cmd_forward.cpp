@@ -114,7 +114,12 @@ void run_forward(const ForwardOptions& o) {
   Buffer ids_host(Device::cpu, DType::i32, {B, T}, "input_ids");
   from_host_f64(ctx, ids_host.t(), std::vector<double>(ids.begin(), ids.end()));
   add("input_ids", std::move(ids_host), {B, T});
-  add("logits", to_f32_host(ctx, model->logits(), false), {B, T, V});
+  {
+    const std::vector<double> logits = model->logits_f64(ctx);  // [B, T, V]: the padding columns dropped
+    Buffer b(Device::cpu, DType::f32, {int64_t(logits.size())}, "logits");
+    from_host_f64(ctx, b.t(), logits);
+    add("logits", std::move(b), {B, T, V});
+  }
   double loss_value = 0;
   if (loss.defined()) {
     loss_value = to_host_f64(ctx, loss)[0];
@@ -124,7 +129,7 @@ void run_forward(const ForwardOptions& o) {
     model->backward(ctx);
     for (const Param& p : model->params())
       if (p.grad.defined())
-        add("grad." + p.name, to_f32_host(ctx, p.grad, p.stored_transposed), p.stored_shape());
+        add("grad." + p.name, to_f32_host(ctx, p.unpadded(p.grad), p.stored_transposed), p.stored_shape());
   }
   write_safetensors(o.dump, out,
                     {{"model", o.model}, {"device", o.device}, {"dtype", o.dtype},

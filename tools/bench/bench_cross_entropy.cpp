@@ -7,10 +7,11 @@
 namespace attnlab::bench {
 namespace {
 
-// Loss and dlogits of row `r` in double, on the logits as the dtype stores them.
-void reference_row(const std::vector<double>& x, int64_t r, int64_t v, int32_t t, double scale,
+// Loss and dlogits of row `r` (rows of ld values, the first v classes) in double, on the logits as
+// the dtype stores them.
+void reference_row(const std::vector<double>& x, int64_t r, int64_t v, int64_t ld, int32_t t, double scale,
                    double* loss, std::vector<double>* grad) {
-  const double* row = x.data() + r * v;
+  const double* row = x.data() + r * ld;
   double m = row[0];
   for (int64_t j = 1; j < v; ++j) m = std::max(m, row[j]);
   double s = 0;
@@ -22,10 +23,11 @@ void reference_row(const std::vector<double>& x, int64_t r, int64_t v, int32_t t
 }
 
 void run(Runner& r, const std::vector<int64_t>& s) {
-  CHECK(s.size() == 2, "cross_entropy sizes: N V");
+  CHECK(s.size() == 2 || s.size() == 3, "cross_entropy sizes: N V [Vp] (Vp: padded row length, ≥ V)");
   Ctx& c = r.ctx();
-  const int64_t n = s[0], v = s[1];
-  const auto x0 = random_values(size_t(n * v), 5, -4.0, 4.0);
+  const int64_t n = s[0], v = s[1], vp = s.size() == 3 ? s[2] : s[1];
+  CHECK(vp >= v, "cross_entropy sizes: the padded row length Vp=", vp, " is below V=", v);
+  const auto x0 = random_values(size_t(n * vp), 5, -4.0, 4.0);
   std::vector<int32_t> t(static_cast<size_t>(n));
   std::vector<double> tv(t.size());
   const auto u = random_values(t.size(), 6, 0.0, 1.0);
@@ -36,10 +38,10 @@ void run(Runner& r, const std::vector<int64_t>& s) {
   const double count = double(count_valid_targets(t.data(), n));
   Buffer targets = upload(c, DType::i32, {n}, tv);
   for (DType dt : bench_dtypes(c)) {
-    Buffer logits = upload(c, dt, {n, v}, x0), dlogits(c.device, dt, {n, v});
+    Buffer logits = upload(c, dt, {n, vp}, x0), dlogits(c.device, dt, {n, vp});
     Buffer loss(c.device, acc_dtype(dt), {n}), lse(c.device, acc_dtype(dt), {n});
-    const CrossEntropyArgs fwd{logits.t(), targets.t(), loss.t(), lse.t()};
-    const CrossEntropyBackwardArgs bwd{logits.t(), targets.t(), lse.t(), dlogits.t(), 1.0, count};
+    const CrossEntropyArgs fwd{logits.t(), targets.t(), loss.t(), lse.t(), v};
+    const CrossEntropyBackwardArgs bwd{logits.t(), targets.t(), lse.t(), dlogits.t(), 1.0, count, v};
     cross_entropy_forward(c, fwd);
     cross_entropy_backward(c, bwd);
 
@@ -50,26 +52,27 @@ void run(Runner& r, const std::vector<int64_t>& s) {
     // Rows spread over the batch; row 5 is an ignored one.
     for (int64_t row : {int64_t(0), std::min<int64_t>(5, n - 1), n / 7, n / 3, n / 2, 2 * n / 3, n - 1}) {
       double l;
-      reference_row(x, row, v, t[size_t(row)], 1.0 / count, &l, &grad_ref);
+      reference_row(x, row, v, vp, t[size_t(row)], 1.0 / count, &l, &grad_ref);
       loss_got.push_back(got_loss[size_t(row)]);
       loss_ref.push_back(l);
       auto g = to_host_f64(c, dlogits.t().slice0(row, row + 1));
-      grad_got.insert(grad_got.end(), g.begin(), g.end());
+      grad_got.insert(grad_got.end(), g.begin(), g.begin() + v);  // the padding columns are 0, not compared
     }
-    const std::string shape = dtype_label(dt) + " N=" + std::to_string(n) + " V=" + std::to_string(v);
+    const std::string shape = dtype_label(dt) + " N=" + std::to_string(n) + " V=" + std::to_string(v) +
+                              (vp != v ? " Vp=" + std::to_string(vp) : std::string());
     const double elem = dtype_size(dt);
     Row f{"cross_entropy_fwd", shape};
     f.rel_err = rel_error(loss_got, loss_ref);
     verify(r, f, dt, 1e-5, 1e-5);
     f.us = r.time_us([&] { cross_entropy_forward(c, fwd); });
-    f.bytes = double(n) * double(v) * elem;  // read the logits once
+    f.bytes = double(n) * double(v) * elem;  // read the classes' logits once
     r.add(f);
 
     Row b{"cross_entropy_bwd", shape};
     b.rel_err = rel_error(grad_got, grad_ref);
     verify(r, b, dt);
     b.us = r.time_us([&] { cross_entropy_backward(c, bwd); });
-    b.bytes = 2.0 * double(n) * double(v) * elem;  // read the logits, write dlogits
+    b.bytes = double(n) * double(v + vp) * elem;  // read the classes' logits, write every dlogits column
     r.add(b);
 
     Row fb{"cross_entropy_fwd+bwd", shape};
@@ -83,7 +86,8 @@ void run(Runner& r, const std::vector<int64_t>& s) {
   }
 }
 
-ATTNLAB_BENCH("cross_entropy", "N V (rows, vocabulary)", {{8192, 50257}, {4096, 151936}, {1, 151936}}, run);
+ATTNLAB_BENCH("cross_entropy", "N V [Vp] (rows, vocabulary, padded row length)",
+              {{8192, 50257}, {8192, 50257, 50304}, {4096, 151936}, {1, 151936}}, run);
 
 }  // namespace
 }  // namespace attnlab::bench

@@ -54,7 +54,7 @@ std::vector<double> full_forward_last(Model& m, Ctx& ctx, const std::vector<int3
   Buffer dev(ctx.device, DType::i32, {1, T});
   from_host_f64(ctx, dev.t(), std::vector<double>(ids.begin(), ids.end()));
   m.forward(ctx, dev.t(), Tensor(), 0);
-  std::vector<double> all = to_host_f64(ctx, m.logits());
+  std::vector<double> all = m.logits_f64(ctx);
   return std::vector<double>(all.end() - V, all.end());
 }
 
