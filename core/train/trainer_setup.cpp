@@ -206,7 +206,8 @@ void Trainer::Impl::setup() {
   set_log_rank(rank, world);
   progress = std::make_unique<Progress>(rank == 0 ? opt.console : nullptr, cfg.log.progress);
   if (world > 1)
-    say("train: " + comm->describe() + (opt.comm ? std::string() : "; ranks from " + env.describe()));
+    say("train: " + comm->describe() +
+        (opt.comm ? std::string() : std::string("; ranks from ") + dist::launch_source_name(env.source)));
   run_dir = (fs::path(cfg.run.out_dir) / cfg.run.name).string();
   if (rank == 0) {
     std::error_code ec;
