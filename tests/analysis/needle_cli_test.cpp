@@ -1,29 +1,18 @@
 // `attnlab analyze needle` on two tiny scratch-decoder checkpoints (byte tokenizer): JSON per
 // checkpoint, one CSV, numbers equal to the library's.
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <filesystem>
 
 #include "core/analysis/needle_run.h"
 #include "core/memory.h"
 #include "data/data_test_util.h"
+#include "support/subprocess.h"
 #include "support/testing.h"
 
 namespace attnlab::test {
 namespace {
 
 std::string binary() { return std::string(ATTNLAB_BINARY_DIR) + "/attnlab"; }
-
-int run(const std::string& cmd, std::string& out) {
-  out.clear();
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return -1;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 TEST(NeedleCli, WritesJsonPerCheckpointAndOneCsv) {
   if (!std::filesystem::exists(binary())) GTEST_SKIP() << "the attnlab binary is not built (" << binary() << ")";
@@ -55,7 +44,7 @@ TEST(NeedleCli, WritesJsonPerCheckpointAndOneCsv) {
   const std::string cmd = binary() + " analyze needle --ckpt " + (dir / "std.safetensors") + " --ckpt " +
                           (dir / "diff.safetensors") + " --tokenizer " + (dir / "tok") +
                           " --depths 0,0.5 --samples 2 --context-length 32 --out " + (dir / "out");
-  ASSERT_EQ(run(cmd, out), 0) << out;
+  ASSERT_EQ(run_command(cmd, out), 0) << out;
   const auto j0 = nlohmann::json::parse(read_text(dir / "out/needle_0_std.json"));
   const auto j1 = nlohmann::json::parse(read_text(dir / "out/needle_1_diff.json"));
   EXPECT_EQ(j0["attention"], "standard");
@@ -65,7 +54,7 @@ TEST(NeedleCli, WritesJsonPerCheckpointAndOneCsv) {
   const std::string csv = read_text(dir / "out/needle_anr.csv");
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 2 * 2) << csv;
   // A bad depth list is an error that names the option.
-  EXPECT_EQ(run(binary() + " analyze needle --ckpt " + (dir / "std.safetensors") + " --tokenizer " + (dir / "tok") +
+  EXPECT_EQ(run_command(binary() + " analyze needle --ckpt " + (dir / "std.safetensors") + " --tokenizer " + (dir / "tok") +
                     " --depths 0,x --out " + (dir / "out2"),
                 out),
             1)

@@ -1,29 +1,18 @@
 // tools/plot.py (the study's figures) on hand-made inputs: a needle report as `attnlab analyze
 // needle` writes it (needle_report_json) and two metrics.jsonl files. Skips without python3 +
 // matplotlib.
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <filesystem>
 
 #include "core/analysis/needle_run.h"
 #include "data/data_test_util.h"
+#include "support/subprocess.h"
 #include "support/testing.h"
 
 namespace attnlab::test {
 namespace {
 
 const char* kPython = "/usr/bin/python3";
-
-int run(const std::string& cmd, std::string& out) {
-  out.clear();
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return -1;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 bool is_png(const std::string& path) {
   const std::string bytes = read_text(path);
@@ -49,7 +38,7 @@ analysis::NeedleReport report(const std::string& label, bool differential, doubl
 
 TEST(PlotTool, DrawsTheNeedleAndLossFiguresAndLeavesNonPositiveValuesOffTheLogScale) {
   std::string out;
-  if (run(std::string(kPython) + " -c 'import matplotlib'", out) != 0)
+  if (run_command(std::string(kPython) + " -c 'import matplotlib'", out) != 0)
     GTEST_SKIP() << kPython << " with matplotlib is not available (tools/setup.sh installs python3-matplotlib)";
   ScratchDir d;
   std::filesystem::create_directories(d / "needle");
@@ -63,7 +52,7 @@ TEST(PlotTool, DrawsTheNeedleAndLossFiguresAndLeavesNonPositiveValuesOffTheLogSc
                "{\"kind\":\"train\",\"step\":1,\"loss\":10.9}\n{\"kind\":\"train\",\"step\":10,\"loss\":8.5}\n"
                "{\"kind\":\"eval\",\"step\":10,\"val_loss\":8.7,\"best\":true}\n");
   const std::string tool = std::string(ATTNLAB_SOURCE_DIR) + "/tools/plot.py";
-  const int rc = run(std::string(kPython) + " " + tool + " --needle " + (d / "needle") + " --metrics " +
+  const int rc = run_command(std::string(kPython) + " " + tool + " --needle " + (d / "needle") + " --metrics " +
                          (d / "std-metrics.jsonl") + " --metrics " + (d / "diff-metrics.jsonl") + " --out " + (d / "png"),
                      out);
   ASSERT_EQ(rc, 0) << out;
@@ -72,7 +61,7 @@ TEST(PlotTool, DrawsTheNeedleAndLossFiguresAndLeavesNonPositiveValuesOffTheLogSc
   EXPECT_NE(out.find("1 non-positive value(s) left out"), std::string::npos) << out;
   // A folder without analysis files is an error that says what it expected.
   std::filesystem::create_directories(d / "empty");
-  EXPECT_NE(run(std::string(kPython) + " " + tool + " --needle " + (d / "empty") + " --out " + (d / "png2"), out), 0);
+  EXPECT_NE(run_command(std::string(kPython) + " " + tool + " --needle " + (d / "empty") + " --out " + (d / "png2"), out), 0);
   EXPECT_NE(out.find("holds no needle_*.json"), std::string::npos) << out;
 }
 

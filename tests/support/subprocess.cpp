@@ -24,6 +24,12 @@ ProcessResult run_process(const std::string& command, int limit_s) {
   return r;
 }
 
+int run_command(const std::string& command, std::string& output, int limit_s) {
+  ProcessResult r = run_process(command, limit_s);
+  output = std::move(r.output);
+  return r.exit_code;
+}
+
 std::string mpirun_prefix(int np) {
   std::string cmd = "mpirun --oversubscribe -np " + std::to_string(np);
   if (::getuid() == 0) cmd += " --allow-run-as-root";

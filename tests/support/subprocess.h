@@ -14,6 +14,9 @@ struct ProcessResult {
 // `command` through sh under coreutils `timeout -k 5 limit_s`.
 ProcessResult run_process(const std::string& command, int limit_s = 60);
 
+// The same, returning the exit code and filling `output` with stdout and stderr.
+int run_command(const std::string& command, std::string& output, int limit_s = 600);
+
 // "mpirun --oversubscribe -np N" (+ --allow-run-as-root as root: OpenMPI refuses root otherwise;
 // --oversubscribe: more ranks than the CI's cores).
 std::string mpirun_prefix(int np);

@@ -2,7 +2,6 @@
 // pipeline (prepare_data through the trainer), and a validation loss that falls by a set margin;
 // plus the run folder it leaves (config, metrics, checkpoints an HF loader reads) and the CLI's
 // answer to a broken config.
-#include <sys/wait.h>
 
 #include <cmath>
 #include <filesystem>
@@ -10,6 +9,7 @@
 
 #include "core/config/printer.h"
 #include "core/train/metrics.h"
+#include "support/subprocess.h"
 #include "train/train_test_util.h"
 
 namespace attnlab::test {
@@ -98,17 +98,6 @@ TEST(TrainEndToEnd, ValidationLossFallsOnTextThroughTheWholePipeline) {
 }
 
 std::string attnlab_binary() { return std::string(ATTNLAB_BINARY_DIR) + "/attnlab"; }
-
-// Runs a shell command; returns the exit status and fills `output` with stdout+stderr.
-int run_command(const std::string& cmd, std::string& output) {
-  output.clear();
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return -1;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) output.append(buf, n);
-  const int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 TEST(TrainCli, ConfigErrorExitsNonZeroWithFileLineColumn) {
   if (!fs::exists(attnlab_binary())) GTEST_SKIP() << "the attnlab binary is not built (" << attnlab_binary() << ")";
