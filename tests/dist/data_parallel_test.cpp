@@ -133,6 +133,28 @@ TEST_P(DataParallel, Zero1EqualsPlainDataParallelism) {
       << where;
 }
 
+// SFT with prompt masks: every rank's micro-batch holds a different number of target tokens, so
+// only the global target count as the loss denominator makes the ranks' summed gradients equal
+// the accumulated ones.
+TEST_P(DataParallel, SftRanksEqualOneRankAccumulatingUnderUnevenTargetCounts) {
+  SKIP_WITHOUT_MPI_WORKER();
+  const int np = GetParam();
+  ScratchDir d;
+  auto data = synthetic_sft_data(d.path + "/shards-single", 48, 32, 16);
+  std::vector<std::string> one_args = kSftOverrides;
+  for (const std::string& a : common({"train.grad_accum=" + std::to_string(np)})) one_args.push_back(a);
+  train::Trainer t(tiny_experiment(d.path, "single", one_args), quiet_options(data));
+  t.run();
+  std::vector<std::string> args = {"--sft"};
+  for (const std::string& a : common({"train.grad_accum=1"})) args.push_back(a);
+  run_ranks(np, d.path, "ranks", args);
+  std::string where;
+  EXPECT_LT(worst_rel(read_tensors(final_file(d.path, "ranks", 4, "model.safetensors")),
+                      read_tensors(final_file(d.path, "single", 4, "model.safetensors")), &where),
+            2e-5)
+      << where;
+}
+
 INSTANTIATE_TEST_SUITE_P(Ranks, DataParallel, ::testing::Values(2, 3),
                          [](const ::testing::TestParamInfo<int>& i) { return std::to_string(i.param) + "ranks"; });
 

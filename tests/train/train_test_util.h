@@ -109,6 +109,10 @@ inline config::ExperimentConfig tiny_experiment(const std::string& out_dir, cons
   return config::load_experiment_text(yaml, name + ".yaml", overrides);
 }
 
+// The overrides that turn tiny_experiment into SFT on synthetic_sft_data (loss on targets only).
+inline const std::vector<std::string> kSftOverrides = {"task=sft", "data.sft_format=gsm8k", "data.format=jsonl",
+                                                       "data.loss_on=assistant"};
+
 inline train::TrainerOptions quiet_options(std::shared_ptr<const data::PreparedData> data) {
   train::TrainerOptions o;
   o.data = std::move(data);
