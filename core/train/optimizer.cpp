@@ -29,7 +29,7 @@ Tensor flat_range(const Tensor& t, int64_t begin, int64_t count, const char* nam
 }  // namespace
 
 TrainOptimizer::TrainOptimizer(ParamStore& params, const config::OptimConfig& cfg, Ctx& ctx,
-                               const ParamStore* master_source, const GradSync* sync, dist::Communicator* comm)
+                               const ParamStore* master_source, GradSync* sync, dist::Communicator* comm)
     : params_(params), cfg_(cfg), sync_(sync), comm_(comm) {
   CHECK(cfg.name == config::OptimizerKind::adamw,
         "optim.name sgd: the trainer implements AdamW only so far (set optim.name: adamw)");
@@ -63,7 +63,7 @@ TrainOptimizer::TrainOptimizer(ParamStore& params, const config::OptimConfig& cf
   if (sharded_) {
     staging_ = Buffer(dev, params.dtype(), {sync->arena_numel()}, "zero1 parameter staging");
     zero_tensor(ctx, staging_.t());
-    refresh_staging(ctx);
+    copy_staging(ctx, /*into_params=*/false);
     reduce_ = Buffer(comm->device(), DType::f64, {2}, "zero1 norm reduce");
   }
 
@@ -111,12 +111,14 @@ TrainOptimizer::TrainOptimizer(ParamStore& params, const config::OptimConfig& cf
   zero_tensor(ctx, nonfinite_.t());
 }
 
-void TrainOptimizer::refresh_staging(Ctx& ctx) {
+void TrainOptimizer::copy_staging(Ctx& ctx, bool into_params) {
   if (!sharded_) return;
   for (Param& p : params_) {
     if (!p.grad.defined()) continue;
     const int64_t off = params_.grad_offset(p);
-    copy_tensor(ctx, staging_.t().slice0(off, off + p.numel()), flat(p.value, p.name.c_str()));
+    const Tensor staged = staging_.t().slice0(off, off + p.numel()), value = flat(p.value, p.name.c_str());
+    if (into_params) copy_tensor(ctx, value, staged);
+    else copy_tensor(ctx, staged, value);
   }
 }
 
@@ -156,12 +158,8 @@ void TrainOptimizer::step(Ctx& ctx, double lr) {
   a.skip = nonfinite_.t();
   if (table_.size() > 0) adamw_step(ctx, a, table_);
   if (sharded_) {
-    const_cast<GradSync*>(sync_)->all_gather(staging_.t());
-    for (Param& p : params_) {
-      if (!p.grad.defined()) continue;
-      const int64_t off = params_.grad_offset(p);
-      copy_tensor(ctx, flat(p.value, p.name.c_str()), staging_.t().slice0(off, off + p.numel()));
-    }
+    sync_->all_gather(staging_.t());
+    copy_staging(ctx, /*into_params=*/true);
   }
 }
 
@@ -170,7 +168,7 @@ const Tensor& TrainOptimizer::state_of(const Piece& pc, int which) { return whic
 void TrainOptimizer::gather_state(Ctx& ctx, int which, const Tensor& full) const {
   zero_tensor(ctx, full);
   for (const Piece& pc : pieces_) copy_tensor(ctx, full.slice0(pc.arena, pc.arena + pc.count), state_of(pc, which));
-  const_cast<GradSync*>(sync_)->all_gather(full);
+  sync_->all_gather(full);
 }
 
 void TrainOptimizer::save(Ctx& ctx, const std::string& path, bool write) const {
@@ -261,7 +259,7 @@ void TrainOptimizer::load(Ctx& ctx, const std::string& path) {
     for (Piece& pc : pieces_)
       from_host_f64(ctx, flat_range(pc.param->value, pc.begin, pc.count, pc.param->name.c_str()),
                     to_host_f64(ctx, pc.master));
-  refresh_staging(ctx);
+  copy_staging(ctx, /*into_params=*/false);
 }
 
 }  // namespace attnlab::train

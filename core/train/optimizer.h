@@ -46,7 +46,7 @@ class TrainOptimizer {
   // models, a store holding the f32 values to start the masters from (null: from the bf16
   // values). `sync`: the gradient reduction (its zero1 mode shards the state); null: none.
   TrainOptimizer(ParamStore& params, const config::OptimConfig& cfg, Ctx& ctx, const ParamStore* master_source,
-                 const GradSync* sync = nullptr, dist::Communicator* comm = nullptr);
+                 GradSync* sync = nullptr, dist::Communicator* comm = nullptr);
 
   // Clip norm and NaN/Inf flag over every trainable gradient, then the AdamW update at `lr`
   // (skipped on the device when the flag is set). No host sync without ZeRO-1; with it, one read
@@ -81,15 +81,16 @@ class TrainOptimizer {
     Tensor master, m, v;
   };
   static const Tensor& state_of(const Piece& pc, int which);  // 0 m, 1 v, 2 master
-  // The parameters' values into the staging copy (ZeRO-1), after they changed outside step().
-  void refresh_staging(Ctx& ctx);
+  // ZeRO-1: the trainable parameters' values into the staging copy (after they changed outside
+  // step()), or back from it (after the all-gather).
+  void copy_staging(Ctx& ctx, bool into_params);
   // The full state tensor `which` (0 m, 1 v, 2 master) of every parameter, gathered into `full`
   // ([arena] f32, arena layout) on every rank.
   void gather_state(Ctx& ctx, int which, const Tensor& full) const;
 
   ParamStore& params_;
   config::OptimConfig cfg_;
-  const GradSync* sync_ = nullptr;
+  GradSync* sync_ = nullptr;
   dist::Communicator* comm_ = nullptr;
   bool separate_master_ = false, sharded_ = false;
   std::vector<Piece> pieces_;
