@@ -25,7 +25,11 @@ import sys
 
 import torch
 from safetensors.torch import load_file
+import transformers
 from transformers import AutoModelForCausalLM
+
+# transformers >= 5 calls the dtype argument dtype (torch_dtype before).
+DTYPE_ARG = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
 
 CASES = [
     ("gpt2", "gpt2", []),
@@ -65,7 +69,7 @@ def run_case(exe, work, name, arch, overrides, tol, gen):
             f.write(" ".join(map(str, row)) + "\n")
     ours = attnlab_forward(exe, folder, ids_file, os.path.join(work, name + ".attnlab.safetensors"), True)
 
-    model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, attn_implementation="eager")
+    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager", **{DTYPE_ARG: torch.float32})
     model.train(False)
     out = model(input_ids=ids, labels=ids)
     out.loss.backward()
@@ -84,12 +88,7 @@ def run_case(exe, work, name, arch, overrides, tol, gen):
     # HF writes, attnlab reads.
     back = folder + "_hf_saved"
     shutil.rmtree(back, ignore_errors=True)
-    model.save_pretrained(back, safe_serialization=True)
-    cfg_path = os.path.join(back, "config.json")
-    cfg = json.load(open(cfg_path))
-    if "rope_theta" not in cfg and isinstance(cfg.get("rope_parameters"), dict):
-        cfg["rope_theta"] = cfg["rope_parameters"].get("rope_theta", 10000.0)  # attnlab reads the top-level field
-        json.dump(cfg, open(cfg_path, "w"), indent=2)
+    model.save_pretrained(back)  # as transformers writes it (rope_parameters in >= 5: attnlab reads both)
     again = attnlab_forward(exe, back, ids_file, os.path.join(work, name + ".again.safetensors"), False)
     errs["hf_saved_logits"] = rel_err(again["logits"], out.logits.detach())
 

@@ -18,7 +18,6 @@ Each file stays well under 200 KB. Needs torch, transformers and safetensors; ru
   python3 tools/make_hf_goldens.py --only qwen3_tied --out /tmp/goldens
 """
 import argparse
-import json
 import os
 import sys
 
@@ -28,6 +27,7 @@ import transformers
 from transformers import (GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
                           Qwen3ForCausalLM)
 
+V5 = int(transformers.__version__.split(".")[0]) >= 5
 B, T, V = 2, 7, 101  # V prime: no accidental alignment with any block size
 MAX_FILE_BYTES = 200 * 1024
 
@@ -40,13 +40,21 @@ def gpt2(tied):
         bos_token_id=0, eos_token_id=0)
 
 
+def rope(theta):
+    """transformers >= 5 takes (and writes) rope_parameters; older versions a top-level rope_theta.
+    attnlab reads both layouts, so the goldens test whichever this transformers writes."""
+    if V5:
+        return {"rope_parameters": {"rope_type": "default", "rope_theta": theta}}
+    return {"rope_theta": theta}
+
+
 def qwen2(tied):
     return Qwen2ForCausalLM, Qwen2Config(
         vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-        rms_norm_eps=1e-6, rope_theta=10000.0, hidden_act="silu", attention_dropout=0.0,
+        rms_norm_eps=1e-6, hidden_act="silu", attention_dropout=0.0,
         use_sliding_window=False, tie_word_embeddings=tied, initializer_range=0.02,
-        bos_token_id=0, eos_token_id=0)
+        bos_token_id=0, eos_token_id=0, **rope(10000.0))
 
 
 def qwen3(tied):
@@ -54,9 +62,9 @@ def qwen3(tied):
     return Qwen3ForCausalLM, Qwen3Config(
         vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=64,
-        rms_norm_eps=1e-6, rope_theta=10000.0, hidden_act="silu", attention_bias=False,
+        rms_norm_eps=1e-6, hidden_act="silu", attention_bias=False,
         attention_dropout=0.0, use_sliding_window=False, tie_word_embeddings=tied,
-        initializer_range=0.02, bos_token_id=0, eos_token_id=0)
+        initializer_range=0.02, bos_token_id=0, eos_token_id=0, **rope(10000.0))
 
 
 # The names hf_parity_test.cpp looks for.
@@ -97,21 +105,6 @@ def randomize(model, gen):
                 p.copy_(1.0 + noise * 0.2)
 
 
-def fix_config_json(path, config):
-    """attnlab reads rope_theta at the top level; newer transformers may nest it in rope_parameters."""
-    with open(path) as f:
-        c = json.load(f)
-    if c.get("model_type") in ("qwen2", "qwen3") and "rope_theta" not in c:
-        theta = getattr(config, "rope_theta", None)
-        if theta is None:
-            theta = (c.get("rope_parameters") or {}).get("rope_theta")
-        if theta is None:
-            sys.exit(f"{path}: no rope_theta found")
-        c["rope_theta"] = theta
-        with open(path, "w") as f:
-            json.dump(c, f, indent=2)
-
-
 def make_case(name, out_root, seed):
     cls, config = CASES[name]()
     gen = torch.Generator().manual_seed(seed)
@@ -127,8 +120,7 @@ def make_case(name, out_root, seed):
 
     folder = os.path.join(out_root, name)
     os.makedirs(folder, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
-    fix_config_json(os.path.join(folder, "config.json"), model.config)
+    model.save_pretrained(folder)  # safetensors (the only format in transformers >= 5)
     for extra in ("generation_config.json",):
         p = os.path.join(folder, extra)
         if os.path.exists(p):

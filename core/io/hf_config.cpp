@@ -124,6 +124,38 @@ void read_gpt2(KeyReader& r, ModelConfig& c, std::vector<std::string>& unsupport
     unsupported.push_back("scale_attn_by_inverse_layer_idx = true");
 }
 
+// RoPE: transformers < 5 writes a top-level rope_theta (and rope_scaling for the scaled kinds);
+// transformers >= 5 writes rope_parameters {rope_type, rope_theta, ...}. Both are read; any
+// rope_type other than "default" is refused, since attnlab implements plain RoPE only.
+void read_rope(KeyReader& r, ModelConfig& c, std::vector<std::string>& unsupported) {
+  auto scaled = [&](const ojson& params, const char* where) {
+    auto t = params.find("rope_type");
+    if (t == params.end()) t = params.find("type");
+    const std::string kind = t != params.end() && t->is_string() ? t->get<std::string>() : "";
+    if (kind != "default")
+      unsupported.push_back(std::string(where) + " with rope_type '" + kind +
+                            "' (attnlab implements plain RoPE only)");
+  };
+  if (const ojson* s = r.find("rope_scaling")) {
+    if (s->is_object()) scaled(*s, "rope_scaling");
+    else unsupported.push_back("rope_scaling (attnlab implements plain RoPE only)");
+  }
+  const ojson* p = r.find("rope_parameters");
+  if (r.find("rope_theta") || !p) {
+    c.rope_theta = r.req_double("rope_theta");
+    return;
+  }
+  if (!p->is_object()) {
+    r.wrong("rope_parameters", *p, "an object");
+    return;
+  }
+  scaled(*p, "rope_parameters");
+  KeyReader inner{*p};
+  c.rope_theta = inner.req_double("rope_theta");
+  for (const auto& m : inner.missing) r.missing.push_back("rope_parameters." + m);
+  for (const auto& m : inner.mistyped) r.mistyped.push_back("rope_parameters." + m);
+}
+
 void read_qwen(KeyReader& r, ModelConfig& c, std::vector<std::string>& unsupported) {
   const bool qwen3 = c.arch == ModelArch::qwen3;
   c.hidden_size = r.req_int("hidden_size");
@@ -134,7 +166,7 @@ void read_qwen(KeyReader& r, ModelConfig& c, std::vector<std::string>& unsupport
   c.vocab_size = r.req_int("vocab_size");
   c.max_position_embeddings = r.req_int("max_position_embeddings");
   c.norm_eps = r.req_double("rms_norm_eps");
-  c.rope_theta = r.req_double("rope_theta");
+  read_rope(r, c, unsupported);
   // Qwen3's HF default head_dim (128) differs from D/Hq; a file without it is suspect, so require it.
   if (qwen3) c.head_dim = r.req_int("head_dim");
   else c.head_dim = r.opt_int("head_dim").value_or(c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
@@ -142,7 +174,6 @@ void read_qwen(KeyReader& r, ModelConfig& c, std::vector<std::string>& unsupport
   c.tie_word_embeddings = r.opt_bool("tie_word_embeddings").value_or(false);
   c.attention_bias = qwen3 ? r.opt_bool("attention_bias").value_or(false) : true;
   c.qk_norm = qwen3;
-  if (r.find("rope_scaling")) unsupported.push_back("rope_scaling (attnlab implements plain RoPE only)");
   if (r.opt_bool("use_sliding_window").value_or(false))
     unsupported.push_back("use_sliding_window = true (attnlab attends to every earlier position)");
 }
@@ -313,7 +344,12 @@ ojson hf_config_json(const ModelConfig& c) {
     put<int64_t>(j, "vocab_size", c.vocab_size, none);
     put<int64_t>(j, "max_position_embeddings", c.max_position_embeddings, none);
     put<double>(j, "rms_norm_eps", c.norm_eps, std::nullopt);
-    put<double>(j, "rope_theta", c.rope_theta, std::nullopt);
+    // Keep the file's layout: transformers >= 5 nests rope_theta in rope_parameters.
+    auto params = j.find("rope_parameters");
+    if (!j.contains("rope_theta") && params != j.end() && params->is_object())
+      put<double>(*params, "rope_theta", c.rope_theta, std::nullopt);
+    else
+      put<double>(j, "rope_theta", c.rope_theta, std::nullopt);
     put<std::string>(j, "hidden_act", c.activation, std::string("silu"));
     put<bool>(j, "tie_word_embeddings", c.tie_word_embeddings, false);
     if (qwen3) put<bool>(j, "attention_bias", c.attention_bias, false);

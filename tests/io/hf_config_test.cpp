@@ -378,6 +378,38 @@ TEST(HfConfig, RefusesSettingsAttnlabDoesNotImplementAndInvalidSizes) {
   expect_contains(msg, "attnlab (string, expected an object)");
 }
 
+// transformers >= 5 writes rope_parameters {rope_type, rope_theta} instead of a top-level rope_theta.
+TEST(HfConfig, ReadsAndWritesTransformers5RopeParameters) {
+  const std::string v5 = edited(kQwen25_05B, [](ojson& j) {
+    j.erase("rope_theta");
+    j.erase("rope_scaling");
+    j["rope_parameters"] = ojson::parse(R"({"rope_type": "default", "rope_theta": 250000.0})");
+  });
+  ModelConfig c = parse_hf_config(v5, "v5.json");
+  EXPECT_EQ(c.rope_theta, 250000.0);
+  c.rope_theta = 5e5;
+  const ojson out = hf_config_json(c);
+  EXPECT_FALSE(out.contains("rope_theta"));
+  EXPECT_EQ(out["rope_parameters"]["rope_theta"].get<double>(), 5e5);
+  EXPECT_EQ(parse_hf_config(out.dump(), "again.json").rope_theta, 5e5);
+
+  std::string msg = error_of([&] {
+    parse_hf_config(edited(v5.c_str(), [](ojson& j) { j["rope_parameters"]["rope_type"] = "yarn"; }), "y.json");
+  });
+  expect_contains(msg, "rope_parameters with rope_type 'yarn'");
+  msg = error_of([&] {
+    parse_hf_config(edited(v5.c_str(), [](ojson& j) { j["rope_parameters"].erase("rope_theta"); }), "m.json");
+  });
+  expect_contains(msg, "rope_parameters.rope_theta");
+  // A v4 file that names the default rope_type in rope_scaling is plain RoPE too.
+  EXPECT_EQ(parse_hf_config(edited(kQwen25_05B, [](ojson& j) {
+                              j["rope_scaling"] = ojson::parse(R"({"rope_type": "default"})");
+                            }),
+                            "d.json")
+                .rope_theta,
+            1e6);
+}
+
 TEST(HfConfig, EosListRoundTrips) {
   ScratchDir dir;
   const std::string text = edited(kQwen25_05B, [](ojson& j) { j["eos_token_id"] = ojson::array({151645, 151643}); });

@@ -10,9 +10,13 @@
 # Stages:
 #   tests     attnlab_gpu_tests (JUnit XML too), then the CPU suite's tests that use the GPU path
 #   parity    HF goldens (tools/make_hf_goldens.py) + hf_parity tests; attnlab <-> transformers round trip
-#   train     quickstart on the GPU; GPT-2 124M (bf16, f32 masters) for 30 steps: tokens/s and MFU
+#   train     quickstart on the GPU; GPT-2 124M (bf16, f32 masters) for 40 steps: tokens/s and MFU
 #   sanitize  compute-sanitizer memcheck on every GPU test, racecheck on the shared-memory kernels
 #   bench     attnlab bench all (CSV), attention vs PyTorch eager/SDPA (CSV), generation tokens/s
+#   nccl      GPT-2 124M, 40 steps, three ways: single-process communicator, NCCL at world size 1
+#             (torchrun-style env, loopback rendezvous), NCCL + ZeRO-1: the NCCL path's overhead
+#
+# STAGE_TIMEOUT (seconds, default 400) bounds every command, so one hang cannot eat the call.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source tools/gpu/env.sh
@@ -23,7 +27,7 @@ stage() {  # stage NAME COMMAND...: run, log, remember failure
   local name=$1; shift
   echo "=== $name: $*" | tee -a "$OUT/$name.log"
   local t0=$SECONDS
-  if ! "$@" 2>&1 | tee -a "$OUT/$name.log"; then status=1; echo "=== $name FAILED" | tee -a "$OUT/$name.log"; fi
+  if ! timeout "${STAGE_TIMEOUT:-400}" "$@" 2>&1 | tee -a "$OUT/$name.log"; then status=1; echo "=== $name FAILED" | tee -a "$OUT/$name.log"; fi
   echo "=== $name took $((SECONDS - t0)) s" | tee -a "$OUT/$name.log"
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/device.txt" 2>&1
@@ -41,8 +45,8 @@ for s in "$@"; do
       ;;
     train)
       stage train attnlab train experiments/quickstart.yaml run.out_dir=/tmp/runs
-      stage train attnlab train experiments/gpt2-124m-sotu.yaml run.out_dir=/tmp/runs train.steps=30 \
-        eval.every_steps=30 eval.batches=4 checkpoint.every_steps=30 log.every_steps=5
+      stage train attnlab train experiments/gpt2-124m-sotu.yaml run.out_dir=/tmp/runs train.steps=40 schedule.warmup_steps=10 \
+        eval.every_steps=40 eval.batches=4 checkpoint.every_steps=40 log.every_steps=5
       ;;
     sanitize)
       stage sanitize compute-sanitizer --tool memcheck --error-exitcode 3 attnlab_gpu_tests \
@@ -56,7 +60,15 @@ for s in "$@"; do
       stage bench attnlab bench generate 32 128 256
       stage bench python3 tools/attention_vs_torch.py .devbuild/bin/attnlab --csv "$OUT/vs_torch.csv"
       ;;
-    *) echo "unknown stage '$s' (tests, parity, train, sanitize, bench)"; status=2 ;;
+    nccl)
+      local_run=(attnlab train experiments/gpt2-124m-sotu.yaml run.out_dir=/tmp/runs-nccl train.steps=40 schedule.warmup_steps=10
+        eval.every_steps=1000 checkpoint.every_steps=1000 log.every_steps=5)
+      launcher=(env RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29517)
+      stage nccl "${local_run[@]}" run.name=single distributed.backend=none
+      stage nccl "${launcher[@]}" "${local_run[@]}" run.name=nccl distributed.backend=nccl
+      stage nccl "${launcher[@]}" "${local_run[@]}" run.name=nccl-zero1 distributed.backend=nccl distributed.zero1=true
+      ;;
+    *) echo "unknown stage '$s' (tests, parity, train, sanitize, bench, nccl)"; status=2 ;;
   esac
 done
 exit $status
