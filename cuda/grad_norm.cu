@@ -53,7 +53,7 @@ sum_of_squares_kernel(const ParamTableEntry* __restrict__ table, int n_entries, 
 
 __global__ void __launch_bounds__(kFinishThreads)
 finish_kernel(const double* __restrict__ partial, int n_partials, double max_norm, float* __restrict__ norm,
-              float* __restrict__ clip_scale, int32_t* __restrict__ nonfinite) {
+              float* __restrict__ clip_scale, int32_t* __restrict__ nonfinite, double* __restrict__ sumsq_out) {
   __shared__ double shared[32];
   const double sumsq = block_sum_f64(threadIdx.x < n_partials ? partial[threadIdx.x] : 0.0, shared);
   if (threadIdx.x != 0) return;
@@ -61,6 +61,7 @@ finish_kernel(const double* __restrict__ partial, int n_partials, double max_nor
   *norm = float(n);
   if (clip_scale) *clip_scale = float(grad_clip_scale(n, max_norm));
   if (nonfinite) *nonfinite = isfinite(sumsq) ? 0 : 1;
+  if (sumsq_out) *sumsq_out = sumsq;
 }
 
 }  // namespace
@@ -80,7 +81,8 @@ void grad_norm(Ctx& ctx, const ParamTable& grads, const GradNormArgs& a) {
   finish_kernel<<<1, kFinishThreads, 0, stream_of(ctx)>>>(
       partial, partials, a.max_norm, dptr<float>(a.norm),
       a.clip_scale.defined() ? dptr<float>(a.clip_scale) : nullptr,
-      a.nonfinite.defined() ? dptr<int32_t>(a.nonfinite) : nullptr);
+      a.nonfinite.defined() ? dptr<int32_t>(a.nonfinite) : nullptr,
+      a.sumsq.defined() ? dptr<double>(a.sumsq) : nullptr);
   CUDA_CHECK_LAUNCH();
 }
 

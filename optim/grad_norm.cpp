@@ -55,8 +55,13 @@ void grad_norm(Ctx& ctx, const ParamTable& grads, const GradNormArgs& a) {
     CHECK(a.nonfinite.dtype == DType::i32, "grad_norm: nonfinite '", a.nonfinite.name,
           "' must be i32, got ", dtype_name(a.nonfinite.dtype));
   }
+  if (a.sumsq.defined()) {
+    check_shape(a.sumsq, {1});
+    CHECK(a.sumsq.dtype == DType::f64, "grad_norm: sumsq '", a.sumsq.name, "' must be f64, got ",
+          dtype_name(a.sumsq.dtype));
+  }
   CHECK(std::isfinite(a.max_norm), "grad_norm: max_norm must be finite, got ", a.max_norm);
-  check_device(ctx.device, {&a.norm, &a.clip_scale, &a.nonfinite});
+  check_device(ctx.device, {&a.norm, &a.clip_scale, &a.nonfinite, &a.sumsq});
   if (ctx.is_cuda()) return ATTNLAB_CUDA_DISPATCH(cuda::grad_norm(ctx, grads, a));
   dispatch_cpu_float(grads.dtype(), "grad_norm", [&](auto t) {
     using A = decltype(t);
@@ -65,6 +70,7 @@ void grad_norm(Ctx& ctx, const ParamTable& grads, const GradNormArgs& a) {
     a.norm.ptr<A>()[0] = A(norm);
     if (a.clip_scale.defined()) a.clip_scale.ptr<A>()[0] = A(grad_clip_scale(norm, a.max_norm));
     if (a.nonfinite.defined()) a.nonfinite.ptr<int32_t>()[0] = std::isfinite(sumsq) ? 0 : 1;
+    if (a.sumsq.defined()) a.sumsq.ptr<double>()[0] = sumsq;
   });
 }
 

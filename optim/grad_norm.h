@@ -24,6 +24,8 @@ struct GradNormArgs {
   Tensor clip_scale;  // [1] out, optional, same dtype: min(1, max_norm/(‖g‖₂ + 1e-6)); 1 when max_norm <= 0
   Tensor nonfinite;   // [1] i32 out, optional: 1 when any gradient element is NaN or ±Inf, else 0
   double max_norm = 0.0;
+  Tensor sumsq;       // [1] f64 out, optional: Σ g² unrounded (ZeRO-1 sums it across ranks, so the
+                      // global norm has the same bits as one rank's norm over the whole arena)
 };
 
 // The clip scale from the norm (NaN stays NaN, as in PyTorch; Inf gives 0).

@@ -65,6 +65,7 @@ TrainOptimizer::TrainOptimizer(ParamStore& params, const config::OptimConfig& cf
     zero_tensor(ctx, staging_.t());
     copy_staging(ctx, /*into_params=*/false);
     reduce_ = Buffer(comm->device(), DType::f64, {2}, "zero1 norm reduce");
+    sumsq_ = Buffer(dev, DType::f64, {1}, "zero1 shard sum of squares");
   }
 
   std::map<const Param*, std::vector<double>> master_values;  // host f32 values per parameter
@@ -128,17 +129,21 @@ void TrainOptimizer::step(Ctx& ctx, double lr) {
   g.clip_scale = clip_scale_.t();
   g.nonfinite = nonfinite_.t();
   g.max_norm = cfg_.grad_clip;
+  if (sharded_) g.sumsq = sumsq_.t();
   if (table_.size() > 0) {
     attnlab::grad_norm(ctx, table_, g);
   } else {
     zero_tensor(ctx, norm_.t());  // a rank whose shares hold no trainable element
     zero_tensor(ctx, nonfinite_.t());
+    if (sharded_) zero_tensor(ctx, sumsq_.t());
   }
   if (sharded_) {
-    // ‖g‖² = Σ over ranks of the shard norms²; a non-finite square on any rank flags the step.
-    const double local = to_host_f64(ctx, norm_.t())[0];
+    // ‖g‖² = Σ over ranks of the shards' sums of squares (in double, never rounded to f32 on the
+    // way, so one rank gets the bits of the unsharded norm); a non-finite square on any rank
+    // flags the step.
+    const double local = to_host_f64(ctx, sumsq_.t())[0];
     const double flagged = to_host_f64(ctx, nonfinite_.t())[0];
-    from_host_f64(ctx, reduce_.t(), {local * local, flagged});
+    from_host_f64(ctx, reduce_.t(), {local, flagged});
     comm_->all_reduce_sum(reduce_.t());
     const std::vector<double> sum = to_host_f64(ctx, reduce_.t());
     const double norm = std::sqrt(sum[0]);

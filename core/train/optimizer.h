@@ -98,6 +98,7 @@ class TrainOptimizer {
   ParamTable table_;
   Buffer staging_;   // ZeRO-1: every parameter's value in the arena layout (model dtype)
   Buffer reduce_;    // ZeRO-1: f64 [2] for the norm all-reduce
+  Buffer sumsq_;     // ZeRO-1: f64 [1], this rank's Σ g² over its shares
   Buffer norm_, clip_scale_, nonfinite_;
   int64_t applied_steps_ = 0, trainable_numel_ = 0;
 };

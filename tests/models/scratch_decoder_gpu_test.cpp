@@ -63,6 +63,20 @@ TEST_P(ScratchDecoderGpu, LogitsLossAndEveryGradientMatchCpu) {
   ScratchDecoder ref(c, {Device::cpu, DType::f64}, cpu);
   ScratchDecoder dev(c, {Device::cuda, g.dtype}, gpu);
   init_scratch_decoder(ref, cpu, 31);
+  if (g.differential && g.preset == ScratchDecoderConfig::Preset::paper) {
+    // The paper preset's per-head norm (subln) makes its input X = A1·V − λ·A2·V orthogonal to
+    // dX, so dλ = −Σ dX·A2·V nearly cancels when the two softmax maps are alike — as they are
+    // with the default init at head_dim 3 (near-uniform attention). bf16 then cannot resolve dλ
+    // (measured: 36 % off). Sharper, distinct maps (q, k weights × 4) keep the check meaningful.
+    for (Param& p : ref.params()) {
+      const std::string& n = p.name;
+      const bool qk = n.find(".q_proj.weight") != std::string::npos || n.find(".k_proj.weight") != std::string::npos;
+      if (!qk) continue;
+      auto v = to_host_f64(cpu, p.value);
+      for (double& x : v) x *= 4;
+      from_host_f64(cpu, p.value, v);
+    }
+  }
   // The GPU model holds the values rounded to its dtype; the reference takes the same rounded values.
   for (Param& p : ref.params()) from_host_f64(gpu, dev.params().at(p.name).value, to_host_f64(cpu, p.value));
   for (Param& p : ref.params()) from_host_f64(cpu, p.value, to_host_f64(gpu, dev.params().at(p.name).value));

@@ -49,7 +49,17 @@ void check_simple_rmsnorm(DType dt, int64_t rows, int64_t C, bool accumulate_dx,
   const double tol = gpu_tol(dt);
   EXPECT_LT(rel_err(to_host_f64(g, gy), to_host_f64(c, cy)), tol) << where << " y";
   EXPECT_LT(rel_err(to_host_f64(g, gd), to_host_f64(c, cd)), 1e-5) << where << " den";
-  EXPECT_LT(rel_err(to_host_f64(g, gdx), to_host_f64(c, cdx)), tol) << where << " dx";
+  // dx = (w·dy − y·mean(w·dy·y))/den cancels almost completely when C is tiny (C = 1: dx is
+  // O(eps)), so its error is measured against the size of the terms that cancel, max |w·dy|/den.
+  const auto want_dx = to_host_f64(c, cdx), den = to_host_f64(c, cd);
+  double scale = 0;
+  for (double v : want_dx) scale = std::max(scale, std::fabs(v));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < C; ++k) scale = std::max(scale, std::fabs(w[k] * dy[r * C + k]) / den[r]);
+  double worst = 0;
+  const auto got_dx = to_host_f64(g, gdx);
+  for (size_t i = 0; i < got_dx.size(); ++i) worst = std::max(worst, std::fabs(got_dx[i] - want_dx[i]));
+  EXPECT_LT(worst / scale, tol) << where << " dx";
   EXPECT_LT(rel_err(to_host_f64(g, gdw), to_host_f64(c, cdw)), dt == DType::bf16 ? 1e-2 : 1e-5) << where << " dw";
 }
 

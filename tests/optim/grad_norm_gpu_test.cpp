@@ -54,6 +54,14 @@ TEST(GradNormGpu, MatchesCpuOnPrimeSizes) {
   EXPECT_EQ(rg.flag[0], 0.0);
   NormOut unclipped = run(gpu_ctx(), tg, 1e3);
   EXPECT_EQ(unclipped.scale[0], 1.0);
+  // The unrounded Σ g²: √ of it rounds to the f32 norm the kernel wrote.
+  Buffer norm = make_poisoned(Device::cuda, DType::f32, {1}), sumsq = make_poisoned(Device::cuda, DType::f64, {1});
+  GradNormArgs a{norm.t(), {}, {}, 0.0};
+  a.sumsq = sumsq.t();
+  grad_norm(gpu_ctx(), tg, a);
+  const double s = to_host_f64(gpu_ctx(), sumsq.t())[0];
+  EXPECT_LT(std::fabs(s - rc.norm[0] * rc.norm[0]), 1e-6 * s);
+  EXPECT_EQ(double(float(std::sqrt(s))), to_host_f64(gpu_ctx(), norm.t())[0]);
 }
 
 TEST(GradNormGpu, RunToRunBitwiseIdentical) {

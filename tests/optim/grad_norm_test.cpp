@@ -52,6 +52,16 @@ TEST_P(GradNormCpu, MatchesDoubleSumOfSquaresAndClips) {
   // Inactive: max_norm above the norm gives exactly 1; max_norm <= 0 means no clipping.
   EXPECT_EQ(run(c, table, dt, 10 * expect).scale, 1.0);
   EXPECT_EQ(run(c, table, dt, 0.0).scale, 1.0);
+  // The optional unrounded Σ g² (ZeRO-1 sums it across ranks), and its checks.
+  Buffer norm = make_poisoned(Device::cpu, dt, {1}), sumsq = make_poisoned(Device::cpu, DType::f64, {1});
+  GradNormArgs a{norm.t(), {}, {}, 0.0};
+  a.sumsq = sumsq.t();
+  grad_norm(c, table, a);
+  EXPECT_NEAR(sumsq.t().ptr<double>()[0], g.sumsq, 1e-14 * g.sumsq);
+  if (dt == DType::f64) EXPECT_EQ(std::sqrt(sumsq.t().ptr<double>()[0]), norm.t().ptr<double>()[0]);
+  Buffer wrong = make_poisoned(Device::cpu, DType::f32, {1});
+  a.sumsq = wrong.t();
+  EXPECT_THROW(grad_norm(c, table, a), Error);
 }
 
 TEST_P(GradNormCpu, FlagsNaNAndInf) {
