@@ -50,7 +50,7 @@ for s in "$@"; do
       ;;
     sanitize)
       stage sanitize compute-sanitizer --tool memcheck --error-exitcode 3 attnlab_gpu_tests \
-        --gtest_filter='-*Large*:*Sweep*'
+        --gtest_filter='-*Large*:*Sweep*:TrainerGpu.*:NcclGpu.*'  # the trainer/NCCL cases reuse these kernels
       stage sanitize compute-sanitizer --tool racecheck --error-exitcode 3 attnlab_gpu_tests \
         --gtest_filter='*LayerNorm*:*RmsNorm*:*Embedding*:*CrossEntropy*:*GradNorm*:*Sampling*:*Attention*MatchesCpu/0*:*Attention*MatchesCpu/1*'
       ;;
