@@ -18,7 +18,7 @@ __device__ __forceinline__ void update_one(const ParamTableEntry& e, int64_t i, 
   float* m = static_cast<float*>(e.m);
   float* v = static_cast<float*>(e.v);
   float pi = p[i], mi = m[i], vi = v[i];
-  adamw_update(pi, mi, vi, static_cast<const float*>(e.grad)[i] * scale, c, decay);
+  adamw_update(pi, mi, vi, adamw_mul(static_cast<const float*>(e.grad)[i], scale), c, decay);
   p[i] = pi;
   m[i] = mi;
   v[i] = vi;
@@ -27,10 +27,10 @@ __device__ __forceinline__ void update_one(const ParamTableEntry& e, int64_t i, 
 
 __device__ __forceinline__ void update_four(float4& p, float4& m, float4& v, const float4& g,
                                             const AdamWCoef<float>& c, float scale, bool decay) {
-  adamw_update(p.x, m.x, v.x, g.x * scale, c, decay);
-  adamw_update(p.y, m.y, v.y, g.y * scale, c, decay);
-  adamw_update(p.z, m.z, v.z, g.z * scale, c, decay);
-  adamw_update(p.w, m.w, v.w, g.w * scale, c, decay);
+  adamw_update(p.x, m.x, v.x, adamw_mul(g.x, scale), c, decay);
+  adamw_update(p.y, m.y, v.y, adamw_mul(g.y, scale), c, decay);
+  adamw_update(p.z, m.z, v.z, adamw_mul(g.z, scale), c, decay);
+  adamw_update(p.w, m.w, v.w, adamw_mul(g.w, scale), c, decay);
 }
 
 __device__ __forceinline__ void store_bf16x4(void* base, int64_t index4, const float4& p) {

@@ -79,6 +79,38 @@ TEST(AdamWGpu, MultiTensorEqualsPerTensorBitwise) {
   }
 }
 
+// An element's update must not depend on how its tensor is cut into table entries: ZeRO-1 cuts
+// parameters at bucket boundaries, so a 4096-element chunk that the whole tensor updates on the
+// full-chunk float4 path is updated in pieces on the tail and scalar paths. (nvcc contracting
+// x·y + z into FMAs differently on those paths once made ZeRO-1 differ from plain runs by 1 ulp.)
+TEST(AdamWGpu, CuttingATensorIntoPiecesKeepsEveryBit) {
+  ATTNLAB_REQUIRE_GPU();
+  const int64_t n = 3 * kParamChunk + 101;
+  const SlotValues vals = random_slot_values(n, 41);
+  SlotBuffers whole(Device::cuda, DType::f32, vals, true, true), cut(Device::cuda, DType::f32, vals, true, true);
+  // Cuts at 64-element (ZeRO-1 share) boundaries and one odd cut (a misaligned, scalar piece).
+  const std::vector<int64_t> cuts = {0, 1024, kParamChunk + 1024, 2 * kParamChunk + 1024 + 64, 2 * kParamChunk + 3001, n};
+  std::vector<ParamSlot> pieces;
+  for (size_t i = 0; i + 1 < cuts.size(); ++i) {
+    ParamSlot p = cut.slot;
+    for (Tensor* t : {&p.param, &p.grad, &p.m, &p.v, &p.param_bf16}) *t = t->slice0(cuts[i], cuts[i + 1]);
+    pieces.push_back(p);
+  }
+  ParamTable whole_table(gpu_ctx(), {whole.slot}), cut_table(gpu_ctx(), pieces);
+  Buffer scale = make_tensor(Device::cuda, DType::f32, {1}, {0.37});
+  for (int64_t step = 1; step <= 3; ++step) {
+    const auto g = rand_normal(size_t(n), 0.02, 500 + step);
+    from_host_f64(gpu_ctx(), whole.slot.grad, g);
+    from_host_f64(gpu_ctx(), cut.slot.grad, g);
+    adamw_step(gpu_ctx(), {hyper_at(step), scale.t(), {}}, whole_table);
+    adamw_step(gpu_ctx(), {hyper_at(step), scale.t(), {}}, cut_table);
+  }
+  EXPECT_EQ(to_host_f64(gpu_ctx(), whole.slot.param), to_host_f64(gpu_ctx(), cut.slot.param));
+  EXPECT_EQ(to_host_f64(gpu_ctx(), whole.slot.m), to_host_f64(gpu_ctx(), cut.slot.m));
+  EXPECT_EQ(to_host_f64(gpu_ctx(), whole.slot.v), to_host_f64(gpu_ctx(), cut.slot.v));
+  EXPECT_EQ(to_host_f64(gpu_ctx(), whole.slot.param_bf16), to_host_f64(gpu_ctx(), cut.slot.param_bf16));
+}
+
 // The device scale multiplies the gradients; a non-zero device skip flag leaves everything as it was.
 TEST(AdamWGpu, DeviceScaleAndSkip) {
   ATTNLAB_REQUIRE_GPU();
