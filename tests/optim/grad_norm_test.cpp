@@ -57,7 +57,7 @@ TEST_P(GradNormCpu, MatchesDoubleSumOfSquaresAndClips) {
   GradNormArgs a{norm.t(), {}, {}, 0.0};
   a.sumsq = sumsq.t();
   grad_norm(c, table, a);
-  EXPECT_NEAR(sumsq.t().ptr<double>()[0], g.sumsq, 1e-14 * g.sumsq);
+  EXPECT_NEAR(sumsq.t().ptr<double>()[0], g.sumsq, 1e-12 * g.sumsq);  // another summation order
   if (dt == DType::f64) EXPECT_EQ(std::sqrt(sumsq.t().ptr<double>()[0]), norm.t().ptr<double>()[0]);
   Buffer wrong = make_poisoned(Device::cpu, DType::f32, {1});
   a.sumsq = wrong.t();
