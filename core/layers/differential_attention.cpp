@@ -149,6 +149,22 @@ void DifferentialAttention::plan(ActivationPlanner& p, const Ctx& ctx, DType dt,
   workspace_ = p.scratch_bytes("dattn.workspace", ws);
 }
 
+template <class Args>
+void DifferentialAttention::fill_attention_inputs(Args& a) const {
+  const int64_t B = B_, T = T_, H = H_;
+  a.spec = spec_;
+  a.q = half_of(q_pair_, 0, B, H, T, d_);
+  a.k = half_of(k_pair_, 0, B, H, T, d_);
+  a.q2 = half_of(q_pair_, 1, B, H, T, d_);
+  a.k2 = half_of(k_pair_, 1, B, H, T, d_);
+  a.v = v_hf_;
+  a.lambda = lambda_;
+  a.probs = probs_;
+  a.probs2 = probs2_;
+  a.lse = lse_;
+  a.lse2 = lse2_;
+}
+
 void DifferentialAttention::compute_lambda(Ctx& ctx) {
   if (preset_ == Preset::paper) {
     std::vector<double> v[4];
@@ -224,18 +240,8 @@ void DifferentialAttention::forward(Ctx& ctx, const Tensor& x, const Tensor& y) 
 
   Tensor out_hf = preset_ == Preset::paper ? out_hf_ : as(d_out_hf_, {B, H, T, dv_});
   AttentionArgs a;
-  a.spec = spec_;
-  a.q = half_of(q_pair_, 0, B, H, T, d_);
-  a.k = half_of(k_pair_, 0, B, H, T, d_);
-  a.q2 = half_of(q_pair_, 1, B, H, T, d_);
-  a.k2 = half_of(k_pair_, 1, B, H, T, d_);
-  a.v = v_hf_;
-  a.lambda = lambda_;
+  fill_attention_inputs(a);
   a.out = out_hf;
-  a.probs = probs_;
-  a.probs2 = probs2_;
-  a.lse = lse_;
-  a.lse2 = lse2_;
   a.workspace = workspace_;
   a.captures.rows = capture_rows_;
   a.captures.probs = capture_probs_;
@@ -308,17 +314,7 @@ void DifferentialAttention::backward(Ctx& ctx, const Tensor& dy, const Tensor& x
   }
 
   AttentionBackwardArgs a;
-  a.spec = spec_;
-  a.q = half_of(q_pair_, 0, B, H, T, d_);
-  a.k = half_of(k_pair_, 0, B, H, T, d_);
-  a.q2 = half_of(q_pair_, 1, B, H, T, d_);
-  a.k2 = half_of(k_pair_, 1, B, H, T, d_);
-  a.v = v_hf_;
-  a.lambda = lambda_;
-  a.probs = probs_;
-  a.probs2 = probs2_;
-  a.lse = lse_;
-  a.lse2 = lse2_;
+  fill_attention_inputs(a);
   a.dout = d_out_hf;
   a.dq = half_of(dq_pair_, 0, B, H, T, d_);
   a.dk = half_of(dk_pair_, 0, B, H, T, d_);

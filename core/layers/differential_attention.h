@@ -67,6 +67,10 @@ class DifferentialAttention : public AttentionLayer {
   // [B, T, H·2d] projection output → Q1, Q2 heads-first in one [2, B·H, T, d] tensor, and back.
   void split_pairs(Ctx& ctx, const Tensor& tok, const Tensor& pair);
   void merge_pairs(Ctx& ctx, const Tensor& dpair, const Tensor& dtok);
+  // The inputs the forward and backward attention calls share (AttentionArgs or
+  // AttentionBackwardArgs): spec, both q/k halves, v, λ and the saved maps and row statistics.
+  template <class Args>
+  void fill_attention_inputs(Args& a) const;
 
   LayerName name_;
   Preset preset_ = Preset::paper;
