@@ -24,6 +24,8 @@ class Arena {
   void* alloc_bytes(size_t bytes, const char* name = "");
   void reset() { used_ = 0; }
   size_t used() const { return used_; }
+  // Frees everything carved after a used() mark (stack discipline: scratch of one sub-layer).
+  void rewind(size_t mark) { used_ = mark < used_ ? mark : used_; }
   size_t capacity() const { return capacity_; }
   Device device() const { return dev_; }
 

@@ -7,7 +7,7 @@
 
 namespace attnlab {
 
-struct ProbeSink;  // core/probes.h: captures requested by analyses (nothing when null)
+class ProbeSink;  // core/probes.h: captures requested by analyses (nothing when null)
 
 // What every launch needs. Cheap to copy: the CUDA resources (stream, cuBLAS/cuBLASLt
 // handles, workspace) are owned by a shared holder and torn down with the last copy.

@@ -16,6 +16,7 @@ static const char* short_path(const char* file) {
 
 Error::Error(const char* file, int line, const char* expr, const std::string& msg)
     : std::runtime_error(detail::cat(short_path(file), ":", line, ": check failed: ", expr,
-                                     msg.empty() ? "" : ": ", msg)) {}
+                                     msg.empty() ? "" : ": ", msg)),
+      message_(msg.empty() ? detail::cat("internal check failed: ", expr) : msg) {}
 
 }  // namespace attnlab

@@ -5,12 +5,19 @@
 
 namespace attnlab {
 
-// The one exception type of attnlab. `what()` is a single line: "file:line: expr: message".
-// main() catches it, prints it, and exits non-zero; library code never calls exit().
+// The one exception type of attnlab. `what()` is a single line: "file:line: check failed: expr:
+// message" for a CHECK, the message alone otherwise. `message()` is always the message alone: what
+// main() prints for the user (a source location or a C++ expression means nothing to them; it is
+// printed too with ATTNLAB_LOG=debug). main() catches it and exits non-zero; library code never
+// calls exit().
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& msg) : std::runtime_error(msg) {}
+  explicit Error(const std::string& msg) : std::runtime_error(msg), message_(msg) {}
   Error(const char* file, int line, const char* expr, const std::string& msg);
+  const std::string& message() const { return message_; }
+
+ private:
+  std::string message_;
 };
 
 namespace detail {
@@ -40,3 +47,10 @@ std::string cat(const A&... a) {
 
 // FAIL_WITH(parts...): unconditional error (input validation, unsupported combinations).
 #define FAIL_WITH(...) throw ::attnlab::Error(::attnlab::detail::cat(__VA_ARGS__))
+
+// INPUT_CHECK(cond, parts...): validation of user input (files, assets, command lines, configs). The
+// message is all the user sees: the file, the place in it and the fix — no location, no expression.
+#define INPUT_CHECK(cond, ...)             \
+  do {                                     \
+    if (!(cond)) FAIL_WITH(__VA_ARGS__);   \
+  } while (0)

@@ -196,6 +196,9 @@ std::optional<ChatFamily> chat_family_for_tokenizer(const std::string& name_or_p
   std::stringstream ss;
   ss << f.rdbuf();
   nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  // Folders attnlab writes record the family itself (data/tokenizer_files.h).
+  if (j.is_object() && j.contains("attnlab_chat_family") && j["attnlab_chat_family"].is_string())
+    return parse_chat_family(j["attnlab_chat_family"].get<std::string>());
   if (!j.is_object() || !j.contains("chat_template") || !j["chat_template"].is_string()) return std::nullopt;
   const std::string tmpl = j["chat_template"].get<std::string>();
   if (tmpl.find("<|im_start|>") == std::string::npos) return std::nullopt;

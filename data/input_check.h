@@ -1,10 +1,4 @@
 #pragma once
-// Validation of user inputs (files, assets, command lines). Unlike CHECK, whose message carries
-// the source location and expression for programming errors, the message here is only what the
-// user needs: the file, the place in it, and the fix.
+// INPUT_CHECK lives in core/error.h (every layer validates user input); this header stays for the
+// data code that includes it.
 #include "core/error.h"
-
-#define INPUT_CHECK(cond, ...)         \
-  do {                                 \
-    if (!(cond)) FAIL_WITH(__VA_ARGS__); \
-  } while (0)

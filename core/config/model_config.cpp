@@ -48,26 +48,19 @@ void declare_fields(FieldBinder<ModelSetupConfig>& f) {
       .def(64)
       .range_closed(1, 4096);
 
+  // One field per attention option, from the table the layers read (attention_options.h).
   FieldBinder<AttentionConfig> a = f.nested("attention", &ModelSetupConfig::attention);
-  a.enum_field("variant", &AttentionConfig::variant,
-               {{"standard", AttentionVariant::standard},
-                {"differential", AttentionVariant::differential},
-                {"two_pass", AttentionVariant::two_pass}},
-               "attention operator: standard, differential (two maps, lambda) or two_pass (scout + gates)")
-      .def("standard");
-  a.enum_field("norm", &AttentionConfig::norm,
-               {{"softmax", AttentionNorm::softmax}, {"linear", AttentionNorm::linear}, {"ramp", AttentionNorm::ramp}},
-               "score normalisation: softmax, linear (shift by row min) or ramp (mix of both)")
-      .def("softmax");
-  a.field("ramp_alpha", &AttentionConfig::ramp_alpha,
-          "ramp weight alpha: alpha*linear + (1-alpha)*softmax; set only with norm: ramp")
-      .range_closed(0, 1);
-  a.enum_field("controller", &AttentionConfig::controller,
-               {{"none", ScoreController::none},
-                {"info_density", ScoreController::info_density},
-                {"temperature", ScoreController::temperature}},
-               "per-row score controller: none, info_density (additive) or temperature (multiplicative)")
-      .def("none");
+  for (const AttentionOptionDecl& d : attention_option_decls()) {
+    if (!d.user_facing) continue;
+    if (d.text) {
+      FieldSpec& spec = a.field(d.name, d.text, d.doc);
+      spec.type = FieldType::enumeration;
+      spec.choices = d.choices;
+      spec.def(d.def);
+    } else {
+      a.field(d.name, d.number, d.doc).range_closed(d.lo, d.hi);
+    }
+  }
 }
 
 }  // namespace attnlab::config

@@ -6,20 +6,14 @@
 #include <string>
 #include <vector>
 
+#include "core/config/attention_options.h"
 #include "core/config/field.h"
 
 namespace attnlab::config {
 
-enum class AttentionVariant : uint8_t { standard, differential, two_pass };
-enum class AttentionNorm : uint8_t { softmax, linear, ramp };
-enum class ScoreController : uint8_t { none, info_density, temperature };
-
-struct AttentionConfig {
-  AttentionVariant variant = AttentionVariant::standard;
-  AttentionNorm norm = AttentionNorm::softmax;
-  std::optional<double> ramp_alpha;  // only with norm ramp: alpha*linear + (1-alpha)*softmax
-  ScoreController controller = ScoreController::none;
-};
+// model.attention: the attention options, declared once in core/config/attention_options.h (the
+// same table the layers read config.json's attnlab block with).
+using AttentionConfig = attnlab::AttentionOptions;
 
 // The architectures `model.from: init:<arch>` can build with random weights.
 const std::vector<std::string>& init_architectures();

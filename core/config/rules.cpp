@@ -112,7 +112,7 @@ std::vector<CrossFieldRule> build_rules() {
   r.push_back({"model.attention.ramp_alpha only with norm: ramp", {"model.attention.norm", "model.attention.ramp_alpha"},
                [](const RuleContext& c) -> std::optional<Violation> {
                  const auto& a = c.cfg.model.attention;
-                 if (a.ramp_alpha && a.norm != AttentionNorm::ramp)
+                 if (a.ramp_alpha && a.norm != "ramp")
                    return blame({"model.attention.ramp_alpha"},
                                 "model.attention.ramp_alpha is set but model.attention.norm is " +
                                     text_of(c, "model.attention.norm") + "; set norm: ramp or remove ramp_alpha");
@@ -121,7 +121,7 @@ std::vector<CrossFieldRule> build_rules() {
   r.push_back({"model.attention.norm: ramp needs ramp_alpha", {"model.attention.norm", "model.attention.ramp_alpha"},
                [](const RuleContext& c) -> std::optional<Violation> {
                  const auto& a = c.cfg.model.attention;
-                 if (a.norm == AttentionNorm::ramp && !a.ramp_alpha)
+                 if (a.norm == "ramp" && !a.ramp_alpha)
                    return blame({"model.attention.norm"},
                                 "model.attention.norm: ramp needs model.attention.ramp_alpha (the weight of linear in "
                                 "alpha*linear + (1-alpha)*softmax)");

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config/attention_options.h"
 #include "core/io/hf_config.h"
 #include "core/layers/activations.h"
 #include "core/layers/param.h"

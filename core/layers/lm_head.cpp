@@ -57,4 +57,17 @@ void LmHead::backward(Ctx& ctx, const Tensor& h, const Tensor& dh) {
   targets_ = Tensor();  // the logits buffer now holds gradients
 }
 
+void LmHead::logits_rows(Ctx& ctx, const Tensor& h, const Tensor& logits, Arena&) const {
+  Linear(proj_.weight_param(), nullptr, 0, vocab_).forward(ctx, h, logits);
+}
+
+std::unique_ptr<OutputHead> make_lm_head(const OutputHeadArgs& args) {
+  const ModelConfig& c = args.config;
+  INPUT_CHECK(args.options.is_null() || (args.options.is_object() && args.options.size() == 1), "config '", c.source,
+              "': attnlab.head for lm_head takes only \"kind\"");
+  // Tied: the head multiplies by the token embedding; checkpoints then hold that tensor once.
+  Param* weight = c.tie_word_embeddings ? args.token_embedding : args.add_vocab_table("lm_head.weight");
+  return std::make_unique<LmHead>("lm_head", weight);
+}
+
 }  // namespace attnlab

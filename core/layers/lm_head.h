@@ -19,25 +19,34 @@
 #include "core/layers/activations.h"
 #include "core/layers/layer_name.h"
 #include "core/layers/linear.h"
+#include "core/layers/output_head.h"
 
 namespace attnlab {
 
-class LmHead {
+// The "lm_head" of the head slot (core/layers/output_head.h).
+class LmHead : public OutputHead {
  public:
   LmHead() = default;
   LmHead(const std::string& name, Param* weight);
 
-  void plan(ActivationPlanner& p, DType dt, int64_t B, int64_t T);
+  const std::string& name() const override { return name_.name; }
+  void plan(ActivationPlanner& p, DType dt, int64_t B, int64_t T) override;
   // h [B, T, D] → logits [B·T, V]; with targets ([B, T] i32, defined) also the loss:
   // Σ_rows loss / valid_count into loss() ([1], acc dtype). valid_count must be > 0 then.
-  void forward(Ctx& ctx, const Tensor& h, const Tensor& targets, double valid_count);
+  void forward(Ctx& ctx, const Tensor& h, const Tensor& targets, double valid_count) override;
   // dh [B, T, D] overwritten; dE += (when trainable). Needs a forward with targets.
-  void backward(Ctx& ctx, const Tensor& h, const Tensor& dh);
+  void backward(Ctx& ctx, const Tensor& h, const Tensor& dh) override;
+  Tensor padded_logits() const override { return logits_; }
+  // Generation: the V real rows of E only, so no sampler can pick a padding id, and decode's few
+  // rows gain nothing from the aligned stride the training head pads for.
+  void logits_rows(Ctx& ctx, const Tensor& h, const Tensor& logits, Arena& scratch) const override;
+  size_t logits_rows_bytes(DType dt, int64_t N) const override { return 0; }
+  Param* vocab_table() const override { return proj_.weight_param(); }
 
   const Tensor& logits() const { return logits_; }  // [B·T, Vp]: columns ≥ V are padding
   int64_t vocab() const { return vocab_; }          // V (the classes)
-  int64_t padded_vocab() const { return proj_.out_features(); }  // Vp
-  const Tensor& loss() const { return loss_; }      // [1] acc
+  int64_t padded_vocab() const override { return proj_.out_features(); }  // Vp
+  const Tensor& loss() const override { return loss_; }      // [1] acc
   Param* weight() const { return proj_.weight_param(); }
 
  private:
@@ -48,5 +57,8 @@ class LmHead {
   double valid_count_ = 0;
   int64_t vocab_ = 0;
 };
+
+// The factory registered as "lm_head": E = lm_head.weight (untied) or the token embedding (tied).
+std::unique_ptr<OutputHead> make_lm_head(const OutputHeadArgs& args);
 
 }  // namespace attnlab

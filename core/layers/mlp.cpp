@@ -44,18 +44,37 @@ void Mlp::plan(ActivationPlanner& p, DType dt, int64_t B, int64_t T) {
 
 void Mlp::forward(Ctx& ctx, const Tensor& x, const Tensor& y) {
   NVTX_RANGE(ctx, name_.forward.c_str());
-  in_.forward(ctx, x, pre_);
+  run(ctx, x, y, pre_, act_, up_out_);
+}
+
+void Mlp::run(Ctx& ctx, const Tensor& x, const Tensor& y, const Tensor& pre, const Tensor& act,
+              const Tensor& up_out) const {
+  in_.forward(ctx, x, pre);
   if (swiglu_) {
-    up_.forward(ctx, x, up_out_);
+    up_.forward(ctx, x, up_out);
     SwigluArgs a;
-    a.h = act_;
-    a.gate = pre_;
-    a.up = up_out_;
+    a.h = act;
+    a.gate = pre;
+    a.up = up_out;
     swiglu_forward(ctx, a);
   } else {
-    gelu_forward(ctx, {act_, pre_, kind_});
+    gelu_forward(ctx, {act, pre, kind_});
   }
-  out_.forward(ctx, act_, y);
+  out_.forward(ctx, act, y);
+}
+
+size_t Mlp::inference_bytes(DType dt, int64_t rows) const {
+  return (swiglu_ ? 3 : 2) * Arena::aligned(size_t(rows * hidden()) * dtype_size(dt));
+}
+
+void Mlp::forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Arena& scratch) const {
+  NVTX_RANGE(ctx, name_.forward.c_str());
+  const int64_t rows = x.numel() / x.dim(x.ndim - 1), I = hidden();
+  const DType dt = x.dtype;
+  Tensor pre = scratch.alloc(dt, {rows, I}, "mlp.inference_pre");
+  Tensor act = scratch.alloc(dt, {rows, I}, "mlp.inference_act");
+  Tensor up = swiglu_ ? scratch.alloc(dt, {rows, I}, "mlp.inference_up") : Tensor();
+  run(ctx, x, y, pre, act, up);
 }
 
 void Mlp::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx) {

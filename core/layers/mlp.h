@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/arena.h"
 #include "core/layers/activations.h"
 #include "core/layers/layer_name.h"
 #include "core/layers/linear.h"
@@ -24,6 +25,9 @@ class Mlp {
   void plan(ActivationPlanner& p, DType dt, int64_t B, int64_t T);
   // x, y [B, T, D].
   void forward(Ctx& ctx, const Tensor& x, const Tensor& y);
+  // Inference (generation): the [B, T, I] intermediates come from `scratch`; nothing is saved.
+  void forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Arena& scratch) const;
+  size_t inference_bytes(DType dt, int64_t rows) const;
   // dx [B, T, D] overwritten (must not alias dy); parameter gradients accumulate.
   void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx);
 
@@ -31,6 +35,7 @@ class Mlp {
   int64_t hidden() const { return in_.out_features(); }
 
  private:
+  void run(Ctx& ctx, const Tensor& x, const Tensor& y, const Tensor& pre, const Tensor& act, const Tensor& up_out) const;
   LayerName name_;
   bool swiglu_ = false;
   GeluKind kind_ = GeluKind::tanh_approx;

@@ -52,6 +52,23 @@ void LayerNorm::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tens
   layernorm_backward(ctx, a);
 }
 
+size_t LayerNorm::inference_bytes(DType dt, int64_t rows) {
+  return 2 * Arena::aligned(size_t(rows) * dtype_size(acc_dtype(dt)));
+}
+
+void LayerNorm::forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Arena& scratch) const {
+  const int64_t rows = x.numel() / x.dim(x.ndim - 1);
+  LayerNormArgs a;
+  a.y = y;
+  a.mean = scratch.alloc(acc_dtype(x.dtype), {rows}, "norm.inference_mean");
+  a.rstd = scratch.alloc(acc_dtype(x.dtype), {rows}, "norm.inference_rstd");
+  a.x = x;
+  a.weight = weight_ ? weight_->value : Tensor();
+  a.bias = bias_ ? bias_->value : Tensor();
+  a.eps = eps_;
+  layernorm_forward(ctx, a);
+}
+
 RmsNorm::RmsNorm(const std::string& name, Param* weight, double eps) : name_(name), weight_(weight), eps_(eps) {}
 
 void RmsNorm::plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t rows, int64_t C) {
@@ -85,6 +102,21 @@ void RmsNorm::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor
   rmsnorm_backward(ctx, a);
 }
 
+size_t RmsNorm::inference_bytes(DType dt, int64_t rows) {
+  return Arena::aligned(size_t(rows) * dtype_size(acc_dtype(dt)));
+}
+
+void RmsNorm::forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Arena& scratch) const {
+  const int64_t rows = x.numel() / x.dim(x.ndim - 1);
+  RmsNormArgs a;
+  a.y = y;
+  a.rstd = scratch.alloc(acc_dtype(x.dtype), {rows}, "norm.inference_rstd");
+  a.x = x;
+  a.weight = weight_ ? weight_->value : Tensor();
+  a.eps = eps_;
+  rmsnorm_forward(ctx, a);
+}
+
 Norm Norm::layer_norm(const std::string& name, Param* weight, Param* bias, double eps) {
   Norm n;
   n.ln_ = LayerNorm(name, weight, bias, eps);
@@ -104,6 +136,13 @@ void Norm::plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t rows, in
 void Norm::forward(Ctx& ctx, const Tensor& x, const Tensor& y) {
   if (rms_) rms_norm_.forward(ctx, x, y);
   else ln_.forward(ctx, x, y);
+}
+void Norm::forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Arena& scratch) const {
+  if (rms_) rms_norm_.forward_inference(ctx, x, y, scratch);
+  else ln_.forward_inference(ctx, x, y, scratch);
+}
+size_t Norm::inference_bytes(DType dt, int64_t rows) const {
+  return rms_ ? RmsNorm::inference_bytes(dt, rows) : LayerNorm::inference_bytes(dt, rows);
 }
 void Norm::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx, bool accumulate_dx) {
   if (rms_) rms_norm_.backward(ctx, dy, x, dx, accumulate_dx);

@@ -7,6 +7,7 @@
 // rows = B·T·H and the [d] weight is shared by every head (its gradient sums over heads).
 #include <string>
 
+#include "core/arena.h"
 #include "core/layers/activations.h"
 #include "core/layers/layer_name.h"
 #include "core/layers/param.h"
@@ -17,6 +18,9 @@ class LayerNorm {
  public:
   LayerNorm() = default;
   LayerNorm(const std::string& name, Param* weight, Param* bias, double eps);
+  // Inference: the statistics go to `scratch` (nothing saved for a backward).
+  void forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Arena& scratch) const;
+  static size_t inference_bytes(DType dt, int64_t rows);
 
   // rows × C of dtype dt; the CUDA backward's partial sums are shared scratch.
   void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t rows, int64_t C);
@@ -36,6 +40,8 @@ class RmsNorm {
  public:
   RmsNorm() = default;
   RmsNorm(const std::string& name, Param* weight, double eps);
+  void forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Arena& scratch) const;
+  static size_t inference_bytes(DType dt, int64_t rows);
 
   void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t rows, int64_t C);
   void forward(Ctx& ctx, const Tensor& x, const Tensor& y);
@@ -54,6 +60,9 @@ class Norm {
   Norm() = default;
   static Norm layer_norm(const std::string& name, Param* weight, Param* bias, double eps);
   static Norm rms_norm(const std::string& name, Param* weight, double eps);
+  // Inference (generation): the statistics come from `scratch`; nothing is saved.
+  void forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Arena& scratch) const;
+  size_t inference_bytes(DType dt, int64_t rows) const;
 
   void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t rows, int64_t C);
   void forward(Ctx& ctx, const Tensor& x, const Tensor& y);

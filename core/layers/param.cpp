@@ -8,6 +8,17 @@
 
 namespace attnlab {
 
+const char* param_init_name(const ParamInit& init) {
+  switch (init.kind) {
+    case ParamInit::Kind::model_default: return "the architecture's rule";
+    case ParamInit::Kind::zeros: return "zeros";
+    case ParamInit::Kind::ones: return "ones";
+    case ParamInit::Kind::normal: return "normal";
+  }
+  return "?";
+}
+
+
 int64_t Param::numel() const {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;

@@ -22,6 +22,22 @@
 
 namespace attnlab {
 
+// How a parameter starts, declared by the module that registers it. model_default: the
+// architecture's rule (core/models/weights.h: matrices N(0, σ²), norm weights 1, biases 0).
+struct ParamInit {
+  enum class Kind : uint8_t { model_default, zeros, ones, normal };
+  Kind kind = Kind::model_default;
+  double stddev = 0;  // normal only
+  // Added by a variant, a controller or a head to an architecture whose pretrained checkpoints do
+  // not have it: loading such a checkpoint initialises it by this rule and lists it in the log,
+  // while a missing pretrained tensor stays an error.
+  bool added = false;
+  static ParamInit zeros_added() { return {Kind::zeros, 0, true}; }
+  static ParamInit ones_added() { return {Kind::ones, 0, true}; }
+  static ParamInit normal_added(double s) { return {Kind::normal, s, true}; }
+};
+const char* param_init_name(const ParamInit& init);
+
 struct Param {
   std::string name;            // the HF name; tensors' names point into it
   std::vector<int64_t> shape;  // runtime layout (Linear weights [out, in])
@@ -36,6 +52,7 @@ struct Param {
   // to a multiple of 64, core/models/model.h): they hold zeros, get zero gradients, and are not in
   // checkpoints. shape counts them; stored_shape() does not.
   int64_t pad_rows = 0;
+  ParamInit init;              // how it starts (and whether pretrained checkpoints may lack it)
 
   int64_t numel() const;          // elements in memory, padding rows included
   int64_t stored_numel() const;   // elements in checkpoints (padding rows excluded)

@@ -5,11 +5,7 @@
 #include "core/memory.h"
 #include "core/nvtx.h"
 #include "core/ops/embedding.h"
-#include "core/ops/gelu.h"
-#include "core/ops/layernorm.h"
 #include "core/ops/residual.h"
-#include "core/ops/rmsnorm.h"
-#include "core/ops/swiglu.h"
 
 namespace attnlab {
 
@@ -38,52 +34,26 @@ CachedForward::CachedForward(Model& model, const Ctx& ctx, int64_t batch, int64_
   B_ = batch;
   max_prompt_ = max_prompt;
   D_ = c.hidden_size;
-  I_ = c.intermediate_size;
   V_ = c.vocab_size;
 
-  // The parameters of every layer, by their HF names (the names Model registers).
-  ParamStore& ps = model.params();
-  for (int64_t l = 0; l < model.num_layers(); ++l) {
-    const std::string p = model.block_prefix(l);
-    Block b;
-    if (gpt2_) {
-      b.norm1_w = &ps.at(p + ".ln_1.weight");
-      b.norm1_b = &ps.at(p + ".ln_1.bias");
-      b.norm2_w = &ps.at(p + ".ln_2.weight");
-      b.norm2_b = &ps.at(p + ".ln_2.bias");
-      b.in = Linear(&ps.at(p + ".mlp.c_fc.weight"), &ps.at(p + ".mlp.c_fc.bias"));
-      b.out = Linear(&ps.at(p + ".mlp.c_proj.weight"), &ps.at(p + ".mlp.c_proj.bias"));
-    } else {
-      b.norm1_w = &ps.at(p + ".input_layernorm.weight");
-      b.norm2_w = &ps.at(p + ".post_attention_layernorm.weight");
-      b.in = Linear(&ps.at(p + ".mlp.gate_proj.weight"), nullptr);
-      b.up = Linear(&ps.at(p + ".mlp.up_proj.weight"), nullptr);
-      b.out = Linear(&ps.at(p + ".mlp.down_proj.weight"), nullptr);
-    }
-    blocks_.push_back(b);
-  }
-  final_w_ = &ps.at(gpt2_ ? "transformer.ln_f.weight" : "model.norm.weight");
-  final_b_ = gpt2_ ? &ps.at("transformer.ln_f.bias") : nullptr;
   wte_ = model.token_embedding();
-  wpe_ = gpt2_ ? &ps.at("transformer.wpe.weight") : nullptr;
-  // Only the V real rows: the logits are [B, V] (no padding columns a sampler could pick), and
-  // decode's few rows gain nothing from the aligned stride the training head pads for.
-  head_ = Linear(model.lm_head_weight(), nullptr, 0, V_);
+  wpe_ = gpt2_ ? &model.params().at("transformer.wpe.weight") : nullptr;
 
   cache_ = KvCache::for_config(ctx, c, dt_, B_, max_length);
   size_t bytes = 0;
   carve(nullptr, &bytes);
   buffers_ = Arena(ctx.device, bytes);
   carve(&buffers_, &bytes);
-  // Attention scratch for the two kinds of call: a prefill (T = S ≤ max_prompt) and a decode step
+  // Block scratch for the two kinds of call: a prefill (T = S ≤ max_prompt) and a decode step
   // (T = 1, S ≤ max_length). Every buffer grows with T and S, so these two bound every call.
-  size_t scratch = Arena::kAlign;
+  size_t scratch = std::max<size_t>(Arena::kAlign, model.final_norm().inference_bytes(dt_, B_) +
+                                                      model.head().logits_rows_bytes(dt_, B_));
   for (int64_t l = 0; l < model.num_layers(); ++l) {
-    const AttentionLayer& a = model.attention(l);
-    scratch = std::max({scratch, a.cached_scratch_bytes(dt_, B_, max_prompt, max_prompt),
-                        a.cached_scratch_bytes(dt_, B_, 1, max_length)});
+    const DecoderBlock& blk = model.block(l);
+    scratch = std::max({scratch, blk.cached_scratch_bytes(dt_, B_, max_prompt, max_prompt),
+                        blk.cached_scratch_bytes(dt_, B_, 1, max_length)});
   }
-  attn_scratch_ = Arena(ctx.device, scratch);
+  block_scratch_ = Arena(ctx.device, scratch);
   host_inputs_.resize(size_t(2 * B_ * max_prompt_ + 2 * B_));
 }
 
@@ -95,43 +65,14 @@ void CachedForward::carve(Arena* arena, size_t* bytes) {
     return arena ? arena->alloc(t, dims, name) : Tensor();
   };
   const int64_t rows = B_ * max_prompt_;
-  const DType acc = acc_dtype(dt_);
   inputs_ = take(DType::i32, {2 * rows + 2 * B_}, "generation.inputs");
   resid_ = take(dt_, {rows, D_}, "generation.resid");
-  mid_ = take(dt_, {rows, D_}, "generation.mid");
-  h_ = take(dt_, {rows, D_}, "generation.norm_out");
-  branch_ = take(dt_, {rows, D_}, "generation.branch");
-  stat1_ = take(acc, {rows}, "generation.norm_stat1");
-  stat2_ = gpt2_ ? take(acc, {rows}, "generation.norm_stat2") : Tensor();
-  pre_ = take(dt_, {rows, I_}, "generation.mlp_pre");
-  act_ = take(dt_, {rows, I_}, "generation.mlp_act");
-  up_out_ = gpt2_ ? Tensor() : take(dt_, {rows, I_}, "generation.mlp_up");
+  mid_ = gpt2_ ? take(dt_, {rows, D_}, "generation.token_embedding") : Tensor();
+  branch_ = gpt2_ ? take(dt_, {rows, D_}, "generation.position_embedding") : Tensor();
   last_ = take(dt_, {B_, D_}, "generation.last_rows");
   last_norm_ = take(dt_, {B_, D_}, "generation.last_rows_norm");
   logits_ = take(dt_, {B_, V_}, "generation.logits");
   *bytes = std::max<size_t>(*bytes, Arena::kAlign);
-}
-
-void CachedForward::norm(Ctx& ctx, Param* w, Param* b, const Tensor& x, const Tensor& y, int64_t rows) {
-  if (gpt2_) {
-    LayerNormArgs a;
-    a.y = y;
-    a.mean = as(stat1_, {rows});
-    a.rstd = as(stat2_, {rows});
-    a.x = x;
-    a.weight = w->value;
-    a.bias = b ? b->value : Tensor();
-    a.eps = config_.norm_eps;
-    layernorm_forward(ctx, a);
-  } else {
-    RmsNormArgs a;
-    a.y = y;
-    a.rstd = as(stat1_, {rows});
-    a.x = x;
-    a.weight = w->value;
-    a.eps = config_.norm_eps;
-    rmsnorm_forward(ctx, a);
-  }
 }
 
 void CachedForward::upload_inputs(Ctx& ctx, int64_t T) {
@@ -147,23 +88,22 @@ void CachedForward::upload_inputs(Ctx& ctx, int64_t T) {
 }
 
 void CachedForward::run_blocks(Ctx& ctx, int64_t T, int64_t keys, int64_t query_offset) {
-  const int64_t rows = B_ * T;
-  const Tensor resid = as(resid_, {B_, T, D_}), mid = as(mid_, {B_, T, D_}), h = as(h_, {B_, T, D_}),
-               branch = as(branch_, {B_, T, D_});
+  const Tensor resid = as(resid_, {B_, T, D_});
   if (gpt2_) {
     // wte[id] + wpe[position]: two gathers and an add (the embedding op's own position table takes
     // one offset for the whole batch; here every row has its own).
+    const Tensor tok_emb = as(mid_, {B_, T, D_}), pos_emb = as(branch_, {B_, T, D_});
     EmbeddingArgs tok;
-    tok.out = mid;
+    tok.out = tok_emb;
     tok.ids = ids_;
     tok.table = wte_->unpadded(wte_->value);
     embedding_forward(ctx, tok);
     EmbeddingArgs pos;
-    pos.out = branch;
+    pos.out = pos_emb;
     pos.ids = positions_;
     pos.table = wpe_->value;
     embedding_forward(ctx, pos);
-    residual_forward(ctx, {resid, mid, branch});
+    residual_forward(ctx, {resid, tok_emb, pos_emb});
   } else {
     EmbeddingArgs tok;
     tok.out = resid;
@@ -171,47 +111,23 @@ void CachedForward::run_blocks(Ctx& ctx, int64_t T, int64_t keys, int64_t query_
     tok.table = wte_->unpadded(wte_->value);
     embedding_forward(ctx, tok);
   }
-
-  const GeluKind gelu = gpt2_ ? gelu_kind_of(config_) : GeluKind::tanh_approx;
-  for (size_t l = 0; l < blocks_.size(); ++l) {
-    const Block& b = blocks_[l];
-    norm(ctx, b.norm1_w, b.norm1_b, resid, h, rows);
-    attn_scratch_.reset();
+  for (int64_t l = 0; l < model_.num_layers(); ++l) {
+    block_scratch_.reset();
     CachedAttentionArgs a;
-    a.x = h;
-    a.y = branch;
-    a.k_cache = cache_.k(int64_t(l));
-    a.v_cache = cache_.v(int64_t(l));
+    a.k_cache = cache_.k(l);
+    a.v_cache = cache_.v(l);
     a.positions = positions_;
     a.key_lengths = key_lengths_;
     a.keys = keys;
     a.query_offset = query_offset;
-    a.scratch = &attn_scratch_;
-    model_.attention(int64_t(l)).forward_cached(ctx, a);
-    residual_forward(ctx, {mid, resid, branch});
-
-    norm(ctx, b.norm2_w, b.norm2_b, mid, h, rows);
-    const Tensor pre = as(pre_, {B_, T, I_}), act = as(act_, {B_, T, I_});
-    b.in.forward(ctx, h, pre);
-    if (gpt2_) {
-      gelu_forward(ctx, {act, pre, gelu});
-    } else {
-      const Tensor up = as(up_out_, {B_, T, I_});
-      b.up.forward(ctx, h, up);
-      SwigluArgs s;
-      s.h = as(act_, {rows, I_});
-      s.gate = as(pre_, {rows, I_});
-      s.up = as(up_out_, {rows, I_});
-      swiglu_forward(ctx, s);
-    }
-    b.out.forward(ctx, act, branch);
-    residual_forward(ctx, {resid, mid, branch});
+    model_.block(l).forward_cached(ctx, resid, resid, a, block_scratch_);
   }
 }
 
 Tensor CachedForward::head(Ctx& ctx, const Tensor& last_rows) {
-  norm(ctx, final_w_, final_b_, last_rows, last_norm_, B_);
-  head_.forward(ctx, last_norm_, logits_);
+  block_scratch_.reset();
+  model_.final_norm().forward_inference(ctx, last_rows, last_norm_, block_scratch_);
+  model_.head().logits_rows(ctx, last_norm_, logits_, block_scratch_);
   return logits_;
 }
 

@@ -7,13 +7,14 @@
 //   decode(tokens)    one token per sequence at position = the sequence's current length (each row
 //                     its own); its key and value go into that slot; returns its logits, [B, V].
 //
-// Same arithmetic as Model::forward in eval mode (no dropout) on the same parameters: embedding
-// (+ GPT-2's learned positions), each block's norm → attention → residual → norm → MLP → residual,
-// final norm, LM head. The attention layer runs its KV-cache path (AttentionLayer::forward_cached,
-// which a variant must implement to be used here). Differences that make it cheap: nothing is
+// Same arithmetic as Model::forward in eval mode (no dropout) on the same parameters, through the
+// model's own blocks (DecoderBlock::forward_cached: norm → attention → residual → norm → MLP →
+// residual), so no second block forward exists to keep in step: embedding (+ GPT-2's learned
+// positions), the blocks, final norm, LM head. The attention layer runs its KV-cache path
+// (AttentionLayer::forward_cached, which a variant must implement to be used here). Differences that make it cheap: nothing is
 // kept for a backward, the LM head runs on the B last rows only (never [B, T, V]), and a decode
-// step costs one token per sequence. The head uses the V real rows of a padded weight (Model's
-// padded vocabulary): the logits are [B, V], so no sampler can pick a padding id. Padded rows of
+// step costs one token per sequence. The head is the model's own (the head slot,
+// OutputHead::logits_rows): the logits are [B, V], so no sampler can pick a padding id. Padded rows of
 // a prefill compute values nobody reads; their keys sit beyond the row's length and are masked
 // until a decode step overwrites them.
 //
@@ -51,17 +52,11 @@ class CachedForward {
   int64_t max_prompt() const { return max_prompt_; }
   int64_t max_length() const { return cache_.capacity(); }
   // Bytes of the buffers arena and of the attention scratch (the cache is cache().bytes()).
-  size_t buffer_bytes() const { return buffers_.capacity() + attn_scratch_.capacity(); }
+  size_t buffer_bytes() const { return buffers_.capacity() + block_scratch_.capacity(); }
 
  private:
-  struct Block {
-    Param *norm1_w = nullptr, *norm1_b = nullptr, *norm2_w = nullptr, *norm2_b = nullptr;
-    Linear in, up, out;  // GPT-2: c_fc, -, c_proj. Qwen: gate_proj, up_proj, down_proj
-  };
-  struct Buffers;
   // Carves the buffers from `arena`, or (arena null) adds up their bytes.
   void carve(Arena* arena, size_t* bytes);
-  void norm(Ctx& ctx, Param* w, Param* b, const Tensor& x, const Tensor& y, int64_t rows);
   // Runs T tokens per row (ids/positions/key lengths already uploaded) through every block;
   // leaves the last block's output in resid_.
   void run_blocks(Ctx& ctx, int64_t T, int64_t keys, int64_t query_offset);
@@ -72,22 +67,17 @@ class CachedForward {
   ModelConfig config_;
   DType dt_;
   bool gpt2_ = false;
-  int64_t B_ = 0, max_prompt_ = 0, D_ = 0, I_ = 0, V_ = 0;
-  std::vector<Block> blocks_;
-  Param *final_w_ = nullptr, *final_b_ = nullptr;
+  int64_t B_ = 0, max_prompt_ = 0, D_ = 0, V_ = 0;
   Param *wte_ = nullptr, *wpe_ = nullptr;
-  Linear head_;
 
   KvCache cache_;
-  Arena buffers_, attn_scratch_;
+  Arena buffers_, block_scratch_;
   // i32 inputs of one call, uploaded together: ids [B, T], positions [B, T], key lengths [B],
   // last-row indices [B] (prefill: b·T + length − 1).
   std::vector<int32_t> host_inputs_;
   Tensor inputs_;
   Tensor ids_, positions_, key_lengths_, last_rows_;
-  Tensor resid_, mid_, h_, branch_, pos_emb_;  // [B·max_prompt, D]
-  Tensor stat1_, stat2_;                       // norm statistics [B·max_prompt] acc
-  Tensor pre_, act_, up_out_;                  // MLP [B·max_prompt, I]
+  Tensor resid_, mid_, branch_;                // [B·max_prompt, D] (mid, branch: GPT-2's embedding sum)
   Tensor last_, last_norm_, logits_;           // [B, D], [B, D], [B, V]
 };
 

@@ -1,6 +1,9 @@
 #include "core/models/decoder_block.h"
 
+#include <algorithm>
+
 #include "core/nvtx.h"
+#include "core/probes.h"
 #include "core/ops/residual.h"
 
 namespace attnlab {
@@ -15,7 +18,7 @@ GeluKind gelu_kind_of(const ModelConfig& c) {
 
 DecoderBlock::DecoderBlock(const ModelConfig& c, int64_t layer, const std::string& prefix, ParamStore& ps,
                            double residual_dropout)
-    : name_(prefix), width_(c.hidden_size) {
+    : name_(prefix), layer_(layer), width_(c.hidden_size) {
   const int64_t D = c.hidden_size, I = c.intermediate_size;
   const bool gpt2 = c.arch == ModelArch::gpt2;
   if (gpt2) {
@@ -82,6 +85,40 @@ void DecoderBlock::forward(Ctx& ctx, const Tensor& x, const Tensor& out) {
   mlp_.forward(ctx, h2_, branch_);
   mlp_drop_.forward(ctx, branch_);
   residual_forward(ctx, {out, mid_, branch_});
+  if (ctx.probes && ctx.probes->wants(layer_, "hidden")) ctx.probes->take_activation(ctx, layer_, "hidden", out);
+}
+
+size_t DecoderBlock::cached_scratch_bytes(DType dt, int64_t B, int64_t T, int64_t S) const {
+  const int64_t rows = B * T;
+  const size_t act = Arena::aligned(size_t(rows * width_) * dtype_size(dt));
+  const size_t norms = std::max(norm1_.inference_bytes(dt, rows), norm2_.inference_bytes(dt, rows));
+  const size_t branch = std::max(attn_->cached_scratch_bytes(dt, B, T, S), mlp_.inference_bytes(dt, rows));
+  return 3 * act + norms + branch;
+}
+
+void DecoderBlock::forward_cached(Ctx& ctx, const Tensor& x, const Tensor& out, CachedAttentionArgs a, Arena& scratch) {
+  NVTX_RANGE(ctx, name_.forward.c_str());
+  const int64_t B = x.dim(0), T = x.dim(1);
+  const DType dt = x.dtype;
+  Tensor h = scratch.alloc(dt, {B, T, width_}, "block.inference_norm_out");
+  Tensor mid = scratch.alloc(dt, {B, T, width_}, "block.inference_mid");
+  Tensor branch = scratch.alloc(dt, {B, T, width_}, "block.inference_branch");
+  // The norms' statistics and the sub-layers' buffers live above this mark, one sub-layer at a time.
+  const size_t mark = scratch.used();
+  norm1_.forward_inference(ctx, x, h, scratch);
+  scratch.rewind(mark);
+  a.x = h;
+  a.y = branch;
+  a.scratch = &scratch;
+  attn_->forward_cached(ctx, a);
+  scratch.rewind(mark);
+  residual_forward(ctx, {mid, x, branch});
+  norm2_.forward_inference(ctx, mid, h, scratch);
+  scratch.rewind(mark);
+  mlp_.forward_inference(ctx, h, branch, scratch);
+  scratch.rewind(mark);
+  residual_forward(ctx, {out, mid, branch});
+  if (ctx.probes && ctx.probes->wants(layer_, "hidden")) ctx.probes->take_activation(ctx, layer_, "hidden", out);
 }
 
 void DecoderBlock::backward(Ctx& ctx, const Tensor& x, const Tensor& dres) {

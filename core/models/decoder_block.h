@@ -33,12 +33,22 @@ class DecoderBlock {
   void forward(Ctx& ctx, const Tensor& x, const Tensor& out);
   void backward(Ctx& ctx, const Tensor& x, const Tensor& dres);
 
+  // KV-cache inference (generation) through the same layers: x [B, T, D] in, out [B, T, D]
+  // (may alias x); `attn` carries the cache, positions and key lengths of the call (its x, y and
+  // scratch are set here). Every buffer comes from `scratch` (reset by the caller per block), sized
+  // by cached_scratch_bytes; nothing is saved, dropout is off.
+  void forward_cached(Ctx& ctx, const Tensor& x, const Tensor& out, CachedAttentionArgs attn, Arena& scratch);
+  size_t cached_scratch_bytes(DType dt, int64_t B, int64_t T, int64_t S) const;
+
   void set_training(bool training);
   AttentionLayer& attention() { return *attn_; }
+  const AttentionLayer& attention() const { return *attn_; }
+  int64_t index() const { return layer_; }
   const std::string& name() const { return name_.name; }
 
  private:
   LayerName name_;
+  int64_t layer_ = 0;
   int64_t width_ = 0;  // D
   Norm norm1_, norm2_;
   std::unique_ptr<AttentionLayer> attn_;

@@ -87,12 +87,12 @@ Model::Model(const ModelConfig& config, const ModelOptions& options, const Ctx& 
   } else {
     final_norm_ = Norm::rms_norm("model.norm", &params_.add("model.norm.weight", {D}), c.norm_eps);
   }
-  // Tied: the head multiplies by the token embedding; checkpoints then hold that tensor once.
-  Param* head_weight = c.tie_word_embeddings ? embedding_.tokens() : add_vocab_table("lm_head.weight");
-  head_ = LmHead("lm_head", head_weight);
+  static const nlohmann::ordered_json no_options;
+  const auto& head_opts = c.attnlab.is_object() && c.attnlab.contains("head") ? c.attnlab["head"] : no_options;
+  head_ = make_output_head({c, params_, embedding_.tokens(), add_vocab_table, head_opts});
 
   AttentionModelRefs refs;
-  refs.lm_head_weight = head_weight;
+  refs.lm_head_weight = head_->vocab_table();
   for (auto& b : blocks_) b->attention().bind_model(refs);
 
   params_.allocate(options_.device, options_.dtype);
@@ -129,7 +129,7 @@ void Model::plan_all(ActivationPlanner& p, const Ctx& ctx) {
   embedding_.plan(p, ctx, B_, T_);
   for (auto& b : blocks_) b->plan(p, ctx, dt, B_, T_);
   final_norm_.plan(p, ctx, dt, B_ * T_, D);
-  head_.plan(p, dt, B_, T_);
+  head_->plan(p, dt, B_, T_);
 }
 
 void Model::plan(Ctx& ctx, int64_t B, int64_t T) {
@@ -169,16 +169,16 @@ Tensor Model::forward(Ctx& ctx, const Tensor& ids, const Tensor& targets, double
   embedding_dropout_.forward(ctx, residual_[0]);
   for (size_t l = 0; l < blocks_.size(); ++l) blocks_[l]->forward(ctx, residual_[l], residual_[l + 1]);
   final_norm_.forward(ctx, residual_.back(), final_out_);
-  head_.forward(ctx, final_out_, targets, valid_count);
+  head_->forward(ctx, final_out_, targets, valid_count);
   have_loss_ = targets.defined();
-  return have_loss_ ? head_.loss() : Tensor();
+  return have_loss_ ? head_->loss() : Tensor();
 }
 
 void Model::backward(Ctx& ctx) {
   NVTX_RANGE(ctx, "model backward");
   CHECK(have_loss_, "backward needs a forward with targets since the last backward");
   have_loss_ = false;
-  head_.backward(ctx, final_out_, d_final_);
+  head_->backward(ctx, final_out_, d_final_);
   final_norm_.backward(ctx, d_final_, residual_.back(), d_residual_, false);
   for (size_t l = blocks_.size(); l-- > 0;) {
     blocks_[l]->backward(ctx, residual_[l], d_residual_);
@@ -190,7 +190,7 @@ void Model::backward(Ctx& ctx) {
 
 Tensor Model::padded_logits() const {
   CHECK(B_ > 0, "logits before plan(B, T)");
-  return head_.logits().view({B_, T_, padded_vocab()});
+  return head_->padded_logits().view({B_, T_, padded_vocab()});
 }
 
 std::vector<double> Model::logits_f64(Ctx& ctx) const {

@@ -34,7 +34,7 @@
 #include "core/layers/activations.h"
 #include "core/layers/dropout.h"
 #include "core/layers/embedding.h"
-#include "core/layers/lm_head.h"
+#include "core/layers/output_head.h"
 #include "core/layers/norm.h"
 #include "core/layers/param.h"
 #include "core/models/decoder_block.h"
@@ -97,18 +97,22 @@ class Model : public TrainableModel {
   void set_grad_ready_hook(GradReadyHook hook) override { grad_ready_ = std::move(hook); }
 
   int64_t vocab() const { return config_.vocab_size; }  // V: token ids are < V
-  int64_t padded_vocab() const { return head_.padded_vocab(); }  // Vp ≥ V: rows of the embedding / head
+  int64_t padded_vocab() const { return head_->padded_vocab(); }  // Vp ≥ V: rows of the embedding / head
 
   // [B, T, Vp], model dtype, valid between forward and backward. Columns ≥ V are padding (the
   // padding rows are zero, so they hold 0): not logits of any token. Use logits_f64 for [B, T, V].
   Tensor padded_logits() const override;
   // The logits [B, T, V] on the host (padding columns dropped), as doubles (exact for every dtype).
   std::vector<double> logits_f64(Ctx& ctx) const override;
-  const Tensor& loss() const { return head_.loss(); }
+  const Tensor& loss() const { return head_->loss(); }
 
   AttentionLayer& attention(int64_t layer) { return blocks_.at(size_t(layer))->attention(); }
+  DecoderBlock& block(int64_t layer) { return *blocks_.at(size_t(layer)); }
+  const Norm& final_norm() const { return final_norm_; }
   Param* token_embedding() const { return embedding_.tokens(); }
-  Param* lm_head_weight() const { return head_.weight(); }
+  Param* lm_head_weight() const { return head_->vocab_table(); }
+  // The head slot (core/layers/output_head.h): training, plain forward and generation all use it.
+  const OutputHead& head() const { return *head_; }
 
   // HF module prefixes of this architecture.
   std::string block_prefix(int64_t layer) const;
@@ -126,7 +130,7 @@ class Model : public TrainableModel {
   std::vector<const Param*> block_first_;  // each block's first registered parameter
   GradReadyHook grad_ready_;
   Norm final_norm_;
-  LmHead head_;
+  std::unique_ptr<OutputHead> head_;
   bool training_ = false;
 
   ActivationPlanner planner_;

@@ -1,10 +1,12 @@
 #include "core/models/scratch_decoder.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
 
 #include "core/io/safetensors.h"
+#include "core/layers/attention_shell.h"
 #include "core/layers/differential_attention.h"
 #include "core/memory.h"
 #include "core/nvtx.h"
@@ -15,6 +17,7 @@
 #include "core/ops/permute.h"
 #include "core/ops/residual.h"
 #include "core/ops/simple_rmsnorm.h"
+#include "core/probes.h"
 
 namespace attnlab {
 
@@ -87,123 +90,6 @@ class ScratchDecoder::ScratchNorm {
   Tensor den_;
 };
 
-// The standard attention of both presets (METHODS §3.4): q/k/v/o projections (biases: seed),
-// causal softmax attention, and in the seed preset a LayerNorm(D) after the output projection.
-class ScratchDecoder::Mha : public AttentionLayer {
- public:
-  Mha(const std::string& prefix, int64_t D, int64_t H, int64_t d, bool seed, ParamStore& ps) : name_(prefix), D_(D), H_(H), d_(d), seed_(seed) {
-    auto linear = [&](const char* nm, int64_t out, int64_t in) {
-      Param* w = &ps.add(prefix + "." + nm + ".weight", {out, in});
-      Param* b = seed ? &ps.add(prefix + "." + nm + ".bias", {out}) : nullptr;
-      return Linear(w, b);
-    };
-    q_ = linear("q_proj", H * d, D);
-    k_ = linear("k_proj", H * d, D);
-    v_ = linear("v_proj", H * d, D);
-    o_ = linear("out_proj", D, H * d);
-    if (seed) {
-      out_norm_ = LayerNorm(prefix + ".out_norm", &ps.add(prefix + ".out_norm.weight", {D}),
-                            &ps.add(prefix + ".out_norm.bias", {D}), 1e-5);
-    }
-    spec_.Hq = spec_.Hkv = H;
-    spec_.d = d;
-    spec_.causal = true;
-  }
-  const std::string& name() const override { return name_.name; }
-  void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t B, int64_t T) override {
-    B_ = B;
-    T_ = T;
-    const std::string& n = name_.name;
-    q_hf_ = p.saved(dt, {B, H_, T, d_}, n + ".q");
-    k_hf_ = p.saved(dt, {B, H_, T, d_}, n + ".k");
-    v_hf_ = p.saved(dt, {B, H_, T, d_}, n + ".v");
-    probs_ = p.saved(dt, {B, H_, T, T}, n + ".probs");
-    lse_ = p.saved(acc_dtype(dt), {B, H_, T}, n + ".lse");
-    merged_ = p.saved(dt, {B, T, H_ * d_}, n + ".merged");
-    if (seed_) {
-      lin_out_ = p.saved(dt, {B, T, D_}, n + ".lin_out");
-      out_norm_.plan(p, ctx, dt, B * T, D_);
-    }
-    tok_ = p.scratch("smha.tok", dt, {B, T, std::max(H_ * d_, D_)});
-    hf_ = p.scratch("smha.hf", dt, {B, H_, T, d_});
-    d_merged_ = p.scratch("smha.d_merged", dt, {B, T, H_ * d_});
-    dq_ = p.scratch("smha.dq", dt, {B, H_, T, d_});
-    dk_ = p.scratch("smha.dk", dt, {B, H_, T, d_});
-    dv_ = p.scratch("smha.dv", dt, {B, H_, T, d_});
-    const size_t ws = std::max(attention_workspace_bytes(spec_, B, T, T, dt, false, false),
-                               attention_workspace_bytes(spec_, B, T, T, dt, true, false));
-    workspace_ = p.scratch_bytes("smha.workspace", ws);
-  }
-  void forward(Ctx& ctx, const Tensor& x, const Tensor& y) override {
-    Tensor tok(tok_.data, tok_.dtype, tok_.device, {B_, T_, H_, d_}, tok_.name);
-    for (auto [proj, dst] : {std::pair{&q_, &q_hf_}, {&k_, &k_hf_}, {&v_, &v_hf_}}) {
-      proj->forward(ctx, x, tok.view({B_, T_, H_ * d_}));
-      permute_forward(ctx, {*dst, tok});
-    }
-    AttentionArgs a;
-    a.spec = spec_;
-    a.q = q_hf_;
-    a.k = k_hf_;
-    a.v = v_hf_;
-    a.out = hf_;
-    a.probs = probs_;
-    a.lse = lse_;
-    a.workspace = workspace_;
-    a.captures.rows = capture_rows_;
-    a.captures.probs = capture_probs_;
-    attention_forward(ctx, a);
-    permute_forward(ctx, {merged_.view({B_, T_, H_, d_}), hf_});
-    if (!seed_) return o_.forward(ctx, merged_, y);
-    o_.forward(ctx, merged_, lin_out_);
-    out_norm_.forward(ctx, lin_out_, y);
-  }
-  void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx) override {
-    Tensor d_lin = dy;
-    if (seed_) {
-      d_lin = Tensor(tok_.data, tok_.dtype, tok_.device, {B_, T_, D_}, tok_.name);
-      out_norm_.backward(ctx, dy, lin_out_, d_lin, false);
-    }
-    o_.backward(ctx, d_lin, merged_, d_merged_, false);
-    permute_backward(ctx, {hf_, d_merged_.view({B_, T_, H_, d_})});
-    AttentionBackwardArgs a;
-    a.spec = spec_;
-    a.q = q_hf_;
-    a.k = k_hf_;
-    a.v = v_hf_;
-    a.probs = probs_;
-    a.lse = lse_;
-    a.dout = hf_;
-    a.dq = dq_;
-    a.dk = dk_;
-    a.dv = dv_;
-    a.workspace = workspace_;
-    attention_backward(ctx, a);
-    Tensor tok(tok_.data, tok_.dtype, tok_.device, {B_, T_, H_, d_}, tok_.name);
-    bool first = true;
-    for (auto [proj, src] : {std::pair{&q_, &dq_}, {&k_, &dk_}, {&v_, &dv_}}) {
-      permute_backward(ctx, {tok, *src});
-      proj->backward(ctx, tok.view({B_, T_, H_ * d_}), x, dx, !first);
-      first = false;
-    }
-  }
-  void set_probability_capture(const Tensor& rows, const Tensor& probs) {
-    capture_rows_ = rows;
-    capture_probs_ = probs;
-  }
-
- private:
-  Tensor capture_rows_, capture_probs_;
-  LayerName name_;
-  int64_t D_, H_, d_;
-  bool seed_;
-  Linear q_, k_, v_, o_;
-  LayerNorm out_norm_;
-  AttentionSpec spec_;
-  int64_t B_ = 0, T_ = 0;
-  Tensor q_hf_, k_hf_, v_hf_, probs_, lse_, merged_, lin_out_;
-  Tensor tok_, hf_, d_merged_, dq_, dk_, dv_, workspace_;
-};
-
 class ScratchDecoder::Block {
  public:
   Block(const ScratchDecoderConfig& c, const ModelConfig& layer_config, int64_t layer, ParamStore& ps) {
@@ -226,11 +112,7 @@ class ScratchDecoder::Block {
       auto [w2, b2] = norm_params("ffn_norm");
       n2_ = std::make_unique<ScratchNorm>(kind, p + ".ffn_norm", w2, b2);
     }
-    if (c.differential) {
-      attn_ = make_attention_layer({layer_config, layer, p + ".attn", ps, attention_options(layer_config)});
-    } else {
-      attn_ = std::make_unique<Mha>(p + ".attn", c.hidden, c.heads, c.head_dim, seed, ps);
-    }
+    attn_ = make_attention_layer({layer_config, layer, p + ".attn", ps, attention_options(layer_config)});
     fc_ = Linear(&ps.add(p + ".ffn.fc.weight", {c.ffn, c.hidden}), &ps.add(p + ".ffn.fc.bias", {c.ffn}));
     proj_ = Linear(&ps.add(p + ".ffn.proj.weight", {c.hidden, c.ffn}), &ps.add(p + ".ffn.proj.bias", {c.hidden}));
     drop_ = Dropout(p + ".ffn.drop", c.dropout);
@@ -312,7 +194,16 @@ ScratchDecoder::ScratchDecoder(const ScratchDecoderConfig& config, const ModelOp
   layer_config_.rope_theta = 0;  // learned positions: the attention layers rotate nothing
   layer_config_.source = seed ? "init:decoder_seed" : "init:decoder_paper";
   layer_config_.attnlab = nlohmann::ordered_json::object();
-  layer_config_.attnlab["attention"] = {{"variant", "differential"}, {"preset", seed ? "seed" : "paper"}};
+  // Both attentions are variants on the attention shell; the baseline's projections follow the
+  // preset's names and biases (METHODS §3.4).
+  AttentionOptions opts = c.attention;
+  opts.variant = c.differential ? "differential" : "standard";
+  opts.preset = c.differential ? (seed ? "seed" : "paper") : "paper";
+  opts.scratch = c.differential ? "" : (seed ? "seed" : "paper");
+  if (!c.differential) opts.lambda_init.reset();
+  layer_config_.attnlab["attention"] = attention_options_to_json(opts);
+  // to_json leaves out defaults; the variant key is what make_attention_layer reads.
+  layer_config_.attnlab["attention"]["variant"] = opts.variant;
 
   tok_emb_ = &params_.add("tok_emb.weight", {V, D});
   pos_emb_ = &params_.add("pos_emb.weight", {c.context, D});
@@ -484,39 +375,43 @@ std::vector<std::vector<double>> ScratchDecoder::attention_rows(Ctx& ctx, const 
   CHECK(layer >= 0 && layer < config_.layers, "attention_rows: layer ", layer, " of ", config_.layers);
   for (int32_t r : rows) CHECK(r >= 0 && r < T, "attention_rows: row ", r, " outside the ", T, " tokens");
   if (B_ != 1 || T_ != T) plan(ctx, 1, T);
-  const DType acc = acc_dtype(options_.dtype);
-  AttentionLayer& a = attention(layer);
-  auto* diff = dynamic_cast<DifferentialAttention*>(&a);
-  auto* mha = dynamic_cast<Mha*>(&a);
-  CHECK(diff || mha, "attention_rows: layer ", layer, " has an attention layer without probability captures");
-  const int64_t H = diff ? diff->heads() : config_.heads;
-  Buffer row_buf(options_.device, DType::i32, {n}, "capture.rows");
-  Buffer probs(options_.device, acc, {1, H, n, T}, "capture.probs");
+  const auto* shell = dynamic_cast<const AttentionShell*>(&attention(layer));
+  CHECK(shell, "attention_rows: layer ", layer, " is not an attention-shell layer (no probes)");
+  const int64_t H = shell->layout().out_heads;
+  ProbeSink sink;
+  ProbeRequest req;
+  req.layers = {layer};
+  req.rows = rows;
+  req.probs = true;
+  sink.add(req);
+  std::vector<double> id_values(ids.begin(), ids.end());
   Buffer id_buf(options_.device, DType::i32, {1, T}, "capture.ids");
-  {
-    std::vector<double> r(rows.begin(), rows.end()), i(ids.begin(), ids.end());
-    from_host_f64(ctx, row_buf.t(), r);
-    from_host_f64(ctx, id_buf.t(), i);
-  }
-  if (diff) diff->set_probability_capture(row_buf.t(), probs.t());
-  else mha->set_probability_capture(row_buf.t(), probs.t());
+  from_host_f64(ctx, id_buf.t(), id_values);
+  ProbeSink* before = ctx.probes;
+  ctx.probes = &sink;
   try {
     forward(ctx, id_buf.t(), Tensor(), 0);
   } catch (...) {
-    if (diff) diff->set_probability_capture(Tensor(), Tensor());
-    else mha->set_probability_capture(Tensor(), Tensor());
+    ctx.probes = before;
     throw;
   }
-  if (diff) diff->set_probability_capture(Tensor(), Tensor());
-  else mha->set_probability_capture(Tensor(), Tensor());
-  const std::vector<double> p = to_host_f64(ctx, probs.t());
+  ctx.probes = before;
+  const auto taken = sink.find("probs", layer);
+  CHECK(taken.size() == 1, "attention_rows: layer ", layer, " captured ", taken.size(), " probability maps, expected 1");
+  // The sink captures the sorted, distinct rows; map each asked row to its slot.
+  std::vector<int32_t> sorted(rows.begin(), rows.end());
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  const int64_t m = int64_t(sorted.size());
+  const std::vector<double>& p = taken[0]->values;
   std::vector<std::vector<double>> out(size_t(n), std::vector<double>(size_t(T), 0.0));
-  for (int64_t h = 0; h < H; ++h)
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t j = 0; j < T; ++j) out[size_t(r)][size_t(j)] += p[size_t((h * n + r) * T + j)] / double(H);
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t slot = std::lower_bound(sorted.begin(), sorted.end(), rows[size_t(r)]) - sorted.begin();
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t j = 0; j < T; ++j) out[size_t(r)][size_t(j)] += p[size_t((h * m + slot) * T + j)] / double(H);
+  }
   return out;
 }
-
 int64_t ScratchDecoder::padded_vocab() const { return output_.out_features(); }
 
 Tensor ScratchDecoder::padded_logits() const {
@@ -583,7 +478,7 @@ void save_scratch_decoder(const ScratchDecoder& m, Ctx& ctx, const std::string& 
     tensors.push_back({p.name, t});
   }
   const ScratchDecoderConfig& c = m.config();
-  const std::map<std::string, std::string> meta = {
+  std::map<std::string, std::string> meta = {
       {"attnlab.model", "scratch_decoder"},
       {"preset", c.preset == ScratchDecoderConfig::Preset::seed ? "seed" : "paper"},
       {"attention", c.differential ? "differential" : "standard"},
@@ -592,6 +487,9 @@ void save_scratch_decoder(const ScratchDecoder& m, Ctx& ctx, const std::string& 
       {"head_dim", std::to_string(c.head_dim)}, {"ffn", std::to_string(c.ffn)},
       {"context", std::to_string(c.context)}, {"pad_id", std::to_string(c.pad_id)},
       {"dropout", std::to_string(c.dropout)}};
+  // The other attention options (norm, controller, ...) as config.json's attnlab block would hold them.
+  const nlohmann::ordered_json options = attention_options_to_json(c.attention);
+  if (!options.empty()) meta["attention_options"] = options.dump();
   write_safetensors(path, tensors, meta);
 }
 
@@ -620,6 +518,12 @@ ScratchDecoderConfig read_scratch_decoder_config(const std::string& path) {
   c.context = std::stoll(get("context"));
   c.pad_id = std::stoll(get("pad_id"));
   c.dropout = std::stod(get("dropout"));
+  if (auto it = meta.find("attention_options"); it != meta.end()) {
+    const auto j = nlohmann::ordered_json::parse(it->second, nullptr, false);
+    CHECK(!j.is_discarded(), "'", path, "': metadata attention_options is not JSON");
+    c.attention = attention_options_from_json(j, path);
+  }
+  c.attention.preset = c.preset == ScratchDecoderConfig::Preset::seed ? "seed" : "paper";
   return c;
 }
 

@@ -38,6 +38,8 @@ struct ScratchDecoderConfig {
   int64_t vocab_size = 50257, hidden = 512, layers = 4, heads = 8, head_dim = 64, ffn = 2048, context = 512;
   int64_t pad_id = 50256;
   double dropout = 0.1;
+  // The attention options (norm, controller, lambda_init, ...); variant and preset above win.
+  AttentionOptions attention;
 };
 
 // "paper" / "seed" (throws otherwise).
@@ -85,7 +87,6 @@ class ScratchDecoder : public TrainableModel {
 
   class Block;
   class ScratchNorm;
-  class Mha;
 
  private:
   void plan_all(ActivationPlanner& p, const Ctx& ctx);

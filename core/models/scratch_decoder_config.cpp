@@ -14,13 +14,13 @@ ScratchDecoderConfig scratch_decoder_config(const config::ModelSetupConfig& m) {
         "init:decoder_seed");
   ScratchDecoderConfig c;
   c.preset = m.init_arch() == "decoder_seed" ? ScratchDecoderConfig::Preset::seed : ScratchDecoderConfig::Preset::paper;
-  switch (m.attention.variant) {
-    case config::AttentionVariant::standard: c.differential = false; break;
-    case config::AttentionVariant::differential: c.differential = true; break;
-    default: FAIL_WITH("model.from ", m.from, ": model.attention.variant must be standard or differential");
-  }
-  CHECK(m.attention.norm == config::AttentionNorm::softmax && m.attention.controller == config::ScoreController::none,
-        "model.from ", m.from, ": the from-scratch decoders run softmax attention without controllers");
+  CHECK(m.attention.variant == "standard" || m.attention.variant == "differential", "model.from ", m.from,
+        ": model.attention.variant must be standard or differential, got ", m.attention.variant);
+  c.differential = m.attention.variant == "differential";
+  // Every other attention option (norm, controller, lambda_init, impl) goes to the layers as given;
+  // the preset and the baseline's layout follow the architecture.
+  c.attention = m.attention;
+  c.attention.preset = c.preset == ScratchDecoderConfig::Preset::seed ? "seed" : "paper";
   bool head_dim_given = false;
   for (const auto& [key, text] : m.arch) {
     const auto v = nlohmann::json::parse(text, nullptr, false);

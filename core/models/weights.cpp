@@ -8,7 +8,9 @@
 #include <set>
 #include <sstream>
 
+#include "core/config/attention_options.h"
 #include "core/io/safetensors.h"
+#include "core/log.h"
 #include "core/memory.h"
 #include "core/rng.h"
 
@@ -122,7 +124,7 @@ void load_weights(Model& model, Ctx& ctx, const std::string& folder) {
     std::set<std::string> expected;
     for (const Param& p : model.params()) {
       expected.insert(names.file_name(p.name));
-      if (!cf.owner.count(names.file_name(p.name))) missing.push_back(names.file_name(p.name));
+      if (!cf.owner.count(names.file_name(p.name)) && !p.init.added) missing.push_back(names.file_name(p.name));
     }
     for (const auto& [name, path] : cf.owner)
       if (!expected.count(name) && !ignorable(model, name)) unexpected.push_back(name);
@@ -136,10 +138,17 @@ void load_weights(Model& model, Ctx& ctx, const std::string& folder) {
     }
   }
 
+  // Parameters a variant, controller or head added (ParamInit::added) that the checkpoint lacks:
+  // initialised by their declared rule below instead of read.
+  std::set<std::string> absent;
+  for (const Param& p : model.params())
+    if (p.init.added && !file_has(names.file_name(p.name))) absent.insert(p.name);
+
   // Per file: the parameters it must hold (checkpoint shapes) plus the ignorable tensors it holds.
   for (SafetensorsFile& f : files) {
     std::vector<ExpectedTensor> required;
     for (const Param& p : model.params()) {
+      if (absent.count(p.name)) continue;
       const std::string n = names.file_name(p.name);
       if (cf.index_path.empty() || cf.owner.at(n) == f.path()) required.push_back({n, p.stored_shape()});
     }
@@ -150,7 +159,13 @@ void load_weights(Model& model, Ctx& ctx, const std::string& folder) {
 
   // Values: read (converting dtype) into a CPU staging tensor, transpose Conv1D weights, copy over.
   const DType dt = model.dtype();
+  std::vector<std::string> initialised;
   for (Param& p : model.params()) {
+    if (absent.count(p.name)) {
+      init_param(p, model.config(), ctx, 0, 0);
+      initialised.push_back(p.name + " (" + param_init_name(p.init) + ")");
+      continue;
+    }
     const std::string n = names.file_name(p.name);
     const SafetensorsFile* src = &files[0];
     if (!cf.index_path.empty())
@@ -175,10 +190,34 @@ void load_weights(Model& model, Ctx& ctx, const std::string& folder) {
     copy_tensor(ctx, dst, host);
   }
   model.params().zero_padding(ctx);
+  if (!initialised.empty())
+    log_info("loaded '", folder, "'; ", initialised.size(), " parameter(s) the checkpoint lacks were initialised by ",
+             "their module's rule: ", list_names(initialised));
 }
 
-std::unique_ptr<Model> load_model(const std::string& folder, const ModelOptions& options, Ctx& ctx) {
-  ModelConfig config = load_hf_config((fs::path(folder) / "config.json").string());
+ModelConfig model_config_with_attention(const std::string& folder, const std::vector<std::string>& attention) {
+  const std::string path = (fs::path(folder) / "config.json").string();
+  ModelConfig config = load_hf_config(path);
+  if (attention.empty()) return config;
+  ojson json = config.raw;
+  ojson& block = json["attnlab"]["attention"];
+  if (!block.is_object()) block = ojson::object();
+  for (const std::string& kv : attention) {
+    const size_t eq = kv.find('=');
+    INPUT_CHECK(eq != std::string::npos && eq > 0, "attention option '", kv,
+                "' is not key=value (e.g. norm=linear, controller=temperature, variant=differential)");
+    const std::string key = kv.substr(0, eq), text = kv.substr(eq + 1);
+    const ojson value = ojson::parse(text, nullptr, false);
+    block[key] = value.is_discarded() || value.is_string() ? ojson(text) : value;
+  }
+  // Checked here with the table's words, before any layer is built.
+  attention_options_from_json(block, path + " with the attention options given");
+  return parse_hf_config(json.dump(), path + " with the attention options given");
+}
+
+std::unique_ptr<Model> load_model(const std::string& folder, const ModelOptions& options, Ctx& ctx,
+                                  const std::vector<std::string>& attention) {
+  ModelConfig config = model_config_with_attention(folder, attention);
   auto model = std::make_unique<Model>(config, options, ctx);
   load_weights(*model, ctx, folder);
   return model;
@@ -233,38 +272,56 @@ void save_model(const Model& model, Ctx& ctx, const std::string& folder, DType f
   save_hf_config((dir / "config.json").string(), c);
 }
 
-void init_weights(Model& model, Ctx& ctx, uint64_t seed) {
-  const ModelConfig& c = model.config();
-  double stddev = 0.02;
+namespace {
+
+double initializer_range(const ModelConfig& c) {
   if (c.raw.is_object() && c.raw.contains("initializer_range") && !c.raw["initializer_range"].is_null()) {
     CHECK(c.raw["initializer_range"].is_number(), "config '", c.source, "': initializer_range must be a number");
-    stddev = c.raw["initializer_range"].get<double>();
+    return c.raw["initializer_range"].get<double>();
   }
+  return 0.02;
+}
+
+}  // namespace
+
+void init_param(Param& p, const ModelConfig& c, Ctx& ctx, uint64_t seed, uint64_t base) {
   const auto ends_with = [](const std::string& s, const char* suffix) {
     const size_t n = std::strlen(suffix);
     return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
   };
+  // Draws for the real rows only, so a padded and an unpadded model get the same values.
+  const Tensor dst = p.unpadded(p.value);
+  std::vector<double> v(size_t(dst.numel()));
+  double s = 0;
+  switch (p.init.kind) {
+    case ParamInit::Kind::zeros: break;
+    case ParamInit::Kind::ones: std::fill(v.begin(), v.end(), 1.0); break;
+    case ParamInit::Kind::normal: s = p.init.stddev; break;
+    case ParamInit::Kind::model_default:
+      if (p.shape.size() == 1) {
+        // Biases 0, norm weights 1 (every 1-D parameter these architectures declare without a
+        // rule of its own is one or the other).
+        std::fill(v.begin(), v.end(), ends_with(p.name, ".bias") ? 0.0 : 1.0);
+      } else {
+        s = initializer_range(c);
+        if (c.arch == ModelArch::gpt2 && ends_with(p.name, "c_proj.weight")) s /= std::sqrt(2.0 * double(c.num_layers));
+      }
+  }
+  if (s > 0)
+    for (size_t i = 0; i < v.size(); ++i) {
+      // Box–Muller over two 24-bit uniforms; u1 is shifted off zero so the log is finite.
+      const double u1 = (double(philox_u32(seed, base, 2 * i) >> 8) + 0.5) / 16777216.0;
+      const double u2 = double(philox_u32(seed, base, 2 * i + 1) >> 8) / 16777216.0;
+      v[i] = s * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+    }
+  from_host_f64(ctx, dst, v);
+}
+
+void init_weights(Model& model, Ctx& ctx, uint64_t seed) {
   uint64_t offset = 0;  // Philox draws consumed so far: each tensor gets its own stretch of the stream
   for (Param& p : model.params()) {
-    // Draws for the real rows only, so a padded and an unpadded model get the same values.
-    const Tensor dst = p.unpadded(p.value);
-    std::vector<double> v(size_t(dst.numel()));
-    const uint64_t base = offset;
-    offset += 2 * uint64_t(dst.numel());
-    if (p.shape.size() == 1) {
-      // Biases 0, norm weights 1 (every 1-D parameter of these architectures is one or the other).
-      std::fill(v.begin(), v.end(), ends_with(p.name, ".bias") ? 0.0 : 1.0);
-    } else {
-      double s = stddev;
-      if (c.arch == ModelArch::gpt2 && ends_with(p.name, "c_proj.weight")) s /= std::sqrt(2.0 * double(c.num_layers));
-      for (size_t i = 0; i < v.size(); ++i) {
-        // Box–Muller over two 24-bit uniforms; u1 is shifted off zero so the log is finite.
-        const double u1 = (double(philox_u32(seed, base, 2 * i) >> 8) + 0.5) / 16777216.0;
-        const double u2 = double(philox_u32(seed, base, 2 * i + 1) >> 8) / 16777216.0;
-        v[i] = s * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
-      }
-    }
-    from_host_f64(ctx, dst, v);
+    init_param(p, model.config(), ctx, seed, offset);
+    offset += 2 * uint64_t(p.unpadded(p.value).numel());
   }
   model.params().zero_padding(ctx);
 }

@@ -16,14 +16,23 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/models/model.h"
 
 namespace attnlab {
 
-// Reads folder/config.json, builds the model and loads its weights.
-std::unique_ptr<Model> load_model(const std::string& folder, const ModelOptions& options, Ctx& ctx);
+// Reads folder/config.json, builds the model and loads its weights. `attention`: attention options
+// as key=value ("norm=linear", "controller=temperature", "variant=differential"; the table of
+// core/config/attention_options.h) set over the folder's attnlab block, so a pretrained folder runs
+// another normalisation, variant or controller; parameters they add are initialised by their rule.
+std::unique_ptr<Model> load_model(const std::string& folder, const ModelOptions& options, Ctx& ctx,
+                                  const std::vector<std::string>& attention = {});
+// The folder's config.json with `attention` key=value options applied (what load_model builds).
+ModelConfig model_config_with_attention(const std::string& folder, const std::vector<std::string>& attention);
 // Loads the weights of `folder` into an existing model (its config must match the files).
+// Parameters a variant, controller or head added (ParamInit::added) that the files lack are
+// initialised by their rule and listed in the log; any other missing tensor is an error.
 void load_weights(Model& model, Ctx& ctx, const std::string& folder);
 
 // Writes folder/config.json (torch_dtype set to the file dtype) and folder/model.safetensors
@@ -35,7 +44,11 @@ void save_model(const Model& model, Ctx& ctx, const std::string& folder);
 // HF initialisation, seeded (Philox normal draws, the same on every device and dtype):
 // matrices and embeddings ~ N(0, initializer_range²) (config.json, default 0.02); GPT-2's c_proj
 // weights (attention and MLP) N(0, (initializer_range / sqrt(2·L))²); norm weights 1; biases 0.
+// A parameter with its own rule (ParamInit: zeros, ones, N(0, σ²)) follows it instead, e.g.
+// differential attention's λ vectors N(0, 0.1²) (METHODS §3.2) and controllers' zero projections.
 void init_weights(Model& model, Ctx& ctx, uint64_t seed);
+// One parameter by its rule, drawing Philox stream positions [base, base + 2·numel).
+void init_param(Param& p, const ModelConfig& config, Ctx& ctx, uint64_t seed, uint64_t base);
 
 // The HF torch_dtype name of a dtype ("float32", "bfloat16", "float64").
 const char* torch_dtype_name(DType dt);

@@ -19,6 +19,24 @@ const char* attn_norm_name(AttnNorm n) {
   return "?";
 }
 
+const char* attention_backend_name(AttentionBackend b) {
+  switch (b) {
+    case AttentionBackend::materialized: return "materialized";
+    case AttentionBackend::fused: return "fused";
+  }
+  return "?";
+}
+
+std::string attention_backend_support(AttentionBackend backend, const AttentionSpec& spec, Device device, DType dt) {
+  switch (backend) {
+    case AttentionBackend::materialized:
+      return "";  // every spec, both devices, every compute dtype the device has
+    case AttentionBackend::fused:
+      return "the fused (flash-style) attention kernels are not built yet; use impl: materialized";
+  }
+  return "unknown attention backend";
+}
+
 double AttentionSpec::score_scale() const { return scale != 0 ? scale : 1.0 / std::sqrt(double(d)); }
 
 namespace {
@@ -45,14 +63,15 @@ void check_opt(const Tensor& t, DType dt, std::initializer_list<int64_t> dims, c
   if (t.defined()) check_t(t, dt, dims, what);
 }
 
-// Shape from Q, K, V and the probability map (whose last dim is S).
-AttnShape resolve(const AttentionSpec& s, const Tensor& q, const Tensor& k, const Tensor& v,
-                  const Tensor& probs, int64_t query_offset) {
+// Shape from Q, K, V and the key count.
+AttnShape resolve(const AttentionInputs& in) {
+  const AttentionSpec& s = in.spec;
+  const Tensor &q = in.q, &k = in.k, &v = in.v;
   check_spec(s);
-  CHECK(q.defined() && k.defined() && v.defined() && probs.defined(),
-        "attention: q, k, v and probs are required");
-  CHECK(q.ndim == 4 && k.ndim == 4 && v.ndim == 4 && probs.ndim == 4,
-        "attention: q, k, v and probs must be 4-d [B, H, rows, dim]");
+  const std::string why = attention_backend_support(in.backend, s, q.defined() ? q.device : Device::cpu, q.dtype);
+  CHECK(why.empty(), "attention: backend '", attention_backend_name(in.backend), "': ", why);
+  CHECK(q.defined() && k.defined() && v.defined(), "attention: q, k and v are required");
+  CHECK(q.ndim == 4 && k.ndim == 4 && v.ndim == 4, "attention: q, k and v must be 4-d [B, H, rows, dim]");
   AttnShape sh;
   sh.B = q.dim(0);
   sh.Hq = s.Hq;
@@ -60,7 +79,7 @@ AttnShape resolve(const AttentionSpec& s, const Tensor& q, const Tensor& k, cons
   sh.G = s.Hq / s.Hkv;
   sh.T = q.dim(2);
   sh.S_cap = k.dim(2);
-  sh.S = probs.dim(3);
+  sh.S = in.keys > 0 ? in.keys : sh.S_cap;
   sh.d = s.d;
   sh.dv = s.value_dim();
   sh.scale = s.score_scale();
@@ -68,27 +87,30 @@ AttnShape resolve(const AttentionSpec& s, const Tensor& q, const Tensor& k, cons
   check_t(q, dt, {sh.B, sh.Hq, sh.T, sh.d}, "q");
   check_t(k, dt, {sh.B, sh.Hkv, sh.S_cap, sh.d}, "k");
   check_t(v, dt, {sh.B, sh.Hkv, sh.S_cap, sh.dv}, "v");
-  check_t(probs, dt, {sh.B, sh.Hq, sh.T, sh.S}, "probs");
   CHECK(sh.B > 0 && sh.T > 0, "attention: B and T must be positive, got ", q.shape_str());
-  CHECK(sh.S >= 1 && sh.S <= sh.S_cap, "attention: S (last dim of probs, ", sh.S,
-        ") must lie in [1, S_cap = ", sh.S_cap, "]");
-  sh.offset = query_offset < 0 ? sh.S - sh.T : query_offset;
+  CHECK(sh.S >= 1 && sh.S <= sh.S_cap, "attention: keys (S = ", sh.S, ") must lie in [1, S_cap = ", sh.S_cap, "]");
+  sh.offset = in.query_offset < 0 ? sh.S - sh.T : in.query_offset;
   CHECK(sh.offset >= 0, "attention: the query offset resolves to ", sh.offset,
         " (S = ", sh.S, " < T = ", sh.T, "); pass query_offset explicitly");
   return sh;
 }
 
-void check_common(const AttentionSpec& s, const AttnShape& sh, DType dt, const Tensor& q2,
-                  const Tensor& k2, const Tensor& lambda, const Tensor& probs2,
-                  const Tensor& key_lengths, const Tensor& score_add, const Tensor& score_mul) {
+// The inputs and the saved maps (required: the backward reads them; optional in the forward).
+void check_common(const AttentionInputs& in, const AttentionSaved& saved, const AttnShape& sh, DType dt,
+                  bool maps_required) {
+  const AttentionSpec& s = in.spec;
+  const Tensor &q2 = in.q2, &k2 = in.k2, &lambda = in.lambda, &probs2 = saved.probs2;
+  const Tensor &key_lengths = in.key_lengths, &score_add = in.score_add, &score_mul = in.score_mul;
   const DType acc = acc_dtype(dt);
+  (maps_required ? check_t : check_opt)(saved.probs, dt, {sh.B, sh.Hq, sh.T, sh.S}, "probs");
   check_opt(key_lengths, DType::i32, {sh.B}, "key_lengths");
   check_opt(score_add, acc, {sh.B, sh.Hq, sh.T}, "score_add");
   check_opt(score_mul, acc, {sh.B, sh.Hq, sh.T}, "score_mul");
   if (s.differential) {
     check_t(q2, dt, {sh.B, sh.Hq, sh.T, sh.d}, "q2");
     check_t(k2, dt, {sh.B, sh.Hkv, sh.S_cap, sh.d}, "k2");
-    check_t(probs2, dt, {sh.B, sh.Hq, sh.T, sh.S}, "probs2");
+    (maps_required ? check_t : check_opt)(probs2, dt, {sh.B, sh.Hq, sh.T, sh.S}, "probs2");
+    CHECK(saved.probs.defined() == probs2.defined(), "attention: keep both differential maps or neither");
     CHECK(lambda.defined() && lambda.ndim == 1 && lambda.dtype == acc &&
               (lambda.dim(0) == 1 || lambda.dim(0) == sh.Hq),
           "attention: differential needs lambda as ", dtype_name(acc), " [1] or [Hq = ", sh.Hq,
@@ -120,7 +142,7 @@ void check_workspace(const Tensor& ws, const AttnWorkspace& lay, const char* pas
 }  // namespace
 
 AttnWorkspace attention_workspace_layout(const AttentionSpec& spec, const AttnShape& sh, DType dt,
-                                         bool backward, bool has_score_mul) {
+                                         bool backward, bool has_score_mul, bool maps_in_workspace) {
   AttnWorkspace w;
   w.map_bytes = align256(size_t(sh.map_elems()) * dtype_size(dt));
   if (!backward) w.nmaps = spec.differential ? 1 : 0;
@@ -129,25 +151,29 @@ AttnWorkspace attention_workspace_layout(const AttentionSpec& spec, const AttnSh
   w.partials_off = w.map_bytes * size_t(w.nmaps);
   w.total = w.partials_off;
   if (backward && spec.differential) w.total += align256(size_t(sh.rows()) * dtype_size(acc_dtype(dt)));
+  w.kept_maps_off = w.total;
+  if (!backward && maps_in_workspace) w.total += w.map_bytes * (spec.differential ? 2 : 1);
   return w;
 }
 
 size_t attention_workspace_bytes(const AttentionSpec& spec, int64_t B, int64_t T, int64_t S,
-                                 DType dt, bool backward, bool has_score_mul) {
+                                 DType dt, bool backward, bool has_score_mul, bool maps_in_workspace) {
   AttnShape sh;
   sh.B = B;
   sh.Hq = spec.Hq;
   sh.T = T;
   sh.S = S;
-  return attention_workspace_layout(spec, sh, dt, backward, has_score_mul).total;
+  return attention_workspace_layout(spec, sh, dt, backward, has_score_mul, maps_in_workspace).total;
 }
 
-void attention_forward(Ctx& ctx, const AttentionArgs& a) {
+void attention_forward(Ctx& ctx, const AttentionArgs& args) {
   NVTX_RANGE(ctx, "attention_forward");
-  const AttentionSpec& s = a.spec;
-  AttnShape sh = resolve(s, a.q, a.k, a.v, a.probs, a.query_offset);
-  const DType dt = a.q.dtype, acc = acc_dtype(dt);
-  check_common(s, sh, dt, a.q2, a.k2, a.lambda, a.probs2, a.key_lengths, a.score_add, a.score_mul);
+  const AttentionSpec& s = args.spec;
+  AttnShape sh = resolve(args);
+  const DType dt = args.q.dtype, acc = acc_dtype(dt);
+  check_common(args, args, sh, dt, false);
+  const bool maps_in_workspace = !args.probs.defined();
+  AttentionArgs a = args;
   check_t(a.out, dt, {sh.B, sh.Hq, sh.T, sh.dv}, "out");
   check_stats(s, sh, dt, a.lse, a.row_min, a.row_sum, false, "lse/row_min/row_sum");
   if (s.differential)
@@ -179,8 +205,15 @@ void attention_forward(Ctx& ctx, const AttentionArgs& a) {
     check_t(c.span_mass, acc, {sh.B, sh.Hq, sh.T, sh.nspans}, "captures.span_mass");
   }
 
-  AttnWorkspace lay = attention_workspace_layout(s, sh, dt, false, a.score_mul.defined());
+  AttnWorkspace lay = attention_workspace_layout(s, sh, dt, false, a.score_mul.defined(), maps_in_workspace);
   check_workspace(a.workspace, lay, "forward");
+  if (maps_in_workspace) {
+    // The caller keeps no map (no backward follows): the kernels write them into the workspace.
+    char* base = static_cast<char*>(a.workspace.data) + lay.kept_maps_off;
+    a.probs = Tensor(base, dt, ctx.device, {sh.B, sh.Hq, sh.T, sh.S}, "attention.probs(workspace)");
+    if (s.differential)
+      a.probs2 = Tensor(base + lay.map_bytes, dt, ctx.device, {sh.B, sh.Hq, sh.T, sh.S}, "attention.probs2(workspace)");
+  }
   check_device(ctx.device, {&a.q, &a.k, &a.v, &a.q2, &a.k2, &a.lambda, &a.key_lengths, &a.score_add,
                             &a.score_mul, &a.out, &a.probs, &a.probs2, &a.lse, &a.row_min, &a.row_sum,
                             &a.lse2, &a.row_min2, &a.row_sum2, &a.workspace});
@@ -193,9 +226,9 @@ void attention_forward(Ctx& ctx, const AttentionArgs& a) {
 void attention_backward(Ctx& ctx, const AttentionBackwardArgs& a) {
   NVTX_RANGE(ctx, "attention_backward");
   const AttentionSpec& s = a.spec;
-  AttnShape sh = resolve(s, a.q, a.k, a.v, a.probs, a.query_offset);
+  AttnShape sh = resolve(a);
   const DType dt = a.q.dtype, acc = acc_dtype(dt);
-  check_common(s, sh, dt, a.q2, a.k2, a.lambda, a.probs2, a.key_lengths, a.score_add, a.score_mul);
+  check_common(a, a, sh, dt, true);
   check_stats(s, sh, dt, a.lse, a.row_min, a.row_sum, true, "lse/row_min/row_sum");
   if (s.differential)
     check_stats(s, sh, dt, a.lse2, a.row_min2, a.row_sum2, true, "lse2/row_min2/row_sum2");

@@ -14,8 +14,8 @@
 // O = P·V; differential: A1, A2 from (Q, K) and (Q2, K2), P = A1 − λ_h·A2, O = P·V (one GEMM).
 //
 // Layout (row-major, contiguous): Q [B, Hq, T, d], K [B, Hkv, S_cap, d], V [B, Hkv, S_cap, dv],
-// O [B, Hq, T, dv], maps [B, Hq, T, S]. S (visible key positions this call) is the last dim of
-// the probability map; S ≤ S_cap (KV-cache capacity, used only for strides). GQA groups are
+// O [B, Hq, T, dv], maps [B, Hq, T, S]. S (key positions this call, AttentionInputs::keys) is the
+// last dim of the probability map; S ≤ S_cap (KV-cache capacity, used only for strides). GQA groups are
 // contiguous (METHODS P5): query head h uses kv head h / (Hq / Hkv).
 //
 // Dtypes: Q, K, V, O, maps, dQ/dK/dV/dQ2/dK2 and the workspace are the compute dtype T (CPU:
@@ -26,6 +26,7 @@
 //
 // Nothing is allocated: the caller passes a workspace of at least attention_workspace_bytes().
 #include <cstddef>
+#include <string>
 
 #include "core/ctx.h"
 
@@ -65,8 +66,21 @@ struct AttentionCaptures {
   // Fully masked rows report 0 for every statistic; n = 1 gives variance 0.
 };
 
-struct AttentionArgs {
+// The backend that runs the op. `materialized` (the only one built today) keeps [B, Hq, T, S]
+// maps; `fused` (flash-style, issue 19) will keep only row statistics. attention_backend_support()
+// is the support matrix: which spec, dtype and device each backend runs.
+enum class AttentionBackend : uint8_t { materialized, fused };
+const char* attention_backend_name(AttentionBackend b);
+// Empty when `backend` runs this spec on this device and dtype, else the reason it does not.
+std::string attention_backend_support(AttentionBackend backend, const AttentionSpec& spec, Device device,
+                                      DType dt);
+
+// What every pass reads. The backward's arguments extend the forward's (FlashAttention's habit):
+// one list of inputs, not two copies of it.
+struct AttentionInputs {
   AttentionSpec spec;
+  AttentionBackend backend = AttentionBackend::materialized;
+  int64_t keys = 0;    // S: key positions this call attends over (≤ S_cap = k.dim(2)); 0: S_cap
   Tensor q;            // in  T [B, Hq, T, d]
   Tensor k;            // in  T [B, Hkv, S_cap, d]
   Tensor v;            // in  T [B, Hkv, S_cap, dv]
@@ -77,27 +91,29 @@ struct AttentionArgs {
   int64_t query_offset = -1;  // query t is position t + offset among the keys; -1: S − T
   Tensor score_add;    // in  acc [B, Hq, T] per-row additive controller a (METHODS §4.3); optional
   Tensor score_mul;    // in  acc [B, Hq, T] per-row multiplicative controller τ; optional
+};
+
+// What the forward saves for the backward (outputs of the forward, inputs of the backward).
+struct AttentionSaved {
+  // T [B, Hq, T, S] P (differential: A1, and A2 in probs2). The materialized backward reads them;
+  // a forward that is not followed by a backward may leave them undefined: the maps then live in
+  // the workspace (size it with maps_in_workspace = true).
+  Tensor probs, probs2;
+  Tensor lse;          // acc [B, Hq, T] log Σ exp x (softmax, ramp)
+  Tensor row_min;      // i32 [B, Hq, T] first index of min x (linear, ramp; −1 if n = 0)
+  Tensor row_sum;      // acc [B, Hq, T] Z = Σ (x − m + 1) (linear, ramp; 0 if n = 0)
+  Tensor lse2, row_min2, row_sum2;  // the same for A2 (differential)
+};
+
+struct AttentionArgs : AttentionInputs, AttentionSaved {
   Tensor out;          // out T [B, Hq, T, dv]
-  Tensor probs;        // out T [B, Hq, T, S] P (differential: A1); saved for backward
-  Tensor probs2;       // out T [B, Hq, T, S] A2 (differential); saved for backward
-  Tensor lse;          // out acc [B, Hq, T] log Σ exp x (softmax, ramp); saved
-  Tensor row_min;      // out i32 [B, Hq, T] first index of min x (linear, ramp; −1 if n = 0); saved
-  Tensor row_sum;      // out acc [B, Hq, T] Z = Σ (x − m + 1) (linear, ramp; 0 if n = 0); saved
-  Tensor lse2, row_min2, row_sum2;  // out: the same for A2 (differential); saved
-  Tensor workspace;    // scratch, any dtype, ≥ attention_workspace_bytes(..., backward=false)
+  Tensor workspace;    // scratch, any dtype, ≥ attention_workspace_bytes(..., backward=false, ...)
   AttentionCaptures captures;
 };
 
 // dQ, dK, dV, dQ2, dK2 (T) and dscore_add, dscore_mul, dlambda (acc) are overwritten; an
 // undefined gradient tensor skips its work. dK/dK2/dV rows in [S, S_cap) are set to 0.
-struct AttentionBackwardArgs {
-  AttentionSpec spec;
-  Tensor q, k, v, q2, k2, lambda, key_lengths;  // in: as in the forward
-  int64_t query_offset = -1;
-  Tensor score_add, score_mul;                  // in: as in the forward
-  Tensor probs, probs2;                         // in: saved by the forward
-  Tensor lse, row_min, row_sum;                 // in: saved (what the normalisation uses)
-  Tensor lse2, row_min2, row_sum2;              // in: saved (differential)
+struct AttentionBackwardArgs : AttentionInputs, AttentionSaved {
   Tensor dout;         // in  T [B, Hq, T, dv]
   Tensor dq;           // out T [B, Hq, T, d]
   Tensor dk;           // out T [B, Hkv, S_cap, d]
@@ -114,8 +130,9 @@ struct AttentionBackwardArgs {
 // Bytes of scratch the forward (backward = false) or backward needs for this spec and shape,
 // for maps of dtype `dt`. ramp and the multiplicative controller recompute the scores in the
 // backward (one extra GEMM, one extra map) instead of keeping them alive from the forward.
+// maps_in_workspace (forward only): room for the probability maps the caller does not keep.
 size_t attention_workspace_bytes(const AttentionSpec& spec, int64_t B, int64_t T, int64_t S,
-                                 DType dt, bool backward, bool has_score_mul);
+                                 DType dt, bool backward, bool has_score_mul, bool maps_in_workspace = false);
 
 void attention_forward(Ctx& ctx, const AttentionArgs& a);
 void attention_backward(Ctx& ctx, const AttentionBackwardArgs& a);
@@ -135,10 +152,11 @@ struct AttnWorkspace {
   size_t map_bytes = 0;     // one [B, Hq, T, S] map of the compute dtype
   int nmaps = 0;            // maps used
   size_t partials_off = 0;  // acc [B, Hq, T] per-row dλ partials (differential backward)
+  size_t kept_maps_off = 0; // forward with maps_in_workspace: probs (and probs2) start here
   size_t total = 0;
 };
 AttnWorkspace attention_workspace_layout(const AttentionSpec& spec, const AttnShape& sh, DType dt,
-                                         bool backward, bool has_score_mul);
+                                         bool backward, bool has_score_mul, bool maps_in_workspace = false);
 // Whether the backward recomputes the scores (ramp needs both maps' parts; τ needs Sc for dτ).
 inline bool attention_backward_needs_scores(const AttentionSpec& s, bool has_score_mul) {
   return s.norm == AttnNorm::ramp || has_score_mul;

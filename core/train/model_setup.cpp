@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "core/io/reference_configs.h"
 #include "core/memory.h"
 #include "core/models/scratch_decoder.h"
 #include "core/models/scratch_decoder_config.h"
@@ -12,62 +13,7 @@ namespace attnlab::train {
 namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
 
-ojson reference_config_json(const std::string& arch) {
-  if (arch == "gpt2")
-    return ojson{{"architectures", {"GPT2LMHeadModel"}}, {"model_type", "gpt2"}, {"activation_function", "gelu_new"},
-                 {"attn_pdrop", 0.1}, {"embd_pdrop", 0.1}, {"resid_pdrop", 0.1}, {"initializer_range", 0.02},
-                 {"layer_norm_epsilon", 1e-5}, {"n_embd", 768}, {"n_head", 12}, {"n_layer", 12},
-                 {"n_positions", 1024}, {"n_ctx", 1024}, {"n_inner", nullptr}, {"vocab_size", 50257},
-                 {"bos_token_id", 50256}, {"eos_token_id", 50256}, {"tie_word_embeddings", true}};
-  if (arch == "qwen2")
-    return ojson{{"architectures", {"Qwen2ForCausalLM"}}, {"model_type", "qwen2"}, {"hidden_act", "silu"},
-                 {"attention_dropout", 0.0}, {"initializer_range", 0.02}, {"rms_norm_eps", 1e-6},
-                 {"rope_theta", 1000000.0}, {"use_sliding_window", false}, {"vocab_size", 151936},
-                 {"bos_token_id", 151643}, {"eos_token_id", 151643}, {"tie_word_embeddings", true},
-                 {"hidden_size", 896}, {"intermediate_size", 4864}, {"num_hidden_layers", 24},
-                 {"num_attention_heads", 14}, {"num_key_value_heads", 2}, {"max_position_embeddings", 32768}};
-  if (arch == "qwen3")
-    return ojson{{"architectures", {"Qwen3ForCausalLM"}}, {"model_type", "qwen3"}, {"hidden_act", "silu"},
-                 {"attention_dropout", 0.0}, {"initializer_range", 0.02}, {"rms_norm_eps", 1e-6},
-                 {"rope_theta", 1000000.0}, {"use_sliding_window", false}, {"vocab_size", 151936},
-                 {"bos_token_id", 151643}, {"eos_token_id", 151643}, {"tie_word_embeddings", true},
-                 {"hidden_size", 1024}, {"intermediate_size", 3072}, {"num_hidden_layers", 28},
-                 {"num_attention_heads", 16}, {"num_key_value_heads", 8}, {"head_dim", 128},
-                 {"attention_bias", false}, {"max_position_embeddings", 32768}};
-  FAIL_WITH("model.from init:", arch, ": attnlab has no model of this architecture yet; init: builds gpt2, qwen2 "
-            "or qwen3 (the from-scratch decoders of the differential-attention study come with that study)");
-}
 
-namespace {
-
-const char* norm_name(config::AttentionNorm n) {
-  switch (n) {
-    case config::AttentionNorm::softmax: return "softmax";
-    case config::AttentionNorm::linear: return "linear";
-    case config::AttentionNorm::ramp: return "ramp";
-  }
-  return "softmax";
-}
-
-const char* variant_name(config::AttentionVariant v) {
-  switch (v) {
-    case config::AttentionVariant::standard: return "standard";
-    case config::AttentionVariant::differential: return "differential";
-    case config::AttentionVariant::two_pass: return "two_pass";
-  }
-  return "standard";
-}
-
-const char* controller_name(config::ScoreController c) {
-  switch (c) {
-    case config::ScoreController::none: return "none";
-    case config::ScoreController::info_density: return "info_density";
-    case config::ScoreController::temperature: return "temperature";
-  }
-  return "none";
-}
-
-}  // namespace
 
 ModelConfig experiment_model_config(const config::ExperimentConfig& cfg) {
   const config::ModelSetupConfig& m = cfg.model;
@@ -88,16 +34,15 @@ ModelConfig experiment_model_config(const config::ExperimentConfig& cfg) {
     ojson value = ojson::parse(text, nullptr, false);
     json[key] = value.is_discarded() ? ojson(text) : value;
   }
+  // The options the experiment gives override the folder's own attnlab block, key by key (a
+  // pretrained folder saved by attnlab keeps its variant unless the experiment says otherwise).
   const config::ResolvedConfig& r = cfg.resolved;
-  const bool any_attention = r.is_given("model.attention.variant") || r.is_given("model.attention.norm") ||
-                             r.is_given("model.attention.ramp_alpha") || r.is_given("model.attention.controller");
-  if (any_attention) {
+  const ojson given = attention_options_to_json(m.attention);
+  for (const AttentionOptionDecl& d : attention_option_decls()) {
+    if (!d.user_facing || !r.is_given("model.attention." + d.name)) continue;
     ojson& block = json["attnlab"]["attention"];
-    if (r.is_given("model.attention.variant")) block["variant"] = variant_name(m.attention.variant);
-    if (r.is_given("model.attention.norm")) block["norm"] = norm_name(m.attention.norm);
-    if (m.attention.ramp_alpha) block["ramp_alpha"] = *m.attention.ramp_alpha;
-    if (r.is_given("model.attention.controller") && m.attention.controller != config::ScoreController::none)
-      block["controller"] = controller_name(m.attention.controller);
+    if (given.contains(d.name)) block[d.name] = given[d.name];
+    else if (block.is_object()) block.erase(d.name);  // given as its default: the default holds
   }
   if (!m.arch.empty()) source += " with model.arch overrides";
   return parse_hf_config(json.dump(), source);

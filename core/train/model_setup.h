@@ -12,10 +12,6 @@
 
 namespace attnlab::train {
 
-// config.json of the reference checkpoints init:<arch> starts from: gpt2 (GPT-2 124M),
-// qwen2 (Qwen2.5-0.5B), qwen3 (Qwen3-0.6B-Base). Throws for an architecture the models lack.
-nlohmann::ordered_json reference_config_json(const std::string& arch);
-
 // The HF config the experiment describes: the folder's config.json or the reference one, with
 // model.arch overrides (values parsed as JSON when they parse: "4" is a number, "true" a bool)
 // and the model.attention fields the YAML sets.

@@ -123,14 +123,25 @@ TEST(AttentionRegistry, UnknownVariantListsTheRegisteredOnes) {
 
 // A registered variant replaces every attention layer: here one that counts its forwards around
 // the standard layer (a stand-in for the differential and two-pass layers that register later).
-class CountingAttention : public StandardAttention {
+// (The shell's forward is final: the counter wraps the standard layer instead of deriving from it.)
+class CountingAttention : public AttentionLayer {
  public:
-  explicit CountingAttention(const AttentionLayerArgs& a) : StandardAttention(a) {}
+  explicit CountingAttention(const AttentionLayerArgs& a) : inner_(a) {}
+  const std::string& name() const override { return inner_.name(); }
+  void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t B, int64_t T) override {
+    inner_.plan(p, ctx, dt, B, T);
+  }
   void forward(Ctx& ctx, const Tensor& x, const Tensor& y) override {
     ++forwards;
-    StandardAttention::forward(ctx, x, y);
+    inner_.forward(ctx, x, y);
+  }
+  void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx) override {
+    inner_.backward(ctx, dy, x, dx);
   }
   static inline int forwards = 0;
+
+ private:
+  StandardAttention inner_;
 };
 
 TEST(AttentionRegistry, ConfigSelectsARegisteredVariant) {

@@ -247,7 +247,7 @@ namespace {
 TEST(ScratchDecoderConfig, YamlModelFieldsSelectPresetVariantAndSizes) {
   config::ModelSetupConfig m;
   m.from = "init:decoder_seed";
-  m.attention.variant = config::AttentionVariant::differential;
+  m.attention.variant = "differential";
   m.arch = {{"hidden_size", "64"}, {"num_hidden_layers", "2"}, {"num_attention_heads", "4"}, {"dropout", "0.25"}};
   ASSERT_TRUE(is_scratch_decoder(m));
   ScratchDecoderConfig c = scratch_decoder_config(m);
@@ -262,16 +262,16 @@ TEST(ScratchDecoderConfig, YamlModelFieldsSelectPresetVariantAndSizes) {
   EXPECT_EQ(c.pad_id, 50256);
 
   m.from = "init:decoder_paper";
-  m.attention.variant = config::AttentionVariant::standard;
+  m.attention.variant = "standard";
   m.arch.clear();
   c = scratch_decoder_config(m);
   EXPECT_EQ(c.preset, ScratchDecoderConfig::Preset::paper);
   EXPECT_FALSE(c.differential);
   EXPECT_EQ(c.head_dim, 64);
 
-  m.attention.variant = config::AttentionVariant::two_pass;
+  m.attention.variant = "two_pass";
   EXPECT_THROW(scratch_decoder_config(m), Error);
-  m.attention.variant = config::AttentionVariant::standard;
+  m.attention.variant = "standard";
   m.arch = {{"n_embd", "64"}};
   EXPECT_THROW(scratch_decoder_config(m), Error);
   m.from = "init:gpt2";

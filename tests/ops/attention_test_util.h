@@ -105,6 +105,7 @@ inline AttnOutputs AttnProblem::run(Ctx& ctx, DType dt, bool backward, const Att
   a.spec = spec;
   a.q = bq.t(), a.k = bk.t(), a.v = bv.t(), a.q2 = bq2.t(), a.k2 = bk2.t(), a.lambda = blam.t();
   a.key_lengths = bkl.t();
+  a.keys = S;
   a.query_offset = offset;
   a.score_add = badd.t(), a.score_mul = bmul.t();
   a.out = bo.t(), a.probs = bp.t(), a.probs2 = bp2.t();
@@ -158,6 +159,7 @@ inline AttnOutputs AttnProblem::run(Ctx& ctx, DType dt, bool backward, const Att
   AttentionBackwardArgs g;
   g.spec = spec;
   g.q = a.q, g.k = a.k, g.v = a.v, g.q2 = a.q2, g.k2 = a.k2, g.lambda = a.lambda, g.key_lengths = a.key_lengths;
+  g.keys = S;
   g.query_offset = offset;
   g.score_add = a.score_add, g.score_mul = a.score_mul;
   g.probs = a.probs, g.probs2 = a.probs2;

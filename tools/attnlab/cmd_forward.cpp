@@ -9,8 +9,10 @@
 
 #include "core/io/safetensors.h"
 #include "core/memory.h"
-#include "core/models/weights.h"
+#include "core/models/model_loader.h"
+#include "core/probes.h"
 #include "data/tokenizer.h"
+#include "data/tokenizer_files.h"
 #include "tools/attnlab/command.h"
 
 namespace attnlab::cli {
@@ -25,6 +27,8 @@ struct ForwardOptions {
   bool grads = false;
   std::string device = "cpu";
   std::string dtype = "f32";
+  std::vector<std::string> captures;   // probe requests, WHAT[@LAYERS][:SELECTION]
+  std::vector<std::string> attention;  // attention options over the folder's, key=value
 };
 
 // One sequence per non-empty line; ids separated by spaces or commas ("[1, 2, 3]" works too).
@@ -70,8 +74,12 @@ Buffer to_f32_host(Ctx& ctx, const Tensor& t, bool transpose) {
 }
 
 void run_forward(const ForwardOptions& o) {
-  CHECK(o.text.empty() != o.tokens.empty(), "forward: give either --text (with --tokenizer) or --tokens FILE");
-  CHECK(o.text.empty() || !o.tokenizer.empty(), "forward: --text needs --tokenizer (gpt2, qwen2.5, qwen3 or a path)");
+  INPUT_CHECK(o.text.empty() != o.tokens.empty(), "forward: give either --text or --tokens FILE");
+  // The tokenizer: --tokenizer, else the model folder's own files.
+  const std::string tokenizer = !o.tokenizer.empty() ? o.tokenizer
+                                : data::folder_has_tokenizer(o.model) ? o.model : std::string();
+  INPUT_CHECK(o.text.empty() || !tokenizer.empty(), "forward: '", o.model, "' has no tokenizer files; pass --tokenizer ",
+              "(gpt2, qwen2.5, qwen3 or a path)");
   const Device dev = o.device == "cuda" ? Device::cuda : Device::cpu;
   CHECK(o.device == "cpu" || o.device == "cuda", "forward: --device is cpu or cuda, got '", o.device, "'");
   const DType dt = dtype_from_name(o.dtype);
@@ -80,7 +88,7 @@ void run_forward(const ForwardOptions& o) {
   if (!o.tokens.empty()) {
     rows = read_token_file(o.tokens);
   } else {
-    data::Tokenizer tok = data::Tokenizer::load(o.tokenizer);
+    data::Tokenizer tok = data::Tokenizer::load(tokenizer);
     rows.push_back(tok.encode(o.text));
     CHECK(!rows[0].empty(), "forward: --text encodes to no tokens");
   }
@@ -88,8 +96,8 @@ void run_forward(const ForwardOptions& o) {
   CHECK(!o.grads || T >= 2, "forward: --grads needs a loss, and the loss needs sequences of at least 2 tokens");
 
   Ctx ctx = dev == Device::cuda ? Ctx::make_cuda(0, 0) : Ctx::make_cpu(0);
-  auto model = load_model(o.model, {dev, dt, o.grads}, ctx);
-  const int64_t V = model->config().vocab_size;
+  auto model = load_any_model(o.model, {dev, dt, o.grads}, ctx, o.attention);
+  const int64_t V = model->vocab_size();
   std::vector<int32_t> ids;
   for (const auto& r : rows) ids.insert(ids.end(), r.begin(), r.end());
   for (size_t i = 0; i < ids.size(); ++i)
@@ -103,7 +111,11 @@ void run_forward(const ForwardOptions& o) {
   from_host_f64(ctx, targets_dev.t(), std::vector<double>(targets.begin(), targets.end()));
   model->plan(ctx, B, T);
   if (o.grads) model->params().zero_grads(ctx);
+  ProbeSink sink;
+  for (const std::string& spec : o.captures) sink.add(parse_probe_request(spec, T, model->num_layers()));
+  if (!sink.empty()) ctx.probes = &sink;
   Tensor loss = model->forward(ctx, ids_dev, valid > 0 ? targets_dev.t() : Tensor(), double(valid));
+  ctx.probes = nullptr;
 
   std::vector<Buffer> keep;
   std::vector<NamedTensor> out;
@@ -125,6 +137,12 @@ void run_forward(const ForwardOptions& o) {
     loss_value = to_host_f64(ctx, loss)[0];
     add("loss", to_f32_host(ctx, loss, false), {1});
   }
+  for (const Capture& c : sink.captures()) {
+    Buffer b(Device::cpu, DType::f32, {int64_t(c.values.size())}, c.what.c_str());
+    from_host_f64(ctx, b.t(), c.values);
+    add("capture." + c.what + ".layer" + std::to_string(c.layer) + (c.call ? ".call" + std::to_string(c.call) : ""),
+        std::move(b), c.shape);
+  }
   if (o.grads) {
     model->backward(ctx);
     for (const Param& p : model->params())
@@ -137,7 +155,8 @@ void run_forward(const ForwardOptions& o) {
                               "the checkpoint layout (GPT-2 Conv1D [in,out])"}});
   std::printf("%s: B=%lld T=%lld V=%lld", o.dump.c_str(), (long long)B, (long long)T, (long long)V);
   if (loss.defined()) std::printf(" loss=%.6f over %lld targets", loss_value, (long long)valid);
-  if (o.grads) std::printf(", %zu gradients", out.size() - 3);
+  if (o.grads) std::printf(", gradients");
+  if (!sink.captures().empty()) std::printf(", %zu captures", sink.captures().size());
   std::printf(" (%s, %s)\n", o.device.c_str(), o.dtype.c_str());
 }
 
@@ -153,15 +172,33 @@ void setup(CLI::App& root) {
       "Examples:\n"
       "  attnlab forward --model /tmp/qwen3-tiny --text 'Hello world' --tokenizer qwen3 --dump out.safetensors\n"
       "  attnlab forward --model ./gpt2 --tokens ids.txt --dump ref.safetensors --grads --device cuda --dtype bf16\n"
-      "  attnlab inspect out.safetensors");
-  c->add_option("--model", o->model, "HF model folder: config.json + model.safetensors (or shards)")->required();
+      "  attnlab forward --model /tmp/qwen3-tiny --text 'Hello world' --tokenizer qwen3 --dump maps.safetensors \\\n"
+      "      --capture probs@1:last --capture entropy --attention norm=linear\n"
+      "  attnlab inspect out.safetensors\n"
+      "Captures (--capture WHAT[@LAYERS][:SELECTION], repeatable) land in the dump as\n"
+      "capture.<what>.layer<L> [B, H, rows, S] (scores, probs), [B, H, T] (entropy, kl, variance),\n"
+      "[B, H, T, spans] (span_mass) or [B, positions, width] (hidden, attn_out, q_proj). WHAT is scores (pre-\n"
+      "softmax rows), probs, entropy, kl (to softmax), variance, span_mass (key spans B-E), hidden (residual\n"
+      "stream after the block), attn_out or q_proj; LAYERS comma-separated or all; SELECTION query rows or\n"
+      "positions (index, last, -k). Statistics are row reductions inside the attention op; no map is stored.\n"
+      "--attention KEY=VALUE (repeatable) runs the folder with other attention options: norm=softmax|linear|ramp,\n"
+      "ramp_alpha=A, controller=none|info_density|temperature, variant=standard|differential (parameters a\n"
+      "variant or controller adds start from their declared initialisation, which leaves the model unchanged\n"
+      "for the controllers).");
+  c->add_option("--model", o->model,
+                "model folder: HF (config.json + model.safetensors or shards), `attnlab init` output, or a run "
+                "checkpoint (runs/<name>/checkpoints/step_N, the from-scratch decoders' too)")->required();
   c->add_option("--text", o->text, "text to encode (one sequence)");
-  c->add_option("--tokenizer", o->tokenizer, "with --text: gpt2, qwen2.5, qwen3, or a tokenizer folder/file");
+  c->add_option("--tokenizer", o->tokenizer,
+                "with --text: gpt2, qwen2.5, qwen3, or a tokenizer folder/file (default: the model folder's)");
   c->add_option("--tokens", o->tokens, "file of token ids, one sequence per line (equal lengths)");
   c->add_option("--dump", o->dump, "output .safetensors file")->required();
   c->add_flag("--grads", o->grads, "also run backward and dump every parameter gradient");
   c->add_option("--device", o->device, "cpu (default) or cuda");
   c->add_option("--dtype", o->dtype, "f32 (default), f64 (CPU) or bf16 (CUDA)");
+  c->add_option("--capture", o->captures, "attention maps, statistics or activations to dump, WHAT[@LAYERS][:SELECTION] "
+                "(repeatable; see below)");
+  c->add_option("--attention", o->attention, "attention option over the folder's, KEY=VALUE (repeatable; see below)");
   c->callback([o] { run_forward(*o); });
 }
 ATTNLAB_COMMAND(setup);

@@ -8,7 +8,10 @@
 
 #include "core/ctx.h"
 #include "core/io/hf_config.h"
+#include "core/config/attention_options.h"
+#include "core/io/reference_configs.h"
 #include "core/models/weights.h"
+#include "data/tokenizer_files.h"
 #include "tools/attnlab/command.h"
 
 namespace attnlab::cli {
@@ -23,66 +26,37 @@ struct InitOptions {
   uint64_t seed = 0;
   std::string dtype = "f32";
   bool force = false;
+  std::string tokenizer;  // "" = the architecture's (gpt2, qwen2.5, qwen3); "none" = no tokenizer files
   std::vector<std::string> overrides;
 };
 
-// config.json of the reference checkpoints: gpt2 (124M), Qwen2.5-0.5B, Qwen3-0.6B-Base.
-ojson base_config(const std::string& arch) {
-  if (arch == "gpt2")
-    return ojson{{"architectures", {"GPT2LMHeadModel"}}, {"model_type", "gpt2"}, {"activation_function", "gelu_new"},
-                 {"attn_pdrop", 0.1}, {"embd_pdrop", 0.1}, {"resid_pdrop", 0.1}, {"initializer_range", 0.02},
-                 {"layer_norm_epsilon", 1e-5}, {"n_embd", 768}, {"n_head", 12}, {"n_layer", 12},
-                 {"n_positions", 1024}, {"n_ctx", 1024}, {"n_inner", nullptr}, {"vocab_size", 50257},
-                 {"bos_token_id", 50256}, {"eos_token_id", 50256}, {"tie_word_embeddings", true}};
-  ojson q{{"architectures", {arch == "qwen2" ? "Qwen2ForCausalLM" : "Qwen3ForCausalLM"}},
-          {"model_type", arch}, {"hidden_act", "silu"}, {"attention_dropout", 0.0}, {"initializer_range", 0.02},
-          {"rms_norm_eps", 1e-6}, {"rope_theta", 1000000.0}, {"use_sliding_window", false},
-          {"vocab_size", 151936}, {"bos_token_id", 151643}, {"eos_token_id", 151643}, {"tie_word_embeddings", true}};
-  if (arch == "qwen2") {
-    q["hidden_size"] = 896;
-    q["intermediate_size"] = 4864;
-    q["num_hidden_layers"] = 24;
-    q["num_attention_heads"] = 14;
-    q["num_key_value_heads"] = 2;
-    q["max_position_embeddings"] = 32768;
-  } else {
-    q["hidden_size"] = 1024;
-    q["intermediate_size"] = 3072;
-    q["num_hidden_layers"] = 28;
-    q["num_attention_heads"] = 16;
-    q["num_key_value_heads"] = 8;
-    q["head_dim"] = 128;
-    q["attention_bias"] = false;
-    q["max_position_embeddings"] = 32768;
-  }
-  return q;
+// The tokenizer a reference architecture ships with.
+std::string default_tokenizer(const std::string& arch) {
+  return arch == "gpt2" ? "gpt2" : arch == "qwen2" ? "qwen2.5" : "qwen3";
 }
 
-// Two layers of width 64, four heads of 16 (two kv heads for Qwen); the real vocabulary, so the
-// real tokenizers work with it.
-void make_tiny(ojson& c, const std::string& arch) {
-  if (arch == "gpt2") {
-    c["n_embd"] = 64;
-    c["n_head"] = 4;
-    c["n_layer"] = 2;
-    return;
+// The attnlab.attention.* keys, from the option table (for --help).
+std::string attention_keys_help() {
+  std::string s;
+  for (const AttentionOptionDecl& d : attention_option_decls()) {
+    if (!d.user_facing) continue;
+    std::string values;
+    for (const auto& c : d.choices) values += (values.empty() ? "" : "|") + c;
+    if (values.empty()) values = "number";
+    s += "  attnlab.attention." + d.name + "=" + values + "\n      " + d.doc + "\n";
   }
-  c["hidden_size"] = 64;
-  c["intermediate_size"] = 128;
-  c["num_hidden_layers"] = 2;
-  c["num_attention_heads"] = 4;
-  c["num_key_value_heads"] = 2;
-  c["max_position_embeddings"] = 4096;
-  if (arch == "qwen3") c["head_dim"] = 16;
+  return s;
 }
 
 // key=value: the value as JSON when it parses (numbers, true/false, null, "quoted", {...}), else as
 // a string; dots in the key reach into objects (attnlab.attention.variant=standard).
-void apply_override(ojson& c, const std::string& kv) {
+void apply_override(ojson& c, const std::string& arch, const std::string& kv) {
   const size_t eq = kv.find('=');
   if (eq == std::string::npos || eq == 0)
     FAIL_WITH("init: override '", kv, "' is not key=value (e.g. num_hidden_layers=4, tie_word_embeddings=false)");
   const std::string key = kv.substr(0, eq), text = kv.substr(eq + 1);
+  if (const std::string why = config_override_problem(arch, key); !why.empty())
+    FAIL_WITH("init: override '", kv, "': ", why);
   ojson value = ojson::parse(text, nullptr, false);
   if (value.is_discarded()) value = text;
   ojson* node = &c;
@@ -107,9 +81,9 @@ void run_init(const InitOptions& o) {
       FAIL_WITH("init: '", (out / f).string(), "' exists; pass --force to overwrite, or choose another --out");
   if (o.force) std::filesystem::remove(out / "model.safetensors.index.json");
 
-  ojson json = base_config(o.arch);
-  if (o.tiny) make_tiny(json, o.arch);
-  for (const auto& kv : o.overrides) apply_override(json, kv);
+  ojson json = reference_config_json(o.arch);
+  if (o.tiny) make_tiny_config(json, o.arch);
+  for (const auto& kv : o.overrides) apply_override(json, o.arch, kv);
   // The same parser as for downloaded checkpoints: bad overrides get the same messages.
   ModelConfig config = parse_hf_config(json.dump(), "attnlab init --arch " + o.arch + " (with overrides)");
 
@@ -117,11 +91,23 @@ void run_init(const InitOptions& o) {
   Model model(config, {Device::cpu, DType::f32, /*allocate_grads=*/false}, ctx);
   init_weights(model, ctx, o.seed);
   save_model(model, ctx, o.out, file_dtype);
-  std::printf("%s: %s with %lld parameters (L=%lld, D=%lld, heads %lld/%lld x %lld, V=%lld), seed %llu, %s\n",
+  // The tokenizer travels with the folder, so generate/forward need no --tokenizer.
+  std::string tokenizer_note = "no tokenizer files";
+  const std::string tok = o.tokenizer.empty() ? default_tokenizer(o.arch) : o.tokenizer;
+  if (tok != "none") {
+    try {
+      data::write_tokenizer_files(tok, o.out);
+      tokenizer_note = "tokenizer " + tok;
+    } catch (const Error& e) {
+      if (!o.tokenizer.empty()) throw;  // asked for explicitly: a real error
+      tokenizer_note = "no tokenizer files (" + tok + " is not in the asset cache: run `attnlab assets fetch`)";
+    }
+  }
+  std::printf("%s: %s with %lld parameters (L=%lld, D=%lld, heads %lld/%lld x %lld, V=%lld), seed %llu, %s, %s\n",
               o.out.c_str(), model_type_name(config.arch), (long long)model.params().total_numel(),
               (long long)config.num_layers, (long long)config.hidden_size, (long long)config.num_heads,
               (long long)config.num_kv_heads, (long long)config.head_dim, (long long)config.vocab_size,
-              (unsigned long long)o.seed, torch_dtype_name(file_dtype));
+              (unsigned long long)o.seed, torch_dtype_name(file_dtype), tokenizer_note.c_str());
 }
 
 void setup(CLI::App& root) {
@@ -132,17 +118,26 @@ void setup(CLI::App& root) {
       "gives 2 layers of width 64 with 4 heads (2 key/value heads for Qwen) and the real vocabulary, so the\n"
       "real tokenizers work with it. key=value sets any config.json field (HF names; values are JSON when\n"
       "they parse, else strings; dots reach into objects). Weights follow HF's initialisation: N(0, 0.02²)\n"
-      "matrices and embeddings (GPT-2's c_proj scaled by 1/sqrt(2L)), norm weights 1, biases 0.\n"
+      "matrices and embeddings (GPT-2's c_proj scaled by 1/sqrt(2L)), norm weights 1, biases 0. A key the\n"
+      "architecture does not have is refused (with the nearest one). The folder gets the architecture's\n"
+      "tokenizer files when the asset cache holds them (attnlab assets fetch), so generate and forward need\n"
+      "no --tokenizer.\n"
+      "Attention settings (config.json's attnlab block; any model, pretrained folders too):\n" +
+      attention_keys_help() +
       "Examples:\n"
       "  attnlab init --arch qwen3 --tiny --out /tmp/qwen3-tiny\n"
       "  attnlab init --arch qwen2 --tiny --out /tmp/q2 num_hidden_layers=4 tie_word_embeddings=false\n"
-      "  attnlab init --arch gpt2 --out /tmp/gpt2-random --seed 7 --dtype bf16");
+      "  attnlab init --arch gpt2 --out /tmp/gpt2-random --seed 7 --dtype bf16\n"
+      "  attnlab init --arch gpt2 --tiny --out /tmp/gpt2-diff attnlab.attention.variant=differential");
   c->add_option("--arch", o->arch, "gpt2, qwen2 (Qwen2 and Qwen2.5) or qwen3")->required();
   c->add_flag("--tiny", o->tiny, "2 layers of width 64 (tests, smoke runs)");
   c->add_option("--out", o->out, "folder to write (created if missing)")->required();
   c->add_option("--seed", o->seed, "random seed (default 0): the same seed gives the same weights");
   c->add_option("--dtype", o->dtype, "dtype of the saved tensors: f32 (default) or bf16");
   c->add_flag("--force", o->force, "overwrite a checkpoint already in --out");
+  c->add_option("--tokenizer", o->tokenizer,
+                "tokenizer files to write into --out: gpt2, qwen2.5, qwen3, a tokenizer folder, or none "
+                "(default: the architecture's, when the asset cache has it)");
   c->add_option("overrides", o->overrides, "config.json fields to set, as key=value");
   c->callback([o] { run_init(*o); });
 }

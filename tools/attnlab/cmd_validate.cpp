@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config/buildable.h"
 #include "core/config/experiment.h"
 #include "core/config/printer.h"
 #include "tools/attnlab/command.h"
@@ -22,7 +23,7 @@ struct ValidateOptions {
 
 void run_validate(const ValidateOptions& o) {
   try {
-    config::ExperimentConfig cfg = config::load_experiment(o.file, o.overrides);
+    config::ExperimentConfig cfg = config::load_runnable_experiment(o.file, o.overrides);
     if (o.quiet) return;
     std::fputs(config::print_resolved(cfg.resolved).c_str(), stdout);
   } catch (const config::ConfigError& e) {

@@ -1,0 +1,91 @@
+#include "core/config/buildable.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/io/reference_configs.h"
+
+namespace attnlab::config {
+
+namespace {
+
+// Whether an HF folder's config.json describes a model with rotary positions (Qwen2/2.5/3). A
+// folder that cannot be read is left to the model loader, which names the problem.
+bool folder_has_rope(const std::string& from) {
+  if (from.rfind("init:", 0) == 0) return false;
+  std::ifstream in(std::filesystem::path(from) / "config.json");
+  if (!in) return false;
+  const auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("model_type") || !j["model_type"].is_string()) return false;
+  return j["model_type"].get<std::string>().rfind("qwen", 0) == 0;
+}
+
+// Where a field's value came from, for the message; the file itself when it is a default.
+std::string where_of(const ExperimentConfig& cfg, const std::string& path) {
+  const ResolvedField& f = cfg.resolved.at(path);
+  return f.where.empty() ? cfg.source : f.where;
+}
+
+void arch_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) {
+  const std::string arch = cfg.model.init_arch();
+  const auto& refs = reference_architectures();
+  if (std::find(refs.begin(), refs.end(), arch) == refs.end()) return;
+  std::string msg;
+  nlohmann::ordered_json json = reference_config_json(arch);
+  for (const auto& [key, text] : cfg.model.arch) {
+    if (const std::string why = config_override_problem(arch, key); !why.empty()) {
+      msg += (msg.empty() ? "" : "; ") + why;
+      continue;
+    }
+    const auto value = nlohmann::ordered_json::parse(text, nullptr, false);
+    json[key] = value.is_discarded() ? nlohmann::ordered_json(text) : value;
+  }
+  if (msg.empty()) msg = hf_config_shape_problem(json, "model.from " + cfg.model.from + " with model.arch");
+  if (!msg.empty()) out.push_back({where_of(cfg, "model.arch"), "model.arch: " + msg});
+}
+
+void attention_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) {
+  const ModelSetupConfig& m = cfg.model;
+  const std::string arch = m.init_arch();
+  const bool rope = arch == "qwen2" || arch == "qwen3" || folder_has_rope(m.from);
+  const bool scratch = arch == "decoder_paper" || arch == "decoder_seed";
+  const bool preset_given = cfg.resolved.is_given("model.attention.preset");
+  AttentionOptions effective = m.attention;
+  // The from-scratch decoders' preset is their architecture's (decoder_paper / decoder_seed).
+  if (scratch && !preset_given) effective.preset = arch.substr(8);
+  for (const auto& [name, text] : attention_option_problems(effective, rope, "model.attention.")) {
+    // norm/ramp_alpha combinations are the loader's own cross-field rules (reported there).
+    if (name == "ramp_alpha" || (name == "norm" && m.attention.norm == "ramp")) continue;
+    out.push_back({where_of(cfg, "model.attention." + name), text});
+  }
+  if (scratch && preset_given && m.attention.preset != arch.substr(8))
+    out.push_back({where_of(cfg, "model.attention.preset"),
+                   "model.attention.preset: model.from " + m.from + " is the " + arch.substr(8) +
+                       " preset; model.attention.preset " + m.attention.preset + " contradicts it (remove it, or use "
+                       "init:decoder_" + m.attention.preset + ")"});
+}
+
+}  // namespace
+
+std::vector<Problem> buildability_problems(const ExperimentConfig& cfg) {
+  std::vector<Problem> out;
+  arch_problems(cfg, out);
+  attention_problems(cfg, out);
+  return out;
+}
+
+void check_buildable(const ExperimentConfig& cfg) {
+  std::vector<Problem> p = buildability_problems(cfg);
+  if (!p.empty()) throw ConfigError(std::move(p));
+}
+
+ExperimentConfig load_runnable_experiment(const std::string& path, const std::vector<std::string>& overrides) {
+  ExperimentConfig cfg = load_experiment(path, overrides);
+  check_buildable(cfg);
+  return cfg;
+}
+
+}  // namespace attnlab::config

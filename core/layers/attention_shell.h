@@ -1,0 +1,155 @@
+#pragma once
+// The attention shell: everything attention layers share, written once (DESIGN.md §6).
+//
+//   x ──q/k/v projections (split with biases, or GPT-2's fused c_attn band)──▶ [B, T, H, d]
+//     ──per-head q/k RMSNorm (Qwen3)──▶ RoPE (or a permute) ──▶ heads-first q, k, v
+//     ──KV-cache write (forward_cached)──▶ the variant's attention step ──▶ o [B, Ho, T, do]
+//     ──per-head output norm (differential)──▶ merge heads ──▶ o_proj (·scale) ──▶ LayerNorm(D)
+//     (scratch seed models) ──▶ y
+//
+// forward / backward / forward_cached are final here: they open the NVTX range, check their
+// arguments, run the shared parts and call the variant's step (attend / attend_backward). A
+// variant declares its projection and output shapes in a ShellLayout and implements the step;
+// StandardAttention and DifferentialAttention are the two today.
+//
+// Every variant also gets, from the shell, a per-row score controller (option "controller":
+// info_density or temperature, core/layers/score_controller.h) with its own parameters, trained
+// with the layer and active in generation, and probes (core/probes.h): captures of attention
+// statistics and of q_proj outputs / attention outputs at chosen positions.
+//
+// Memory: the shell saves what its own backward needs (the q/k projection outputs when q/k are
+// normalised, the heads-first q/k/v unless the variant keeps its own copy, the merged heads, the
+// output-stage norms' statistics); the variant plans what its step saves (probability maps, row
+// statistics). forward_cached keeps nothing and takes all memory from the caller's scratch arena.
+#include <memory>
+#include <string>
+
+#include "core/arena.h"
+#include "core/layers/attention_layer.h"
+#include "core/layers/layer_name.h"
+#include "core/layers/linear.h"
+#include "core/layers/norm.h"
+#include "core/layers/score_controller.h"
+#include "core/ops/attention.h"
+#include "core/ops/rope.h"
+#include "core/probes.h"
+
+namespace attnlab {
+
+// The shapes and parts of one attention layer, declared by its variant.
+struct ShellLayout {
+  int64_t D = 0;                       // model width (x and y are [B, T, D])
+  int64_t q_heads = 0, kv_heads = 0;   // heads of the q and k projections, each head_dim wide
+  int64_t head_dim = 0;
+  int64_t v_heads = 0, v_dim = 0;      // the v projection: v_heads × v_dim
+  int64_t out_heads = 0, out_dim = 0;  // the step's output [B, out_heads, T, out_dim]
+  bool fused_qkv = false;              // GPT-2: q, k, v are row bands of one c_attn [3D, D] (Conv1D)
+  bool qkv_bias = false, o_bias = false;
+  std::string o_name = "o_proj";       // "c_proj" (GPT-2), "out_proj" (scratch decoders)
+  bool o_conv1d = false;               // GPT-2: c_proj stored [in, out] in the checkpoint
+  bool qk_norm = false;                // Qwen3: per-head RMSNorm of q and k (q_norm, k_norm)
+  double qk_norm_eps = 1e-6;
+  bool rope = false;                   // positions: RoPE on q and k (else none: learned or absent)
+  RopeSpec rope_spec;
+  bool shell_keeps_qk = true;          // false: the step keeps its own q/k (the shell's are scratch)
+  // Output stage.
+  bool head_norm = false;              // RMSNorm over out_dim per head, one weight "<prefix>.subln.weight"
+  double head_norm_eps = 1e-5;
+  double out_scale = 1;                // y scaled by this (the o_proj GEMM's alpha without post_norm)
+  bool post_norm = false;              // LayerNorm(D) after o_proj, "<prefix>.out_norm", eps 1e-5
+};
+
+// What the shell hands the variant's step. q [B, q_heads, T, head_dim], k [B, kv_heads, S_cap,
+// head_dim], v [B, v_heads, S_cap, v_dim], heads-first. In training S = S_cap = T.
+struct AttendInputs {
+  Tensor q, k, v;
+  int64_t keys = 0;           // S
+  Tensor key_lengths;         // i32 [B] or undefined
+  int64_t query_offset = -1;
+  Tensor score_add, score_mul;  // controllers [B, Hq, T] (undefined: none)
+  Arena* scratch = nullptr;   // forward_cached only: the step's memory (nothing is kept)
+  AttentionCaptures* captures = nullptr;  // probes: what the op should capture (may be null)
+};
+
+struct AttendGrads {
+  Tensor dout;                 // in  [B, out_heads, T, out_dim]
+  Tensor dq, dk, dv;           // out, shaped like q, k, v
+  Tensor dscore_add, dscore_mul;  // out acc [B, Hq, T] when controllers are attached
+};
+
+class AttentionShell : public AttentionLayer {
+ public:
+  const std::string& name() const final { return name_.name; }
+  void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t B, int64_t T) final;
+  void forward(Ctx& ctx, const Tensor& x, const Tensor& y) final;
+  void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx) final;
+  size_t cached_scratch_bytes(DType dt, int64_t B, int64_t T, int64_t S) const final;
+  void forward_cached(Ctx& ctx, const CachedAttentionArgs& args) final;
+
+  const ShellLayout& layout() const { return layout_; }
+  const ScoreController& controller() const { return controller_; }
+  int64_t layer_index() const { return layer_; }
+
+ protected:
+  AttentionShell(const AttentionLayerArgs& args, const ShellLayout& layout);
+
+  // The step's own saved slots and scratch for (B, T) (training path).
+  virtual void plan_attend(ActivationPlanner& p, DType dt, int64_t B, int64_t T) = 0;
+  // out [B, out_heads, T, out_dim]. In training the step saves what attend_backward needs.
+  virtual void attend(Ctx& ctx, const AttendInputs& in, const Tensor& out) = 0;
+  virtual void attend_backward(Ctx& ctx, const AttendInputs& in, const AttendGrads& g) = 0;
+  // Bytes attend() takes from AttendInputs::scratch in forward_cached; a variant without a
+  // KV-cache path throws here (the default), naming the layer.
+  virtual size_t attend_cached_bytes(DType dt, int64_t B, int64_t T, int64_t S) const;
+  // Called once per forward (training and cached) before the projections (e.g. λ of differential).
+  virtual void before_forward(Ctx& ctx) {}
+  // The attention op's spec (heads, normalisation, differential): what probes can capture.
+  virtual const AttentionSpec& attention_spec() const = 0;
+
+  // Whether the step gets a multiplicative controller (score_mul): the op's workspace depends on it.
+  bool has_score_mul() const { return controller_.active() && controller_.kind() == ControllerKind::multiplicative; }
+
+  LayerName name_;
+  int64_t layer_ = 0;
+
+ private:
+  struct Branch {  // one of q and k
+    Linear proj;
+    RmsNorm norm;                  // qk_norm only
+    Param* norm_weight = nullptr;  // qk_norm only, for forward_cached
+    int64_t heads = 0;
+    Tensor raw;                    // saved [B, T, H, d] projection output (qk_norm only)
+    Tensor heads_first;            // [B, H, T, d] (saved unless the step keeps its own)
+  };
+  struct CachedBuffers;
+  CachedBuffers cached_buffers(Arena* arena, DType dt, int64_t B, int64_t T, size_t* bytes) const;
+  void branch_forward(Ctx& ctx, Branch& b, const Tensor& x);
+  // The step with the probes' captures attached (when a sink names this layer).
+  void attend_probed(Ctx& ctx, AttendInputs in, const Tensor& out);
+  void probe_activation(Ctx& ctx, const char* what, const Tensor& x);
+  void branch_backward(Ctx& ctx, Branch& b, const Tensor& d_heads_first, const Tensor& x, const Tensor& dx,
+                       bool accumulate_dx);
+  void output_forward(Ctx& ctx, const Tensor& out_hf, const Tensor& merged, const Tensor& y, const Tensor& normed_hf,
+                      const Tensor& lin_out, const Tensor& post_normed, const Tensor& head_rstd,
+                      const Tensor& post_stats);
+  // y = alpha·x (a K = 1 GEMM against one_).
+  void scale(Ctx& ctx, const Tensor& y, const Tensor& x, double alpha);
+  AttendInputs training_inputs() const;
+
+  ShellLayout layout_;
+  Branch q_, k_;
+  Linear v_proj_, o_proj_;
+  Param* head_norm_weight_ = nullptr;
+  RmsNorm head_norm_;
+  Param *post_w_ = nullptr, *post_b_ = nullptr;
+  LayerNorm post_norm_;
+  ScoreController controller_;  // option "controller": none, info_density, temperature
+  Tensor ctrl_out_, d_ctrl_;    // saved [B, Hq, T] acc, and its gradient (scratch)
+  int64_t B_ = 0, T_ = 0;
+  // saved
+  Tensor v_hf_, out_hf_, merged_, lin_out_, one_;
+  // scratch
+  Tensor tok_, tok2_, normed_, d_merged_, d_out_hf_, dq_hf_, dk_hf_, dv_hf_;
+};
+
+}  // namespace attnlab

@@ -1,0 +1,99 @@
+#pragma once
+// Probes: what an analysis asks the layers to capture, and where the captures land (DESIGN.md §6).
+//
+//   ProbeSink sink;
+//   ProbeRequest r;  r.layers = {3};  r.rows = {T - 1};  r.probs = true;  r.entropy = true;
+//   sink.add(r);
+//   ctx.probes = &sink;  model.forward(...);  ctx.probes = nullptr;
+//   for (const Capture& c : sink.captures()) ...   // keyed by (what, layer, call); values [B, H, ...]
+//
+// Attention statistics come from the attention op's own captures (row reductions in the kernels: no
+// probability map is stored for them); activations (hidden states, attention outputs, q_proj
+// outputs) are copied at the chosen positions. Nothing is captured, and nothing costs, when no sink
+// is attached (ctx.probes == nullptr) or no request names the layer: the layers then pass no
+// capture tensors at all, so their outputs are bit-identical with or without a sink.
+//
+// It works in training forwards, plain forwards and cached generation (every forward_cached call is
+// one call); each (layer) counts its calls from 0 until clear(). Captures are copied to the host
+// after each call (analysis speed, not training speed).
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/ctx.h"
+#include "core/memory.h"
+#include "core/ops/attention.h"
+
+namespace attnlab {
+
+struct ProbeRequest {
+  std::vector<int64_t> layers;  // layers it applies to; empty: every layer
+  // Attention, per head:
+  std::vector<int32_t> rows;    // query rows (positions within the call) for `scores` / `probs`
+  bool scores = false;          // pre-softmax score rows x = Sc·τ + a (before the mask)  [B, H, rows, S]
+  bool probs = false;           // probability rows                                        [B, H, rows, S]
+  bool entropy = false;         // −Σ P log P per row                                      [B, H, T]
+  bool kl = false;              // KL(softmax(Sc) ‖ P) per row                              [B, H, T]
+  bool variance = false;        // variance of P over the visible keys per row             [B, H, T]
+  std::vector<std::pair<int32_t, int32_t>> spans;  // key spans [begin, end): mass on each  [B, H, T, nspans]
+  // Activations at chosen positions (within the call), [B, npos, width]:
+  std::vector<int32_t> positions;
+  bool hidden = false;          // the residual stream after the block
+  bool attn_out = false;        // the attention layer's output (before the residual add)
+  bool q_proj = false;          // the q projection's output (before RoPE)
+};
+
+struct Capture {
+  std::string what;             // "scores", "scores2", "probs", "entropy", "kl", "variance", "span_mass",
+                                // "hidden", "attn_out", "q_proj"
+  int64_t layer = 0;
+  int64_t call = 0;             // the layer's forward count since clear()
+  std::vector<int64_t> shape;
+  std::vector<double> values;
+};
+
+// A request from its command-line spelling WHAT[@LAYERS][:SELECTION] (attnlab forward --capture):
+//   WHAT       scores | probs | entropy | kl | variance | span_mass | hidden | attn_out | q_proj
+//   LAYERS     comma-separated layer indices, or all (the default)
+//   SELECTION  scores/probs: query rows; hidden/attn_out/q_proj: positions (indices; last; −k counts
+//              from the end); span_mass: key spans B-E (end exclusive), comma-separated
+// e.g. probs@3:last, entropy, kl@0,1, span_mass@all:0-4,4-9, hidden@2:0,last. T resolves last/−k.
+// Throws naming the spelling and the fix.
+ProbeRequest parse_probe_request(const std::string& spec, int64_t T, int64_t num_layers);
+
+class ProbeSink {
+ public:
+  void add(const ProbeRequest& r) { requests_.push_back(r); }
+  bool empty() const { return requests_.empty(); }
+  const std::vector<Capture>& captures() const { return captures_; }
+  // Forgets the captures and the call counters (not the requests).
+  void clear();
+  // The captures of one kind (in the order taken).
+  std::vector<const Capture*> find(const std::string& what, int64_t layer = -1) const;
+
+  // ---- for layers ----
+  // Attention captures of one call of `layer`: fills `caps` with device tensors the sink owns (or
+  // leaves it empty when no request names the layer). `distribution`: whether entropy/KL exist for
+  // this layer's maps. After the op ran, finish_attention() copies them out.
+  struct Pending;
+  // `acc`: the op's accumulation dtype (acc_dtype of the layer's compute dtype).
+  std::shared_ptr<Pending> begin_attention(Ctx& ctx, int64_t layer, int64_t B, int64_t H, int64_t T, int64_t S,
+                                           DType acc, bool distribution, bool differential, AttentionCaptures* caps);
+  void finish_attention(Ctx& ctx, const std::shared_ptr<Pending>& p);
+  // Whether `layer` wants the activation `what` ("hidden", "attn_out", "q_proj"), and taking it:
+  // x is [B, T, W]; the rows at the requested positions are copied (positions ≥ T are skipped).
+  bool wants(int64_t layer, const std::string& what) const;
+  void take_activation(Ctx& ctx, int64_t layer, const std::string& what, const Tensor& x);
+
+ private:
+  bool names_layer(const ProbeRequest& r, int64_t layer) const;
+  int64_t next_call(int64_t layer, const std::string& kind);
+  std::vector<ProbeRequest> requests_;
+  std::vector<Capture> captures_;
+  std::map<std::pair<int64_t, std::string>, int64_t> calls_;
+};
+
+}  // namespace attnlab
