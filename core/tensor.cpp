@@ -22,6 +22,12 @@ Tensor Tensor::view(std::initializer_list<int64_t> dims) const {
   return v;
 }
 
+Tensor Tensor::prefix(std::initializer_list<int64_t> dims) const {
+  Tensor v(data, dtype, device, dims, name);
+  CHECK(v.numel() <= numel(), "buffer '", name, "' ", shape_str(), " cannot hold ", v.shape_str());
+  return v;
+}
+
 Tensor Tensor::slice0(int64_t begin, int64_t end) const {
   CHECK(ndim >= 1 && 0 <= begin && begin <= end && end <= shape[0], "slice [", begin, ",", end,
         ") out of range for '", name, "' ", shape_str());

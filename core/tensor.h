@@ -44,6 +44,9 @@ struct Tensor {
   }
   // Same storage, new shape (element count must match).
   Tensor view(std::initializer_list<int64_t> dims) const;
+  // The first elements of the storage with these dims (at most numel()): a scratch buffer sized
+  // for its largest use, seen at the size of the current one.
+  Tensor prefix(std::initializer_list<int64_t> dims) const;
   // Rows [begin, end) along dim 0.
   Tensor slice0(int64_t begin, int64_t end) const;
   std::string shape_str() const;

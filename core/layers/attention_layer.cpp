@@ -1,36 +1,24 @@
 #include "core/layers/attention_layer.h"
 
-#include <map>
-#include <mutex>
 
 #include "core/layers/differential_attention.h"
+#include "core/layers/named_registry.h"
 #include "core/layers/standard_attention.h"
 
 namespace attnlab {
 
 namespace {
 
-using Registry = std::map<std::string, AttentionFactory>;
-
 // The variants compiled into attnlab. Each new variant adds its line here (see the header for why
 // a static initialiser in its own file would not do).
-void builtin_attention_variants(Registry& r) {
+void builtin_attention_variants(std::map<std::string, AttentionFactory>& r) {
   r["standard"] = make_standard_attention;
   r["differential"] = make_differential_attention;
 }
 
-Registry& registry() {
-  static Registry r = [] {
-    Registry init;
-    builtin_attention_variants(init);
-    return init;
-  }();
+NamedRegistry<AttentionFactory>& registry() {
+  static NamedRegistry<AttentionFactory> r("attention variant", builtin_attention_variants);
   return r;
-}
-
-std::mutex& registry_mutex() {
-  static std::mutex m;
-  return m;
 }
 
 std::string join_names(const std::vector<std::string>& v) {
@@ -42,18 +30,10 @@ std::string join_names(const std::vector<std::string>& v) {
 }  // namespace
 
 void register_attention_variant(const std::string& name, AttentionFactory factory) {
-  std::lock_guard<std::mutex> lock(registry_mutex());
-  CHECK(!name.empty() && factory, "register_attention_variant: a variant needs a name and a factory");
-  CHECK(!registry().count(name), "attention variant '", name, "' is registered twice");
-  registry()[name] = std::move(factory);
+  registry().add(name, std::move(factory));
 }
 
-std::vector<std::string> attention_variant_names() {
-  std::lock_guard<std::mutex> lock(registry_mutex());
-  std::vector<std::string> names;
-  for (const auto& [name, f] : registry()) names.push_back(name);
-  return names;
-}
+std::vector<std::string> attention_variant_names() { return registry().names(); }
 
 const nlohmann::ordered_json& attention_options(const ModelConfig& config) {
   static const nlohmann::ordered_json null_json;
@@ -73,12 +53,7 @@ std::string attention_variant_of(const ModelConfig& config) {
 
 std::unique_ptr<AttentionLayer> make_attention_layer(const AttentionLayerArgs& args) {
   const std::string variant = attention_variant_of(args.config);
-  AttentionFactory factory;
-  {
-    std::lock_guard<std::mutex> lock(registry_mutex());
-    auto it = registry().find(variant);
-    if (it != registry().end()) factory = it->second;
-  }
+  const AttentionFactory factory = registry().find(variant);
   if (!factory)
     FAIL_WITH("config '", args.config.source, "': unknown attention variant '", variant,
               "' in attnlab.attention.variant; registered variants: ", join_names(attention_variant_names()));

@@ -12,18 +12,6 @@
 
 namespace attnlab {
 
-namespace {
-
-// A view of `storage` (scratch sized for the largest use) with the given dims.
-Tensor as(const Tensor& storage, std::initializer_list<int64_t> dims) {
-  Tensor t(storage.data, storage.dtype, storage.device, dims, storage.name);
-  CHECK(t.numel() <= storage.numel(), "scratch '", storage.name, "' ", storage.shape_str(), " cannot hold ",
-        t.shape_str());
-  return t;
-}
-
-}  // namespace
-
 AttentionShell::AttentionShell(const AttentionLayerArgs& args, const ShellLayout& l)
     : name_(args.prefix), layer_(args.layer), layout_(l) {
   CHECK(l.D > 0 && l.q_heads > 0 && l.kv_heads > 0 && l.head_dim > 0 && l.v_heads > 0 && l.v_dim > 0 &&
@@ -138,7 +126,7 @@ AttendInputs AttentionShell::training_inputs() const {
 
 void AttentionShell::branch_forward(Ctx& ctx, Branch& b, const Tensor& x) {
   const int64_t H = b.heads, d = layout_.head_dim;
-  Tensor tok = as(tok_, {B_, T_, H, d});
+  Tensor tok = tok_.prefix({B_, T_, H, d});
   if (layout_.qk_norm) {
     b.proj.forward(ctx, x, b.raw.view({B_, T_, H * d}));
     if (&b == &q_) probe_activation(ctx, "q_proj", b.raw.view({B_, T_, H * d}));
@@ -249,14 +237,14 @@ void AttentionShell::forward(Ctx& ctx, const Tensor& x, const Tensor& y) {
   if (controller_.active()) controller_.forward(ctx, x, ctrl_out_);
   branch_forward(ctx, q_, x);
   branch_forward(ctx, k_, x);
-  Tensor v_tok = as(tok_, {B_, T_, l.v_heads, l.v_dim});
+  Tensor v_tok = tok_.prefix({B_, T_, l.v_heads, l.v_dim});
   v_proj_.forward(ctx, x, v_tok.view({B_, T_, l.v_heads * l.v_dim}));
   permute_forward(ctx, {v_hf_, v_tok});
 
   attend_probed(ctx, training_inputs(), out_hf_);
 
-  Tensor normed_hf = l.head_norm ? as(normed_, {B_, l.out_heads, T_, l.out_dim}) : Tensor();
-  Tensor post_normed = l.post_norm ? as(normed_, {B_, T_, l.D}) : Tensor();
+  Tensor normed_hf = l.head_norm ? normed_.prefix({B_, l.out_heads, T_, l.out_dim}) : Tensor();
+  Tensor post_normed = l.post_norm ? normed_.prefix({B_, T_, l.D}) : Tensor();
   output_forward(ctx, out_hf_, merged_, y, normed_hf, lin_out_, post_normed, Tensor(), Tensor());
   probe_activation(ctx, "attn_out", y);
 }
@@ -264,12 +252,12 @@ void AttentionShell::forward(Ctx& ctx, const Tensor& x, const Tensor& y) {
 void AttentionShell::branch_backward(Ctx& ctx, Branch& b, const Tensor& d_heads_first, const Tensor& x,
                                      const Tensor& dx, bool accumulate_dx) {
   const int64_t H = b.heads, d = layout_.head_dim;
-  Tensor d_tok = as(tok_, {B_, T_, H, d});
+  Tensor d_tok = tok_.prefix({B_, T_, H, d});
   if (layout_.rope) rope_backward(ctx, {d_tok, d_heads_first, layout_.rope_spec});
   else permute_backward(ctx, {d_tok, d_heads_first});
   Tensor d_proj = d_tok;
   if (layout_.qk_norm) {
-    d_proj = as(tok2_, {B_, T_, H, d});
+    d_proj = tok2_.prefix({B_, T_, H, d});
     b.norm.backward(ctx, d_tok, b.raw, d_proj, false);
   }
   b.proj.backward(ctx, d_proj.view({B_, T_, H * d}), x, dx, accumulate_dx);
@@ -280,7 +268,7 @@ void AttentionShell::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const
   const ShellLayout& l = layout_;
   const int64_t B = B_, T = T_, merged = l.out_heads * l.out_dim;
   Tensor d_out_hf = d_out_hf_;
-  Tensor d_merged = as(d_merged_, {B, T, merged});
+  Tensor d_merged = d_merged_.prefix({B, T, merged});
   if (!l.post_norm && l.out_scale != 1) {
     // merged → y = c·merged Woᵀ: dmerged = c·dy Wo; dWo += c·dyᵀ merged.
     MatmulArgs m;
@@ -310,16 +298,16 @@ void AttentionShell::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const
     if (l.post_norm) {
       Tensor d_normed = dy;
       if (l.out_scale != 1) {
-        d_normed = as(normed_, {B, T, l.D});
+        d_normed = normed_.prefix({B, T, l.D});
         scale(ctx, d_normed, dy, l.out_scale);
       }
-      d_lin = as(tok_, {B, T, l.D});
+      d_lin = tok_.prefix({B, T, l.D});
       post_norm_.backward(ctx, d_normed, lin_out_, d_lin, false);
     }
     o_proj_.backward(ctx, d_lin, merged_, d_merged, false);
   }
   if (l.head_norm) {
-    Tensor d_normed = as(normed_, {B, l.out_heads, T, l.out_dim});
+    Tensor d_normed = normed_.prefix({B, l.out_heads, T, l.out_dim});
     permute_backward(ctx, {d_normed, d_merged.view({B, T, l.out_heads, l.out_dim})});
     head_norm_.backward(ctx, d_normed, out_hf_, d_out_hf, false);
   } else {
@@ -339,7 +327,7 @@ void AttentionShell::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const
   // token-major scratch.
   branch_backward(ctx, q_, dq_hf_, x, dx, false);
   branch_backward(ctx, k_, dk_hf_, x, dx, true);
-  Tensor dv_tok = as(tok_, {B, T, l.v_heads, l.v_dim});
+  Tensor dv_tok = tok_.prefix({B, T, l.v_heads, l.v_dim});
   permute_backward(ctx, {dv_tok, dv_hf_});
   v_proj_.backward(ctx, dv_tok.view({B, T, l.v_heads * l.v_dim}), x, dx, true);
   if (controller_.active()) controller_.backward(ctx, d_ctrl_, x, dx);
@@ -436,12 +424,12 @@ void AttentionShell::forward_cached(Ctx& ctx, const CachedAttentionArgs& a) {
     const Tensor& tok = b == &q_ ? c.q_tok : c.k_tok;
     const int64_t H = b->heads;
     if (l.qk_norm) {
-      Tensor raw = as(c.raw, {B, T, H, d});
+      Tensor raw = c.raw.prefix({B, T, H, d});
       b->proj.forward(ctx, a.x, raw.view({B, T, H * d}));
       if (b == &q_) probe_activation(ctx, "q_proj", raw.view({B, T, H * d}));
       RmsNormArgs n;
       n.y = tok;
-      n.rstd = as(c.rstd, {B * T * H});
+      n.rstd = c.rstd.prefix({B * T * H});
       n.x = raw;
       n.weight = b->norm_weight->value;
       n.eps = l.qk_norm_eps;

@@ -83,8 +83,7 @@ size_t StandardAttention::attend_cached_bytes(DType dt, int64_t B, int64_t T, in
   return 3 * stat + Arena::aligned(attention_workspace_bytes(spec_, B, T, S, dt, false, false, true));
 }
 
-void StandardAttention::attend(Ctx& ctx, const AttendInputs& in, const Tensor& out) {
-  AttentionArgs a;
+void StandardAttention::fill_inputs(AttentionInputs& a, const AttendInputs& in) const {
   a.spec = spec_;
   a.q = in.q;
   a.k = in.k;
@@ -94,6 +93,11 @@ void StandardAttention::attend(Ctx& ctx, const AttendInputs& in, const Tensor& o
   a.query_offset = in.query_offset;
   a.score_add = in.score_add;
   a.score_mul = in.score_mul;
+}
+
+void StandardAttention::attend(Ctx& ctx, const AttendInputs& in, const Tensor& out) {
+  AttentionArgs a;
+  fill_inputs(a, in);
   a.out = out;
   if (in.captures) a.captures = *in.captures;
   if (!in.scratch) {
@@ -120,15 +124,7 @@ void StandardAttention::attend(Ctx& ctx, const AttendInputs& in, const Tensor& o
 
 void StandardAttention::attend_backward(Ctx& ctx, const AttendInputs& in, const AttendGrads& g) {
   AttentionBackwardArgs a;
-  a.spec = spec_;
-  a.q = in.q;
-  a.k = in.k;
-  a.v = in.v;
-  a.keys = in.keys;
-  a.key_lengths = in.key_lengths;
-  a.query_offset = in.query_offset;
-  a.score_add = in.score_add;
-  a.score_mul = in.score_mul;
+  fill_inputs(a, in);
   a.probs = probs_;
   a.lse = lse_;
   a.row_min = row_min_;

@@ -35,6 +35,8 @@ class StandardAttention : public AttentionShell {
   size_t attend_cached_bytes(DType dt, int64_t B, int64_t T, int64_t S) const override;
 
  private:
+  // The inputs the forward and backward op calls share.
+  void fill_inputs(AttentionInputs& a, const AttendInputs& in) const;
   AttentionSpec spec_;
   // saved
   Tensor probs_, lse_, row_min_, row_sum_;

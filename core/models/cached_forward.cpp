@@ -9,18 +9,6 @@
 
 namespace attnlab {
 
-namespace {
-
-// A view of the first elements of `storage` with the given dims.
-Tensor as(const Tensor& storage, std::initializer_list<int64_t> dims) {
-  Tensor t(storage.data, storage.dtype, storage.device, dims, storage.name);
-  CHECK(t.numel() <= storage.numel(), "buffer '", storage.name, "' ", storage.shape_str(), " cannot hold ",
-        t.shape_str());
-  return t;
-}
-
-}  // namespace
-
 CachedForward::CachedForward(Model& model, const Ctx& ctx, int64_t batch, int64_t max_prompt, int64_t max_length)
     : model_(model), config_(model.config()), dt_(model.dtype()), gpt2_(model.config().arch == ModelArch::gpt2) {
   const ModelConfig& c = config_;
@@ -79,7 +67,7 @@ void CachedForward::upload_inputs(Ctx& ctx, int64_t T) {
   // One copy: ids [B, T], positions [B, T], key lengths [B], last rows [B], packed for this T.
   const int64_t n = 2 * B_ * T + 2 * B_;
   Tensor host(host_inputs_.data(), DType::i32, Device::cpu, {n}, "generation.inputs(host)");
-  copy_tensor(ctx, as(inputs_, {n}), host);
+  copy_tensor(ctx, inputs_.prefix({n}), host);
   auto at = [&](int64_t offset) { return static_cast<int32_t*>(inputs_.data) + offset; };
   ids_ = Tensor(at(0), DType::i32, inputs_.device, {B_, T}, "generation.ids");
   positions_ = Tensor(at(B_ * T), DType::i32, inputs_.device, {B_, T}, "generation.positions");
@@ -88,11 +76,11 @@ void CachedForward::upload_inputs(Ctx& ctx, int64_t T) {
 }
 
 void CachedForward::run_blocks(Ctx& ctx, int64_t T, int64_t keys, int64_t query_offset) {
-  const Tensor resid = as(resid_, {B_, T, D_});
+  const Tensor resid = resid_.prefix({B_, T, D_});
   if (gpt2_) {
     // wte[id] + wpe[position]: two gathers and an add (the embedding op's own position table takes
     // one offset for the whole batch; here every row has its own).
-    const Tensor tok_emb = as(mid_, {B_, T, D_}), pos_emb = as(branch_, {B_, T, D_});
+    const Tensor tok_emb = mid_.prefix({B_, T, D_}), pos_emb = branch_.prefix({B_, T, D_});
     EmbeddingArgs tok;
     tok.out = tok_emb;
     tok.ids = ids_;
@@ -168,7 +156,7 @@ Tensor CachedForward::prefill(Ctx& ctx, const std::vector<std::vector<int32_t>>&
   EmbeddingArgs g;
   g.out = last_;
   g.ids = last_rows_;
-  g.table = as(resid_, {B_ * T, D_});
+  g.table = resid_.prefix({B_ * T, D_});
   embedding_forward(ctx, g);
   return head(ctx, last_);
 }
@@ -195,7 +183,7 @@ Tensor CachedForward::decode(Ctx& ctx, const std::vector<int32_t>& tokens) {
   // One query per row that may see every slot up to S − 1; each row's key length cuts it to its own.
   run_blocks(ctx, 1, keys, keys - 1);
   cache_.set_lengths(lengths);
-  return head(ctx, as(resid_, {B_, D_}));
+  return head(ctx, resid_.prefix({B_, D_}));
 }
 
 void CachedForward::truncate(const std::vector<int64_t>& lengths) {

@@ -152,7 +152,7 @@ class ScratchDecoder::Block {
     fc_.backward(ctx, d_act_, h2_, branch_, false);
     n2_->backward(ctx, branch_, mid_, dres, true);
     // branch_ (the FFN input gradient) is consumed: reuse it for the attention input gradient.
-    Tensor d_h1 = Tensor(d_act_.data, d_act_.dtype, d_act_.device, {x.dim(0), x.dim(1), D_}, d_act_.name);
+    Tensor d_h1 = d_act_.prefix({x.dim(0), x.dim(1), D_});
     CHECK(F_ >= D_, "scratch decoder: the FFN width must be at least the model width");
     attn_->backward(ctx, dres, h1_, d_h1);
     n1_->backward(ctx, d_h1, x, dres, true);

@@ -63,8 +63,9 @@ void check_opt(const Tensor& t, DType dt, std::initializer_list<int64_t> dims, c
   if (t.defined()) check_t(t, dt, dims, what);
 }
 
-// Shape from Q, K, V and the key count.
-AttnShape resolve(const AttentionInputs& in) {
+// Shape from Q, K, V and the key count (explicit; 0: the saved map's last dim when a map is given,
+// else S_cap).
+AttnShape resolve(const AttentionInputs& in, const Tensor& probs) {
   const AttentionSpec& s = in.spec;
   const Tensor &q = in.q, &k = in.k, &v = in.v;
   check_spec(s);
@@ -79,7 +80,7 @@ AttnShape resolve(const AttentionInputs& in) {
   sh.G = s.Hq / s.Hkv;
   sh.T = q.dim(2);
   sh.S_cap = k.dim(2);
-  sh.S = in.keys > 0 ? in.keys : sh.S_cap;
+  sh.S = in.keys > 0 ? in.keys : probs.defined() && probs.ndim == 4 ? probs.dim(3) : sh.S_cap;
   sh.d = s.d;
   sh.dv = s.value_dim();
   sh.scale = s.score_scale();
@@ -169,7 +170,7 @@ size_t attention_workspace_bytes(const AttentionSpec& spec, int64_t B, int64_t T
 void attention_forward(Ctx& ctx, const AttentionArgs& args) {
   NVTX_RANGE(ctx, "attention_forward");
   const AttentionSpec& s = args.spec;
-  AttnShape sh = resolve(args);
+  AttnShape sh = resolve(args, args.probs);
   const DType dt = args.q.dtype, acc = acc_dtype(dt);
   check_common(args, args, sh, dt, false);
   const bool maps_in_workspace = !args.probs.defined();
@@ -226,7 +227,7 @@ void attention_forward(Ctx& ctx, const AttentionArgs& args) {
 void attention_backward(Ctx& ctx, const AttentionBackwardArgs& a) {
   NVTX_RANGE(ctx, "attention_backward");
   const AttentionSpec& s = a.spec;
-  AttnShape sh = resolve(a);
+  AttnShape sh = resolve(a, a.probs);
   const DType dt = a.q.dtype, acc = acc_dtype(dt);
   check_common(a, a, sh, dt, true);
   check_stats(s, sh, dt, a.lse, a.row_min, a.row_sum, true, "lse/row_min/row_sum");

@@ -80,7 +80,8 @@ std::string attention_backend_support(AttentionBackend backend, const AttentionS
 struct AttentionInputs {
   AttentionSpec spec;
   AttentionBackend backend = AttentionBackend::materialized;
-  int64_t keys = 0;    // S: key positions this call attends over (≤ S_cap = k.dim(2)); 0: S_cap
+  int64_t keys = 0;    // S: key positions this call attends over (≤ S_cap = k.dim(2)); 0: the
+                       //    given probability map's last dim, or S_cap without a map
   Tensor q;            // in  T [B, Hq, T, d]
   Tensor k;            // in  T [B, Hkv, S_cap, d]
   Tensor v;            // in  T [B, Hkv, S_cap, dv]
