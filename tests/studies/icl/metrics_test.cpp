@@ -119,8 +119,9 @@ TEST(SimAouTest, RandomBaselineDrawsFromTheSeededGenerator) {
     EXPECT_NEAR(res.random_per_layer[0], icl::simaou_random_cos(z1, i1, r1, 1e-5), 1e-15);
     EXPECT_NEAR(res.random_per_layer[1],
                 (icl::simaou_random_cos(z2, i2, r2, 1e-5) + icl::simaou_random_cos(z1, i1, r3, 1e-5)) / 2, 1e-15);
-    if (draw == icl::RandomDraw::uniform)
+    if (draw == icl::RandomDraw::uniform) {
       for (double v : r1) EXPECT_TRUE(v >= 0 && v < 1);
+    }
     EXPECT_THROW(s.add(0, z1, i2, f1), Error);
   }
 }
