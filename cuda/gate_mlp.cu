@@ -78,7 +78,7 @@ __device__ __forceinline__ void load_hidden(float (*s)[HG], const float* src, in
 
 // y_g = x ⊙ (1 + 0.2·tanh(a2_g A2_gᵀ + c2_g)) for the three gates.
 template <class T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
     gate_apply_kernel(PerGate<T> y, const T* x, const float* a1, GateSet<T> gs, int64_t rows, int64_t D) {
   __shared__ float a2s[kRowsPerBlock][HG];
   const int64_t d = int64_t(blockIdx.x) * kColThreads + threadIdx.x;

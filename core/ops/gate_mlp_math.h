@@ -10,7 +10,7 @@ namespace attnlab {
 template <class A, class W>
 ATTNLAB_HD A gate_fc2_row(const W* w, A bias, const A* a2) {
   A s = bias;
-#if defined(__CUDACC__)
+#if defined(__CUDA_ARCH__)
 #pragma unroll
 #endif
   for (int j = 0; j < 16; ++j) s += A(w[j]) * a2[j];
