@@ -46,7 +46,7 @@ inline GateCase make_gate_case(int64_t rows, int64_t dim, uint64_t seed, bool ze
   return c;
 }
 
-// The case's inputs rounded as dtype `dt` stores them (u stays in the accumulation dtype).
+// The case's inputs rounded as dtype `dt` stores them (u as its accumulation dtype stores it).
 inline GateCase rounded(const GateCase& c, DType dt) {
   GateCase r = c;
   r.x = round_as(dt, c.x);
@@ -54,7 +54,7 @@ inline GateCase rounded(const GateCase& c, DType dt) {
     for (auto& v : r.p[g]) v = round_as(dt, v);
     r.dy[g] = round_as(dt, c.dy[g]);
   }
-  if (dt == DType::bf16) r.u = round_as(DType::f32, c.u);
+  if (dt != DType::f64) r.u = round_as(DType::f32, c.u);  // u is stored in the acc dtype, f32
   return r;
 }
 
