@@ -82,12 +82,18 @@ void forward_cpu(const GateMlpArgs& a, GateMlpSizes s) {
   const A* u = a.u.ptr<A>();
   A* a1 = a.a1.ptr<A>();
   A* norm = a.adj_norm.defined() ? a.adj_norm.ptr<A>() : nullptr;
+  const T *w1s[kNumGates], *b1s[kNumGates], *w2s[kNumGates], *b2s[kNumGates];
+  T* ys[kNumGates];
+  for (int g = 0; g < kNumGates; ++g) {
+    w1s[g] = a.gate[g].fc1_w.ptr<T>(), b1s[g] = a.gate[g].fc1_b.ptr<T>();
+    w2s[g] = a.gate[g].fc2_w.ptr<T>(), b2s[g] = a.gate[g].fc2_b.ptr<T>();
+    ys[g] = a.y[g].ptr<T>();
+  }
 #pragma omp parallel for schedule(static) if (rows * D > 16384)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * D;
     for (int g = 0; g < kNumGates; ++g) {
-      const GateParams& p = a.gate[g];
-      const T *w1 = p.fc1_w.ptr<T>(), *b1 = p.fc1_b.ptr<T>(), *w2 = p.fc2_w.ptr<T>(), *b2 = p.fc2_b.ptr<T>();
+      const T *w1 = w1s[g], *b1 = b1s[g], *w2 = w2s[g], *b2 = b2s[g];
       A a2[H];
       for (int64_t j = 0; j < H; ++j) {
         const T* wj = w1 + j * (D + 1);
@@ -96,7 +102,7 @@ void forward_cpu(const GateMlpArgs& a, GateMlpSizes s) {
         a1[r * kHG + g * H + j] = acc;
         a2[j] = gelu_erf<A>(acc);
       }
-      T* yr = a.y[g].ptr<T>() + r * D;
+      T* yr = ys[g] + r * D;
       A sq = 0;
       for (int64_t d = 0; d < D; ++d) {
         const A adj = gate_adj<A>(gate_fc2_row<A>(w2 + d * H, A(b2[d]), a2));
