@@ -36,7 +36,7 @@ TEST_P(LmEntropyGpu, MatchesCpu) {
     int64_t T, D, V, Vp, tile;
   };
   for (Shape s : {Shape{1, 31, 1009, 1024, 64}, Shape{7, 67, 5003, 5056, 1000}, Shape{173, 131, 10007, 10007, 4096},
-                  Shape{61, 29, 997, 1000, 2048}}) {
+                  Shape{61, 29, 997, 1000, 2048}, Shape{1500, 17, 997, 1000, 300} /* more rows than blocks */}) {
     auto x = round_as(dt, rand_uniform(size_t(s.T * s.D), -1, 1, uint64_t(s.T + s.V)));
     auto emb = round_as(dt, rand_uniform(size_t(s.Vp * s.D), -0.8, 0.8, uint64_t(s.D + s.V)));
     for (int64_t v = s.V; v < s.Vp; ++v)
