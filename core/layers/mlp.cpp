@@ -5,7 +5,7 @@
 
 namespace attnlab {
 
-Mlp Mlp::gelu(const std::string& name, Linear fc, Linear proj, GeluKind kind) {
+Mlp Mlp::gelu(const std::string& name, Linear fc, Linear proj, GeluKind kind, double inner_dropout) {
   CHECK(fc.out_features() == proj.in_features() && proj.out_features() == fc.in_features(), "MLP '", name,
         "': c_fc is ", fc.in_features(), "→", fc.out_features(), " but c_proj is ", proj.in_features(), "→",
         proj.out_features());
@@ -14,6 +14,7 @@ Mlp Mlp::gelu(const std::string& name, Linear fc, Linear proj, GeluKind kind) {
   m.kind_ = kind;
   m.in_ = fc;
   m.out_ = proj;
+  m.drop_ = Dropout(name + ".drop", inner_dropout);
   return m;
 }
 
@@ -44,11 +45,11 @@ void Mlp::plan(ActivationPlanner& p, DType dt, int64_t B, int64_t T) {
 
 void Mlp::forward(Ctx& ctx, const Tensor& x, const Tensor& y) {
   NVTX_RANGE(ctx, name_.forward.c_str());
-  run(ctx, x, y, pre_, act_, up_out_);
+  run(ctx, x, y, pre_, act_, up_out_, &drop_);
 }
 
 void Mlp::run(Ctx& ctx, const Tensor& x, const Tensor& y, const Tensor& pre, const Tensor& act,
-              const Tensor& up_out) const {
+              const Tensor& up_out, Dropout* drop) const {
   in_.forward(ctx, x, pre);
   if (swiglu_) {
     up_.forward(ctx, x, up_out);
@@ -59,6 +60,8 @@ void Mlp::run(Ctx& ctx, const Tensor& x, const Tensor& y, const Tensor& pre, con
     swiglu_forward(ctx, a);
   } else {
     gelu_forward(ctx, {act, pre, kind_});
+    // In place: c_proj reads (and its backward keeps) the dropped activation.
+    if (drop) drop->forward(ctx, act);
   }
   out_.forward(ctx, act, y);
 }
@@ -74,7 +77,7 @@ void Mlp::forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Arena& s
   Tensor pre = scratch.alloc(dt, {rows, I}, "mlp.inference_pre");
   Tensor act = scratch.alloc(dt, {rows, I}, "mlp.inference_act");
   Tensor up = swiglu_ ? scratch.alloc(dt, {rows, I}, "mlp.inference_up") : Tensor();
-  run(ctx, x, y, pre, act, up);
+  run(ctx, x, y, pre, act, up, nullptr);  // no dropout in inference
 }
 
 void Mlp::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx) {
@@ -91,6 +94,7 @@ void Mlp::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx
     in_.backward(ctx, dpre_, x, dx, false);
     up_.backward(ctx, dup_, x, dx, true);
   } else {
+    if (drop_.applied()) drop_.backward(ctx, dact_, dact_);
     // In place: gelu_backward reads each dy element before writing it.
     gelu_backward(ctx, {dact_, dact_, pre_, kind_});
     in_.backward(ctx, dact_, x, dx, false);

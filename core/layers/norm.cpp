@@ -3,6 +3,7 @@
 #include "core/nvtx.h"
 #include "core/ops/layernorm.h"
 #include "core/ops/rmsnorm.h"
+#include "core/ops/simple_rmsnorm.h"
 
 namespace attnlab {
 
@@ -117,6 +118,37 @@ void RmsNorm::forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Aren
   rmsnorm_forward(ctx, a);
 }
 
+SimpleRmsNorm::SimpleRmsNorm(const std::string& name, Param* weight, double eps)
+    : name_(name), weight_(weight), eps_(eps) {}
+
+void SimpleRmsNorm::plan(ActivationPlanner& p, DType dt, int64_t rows) {
+  den_ = p.saved(acc_dtype(dt), {rows}, name_.name + ".den");
+}
+
+void SimpleRmsNorm::forward(Ctx& ctx, const Tensor& x, const Tensor& y) {
+  NVTX_RANGE(ctx, name_.forward.c_str());
+  simple_rmsnorm_forward(ctx, {y, den_, x, weight_->value, eps_});
+}
+
+void SimpleRmsNorm::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx, bool accumulate_dx) {
+  NVTX_RANGE(ctx, name_.backward.c_str());
+  SimpleRmsNormBackwardArgs a;
+  a.dx = dx;
+  a.dweight = weight_->grad;
+  a.dy = dy;
+  a.x = x;
+  a.weight = weight_->value;
+  a.den = den_;
+  a.accumulate_dx = accumulate_dx;
+  simple_rmsnorm_backward(ctx, a);
+}
+
+void SimpleRmsNorm::forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Arena& scratch) const {
+  const int64_t rows = x.numel() / x.dim(x.ndim - 1);
+  simple_rmsnorm_forward(ctx, {y, scratch.alloc(acc_dtype(x.dtype), {rows}, "norm.inference_den"), x,
+                               weight_->value, eps_});
+}
+
 Norm Norm::layer_norm(const std::string& name, Param* weight, Param* bias, double eps) {
   Norm n;
   n.ln_ = LayerNorm(name, weight, bias, eps);
@@ -124,28 +156,39 @@ Norm Norm::layer_norm(const std::string& name, Param* weight, Param* bias, doubl
 }
 Norm Norm::rms_norm(const std::string& name, Param* weight, double eps) {
   Norm n;
-  n.rms_ = true;
+  n.kind_ = Kind::rms;
   n.rms_norm_ = RmsNorm(name, weight, eps);
+  return n;
+}
+Norm Norm::simple_rms_norm(const std::string& name, Param* weight, double eps) {
+  Norm n;
+  n.kind_ = Kind::simple;
+  n.simple_ = SimpleRmsNorm(name, weight, eps);
   return n;
 }
 
 void Norm::plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t rows, int64_t C) {
-  if (rms_) rms_norm_.plan(p, ctx, dt, rows, C);
+  if (kind_ == Kind::rms) rms_norm_.plan(p, ctx, dt, rows, C);
+  else if (kind_ == Kind::simple) simple_.plan(p, dt, rows);
   else ln_.plan(p, ctx, dt, rows, C);
 }
 void Norm::forward(Ctx& ctx, const Tensor& x, const Tensor& y) {
-  if (rms_) rms_norm_.forward(ctx, x, y);
+  if (kind_ == Kind::rms) rms_norm_.forward(ctx, x, y);
+  else if (kind_ == Kind::simple) simple_.forward(ctx, x, y);
   else ln_.forward(ctx, x, y);
 }
 void Norm::forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Arena& scratch) const {
-  if (rms_) rms_norm_.forward_inference(ctx, x, y, scratch);
+  if (kind_ == Kind::rms) rms_norm_.forward_inference(ctx, x, y, scratch);
+  else if (kind_ == Kind::simple) simple_.forward_inference(ctx, x, y, scratch);
   else ln_.forward_inference(ctx, x, y, scratch);
 }
 size_t Norm::inference_bytes(DType dt, int64_t rows) const {
-  return rms_ ? RmsNorm::inference_bytes(dt, rows) : LayerNorm::inference_bytes(dt, rows);
+  // RMSNorm and SimpleRMSNorm keep one statistic per row, LayerNorm two.
+  return kind_ == Kind::layer ? LayerNorm::inference_bytes(dt, rows) : RmsNorm::inference_bytes(dt, rows);
 }
 void Norm::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx, bool accumulate_dx) {
-  if (rms_) rms_norm_.backward(ctx, dy, x, dx, accumulate_dx);
+  if (kind_ == Kind::rms) rms_norm_.backward(ctx, dy, x, dx, accumulate_dx);
+  else if (kind_ == Kind::simple) simple_.backward(ctx, dy, x, dx, accumulate_dx);
   else ln_.backward(ctx, dy, x, dx, accumulate_dx);
 }
 

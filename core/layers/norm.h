@@ -54,12 +54,31 @@ class RmsNorm {
   Tensor rstd_, scratch_;
 };
 
-// The model's normalisation: LayerNorm (GPT-2) or RMSNorm (Qwen), chosen at construction.
+// SimpleRMSNorm of the seed-002 differential model (METHODS §3.5): y = s ⊙ x / (‖x‖/√C + eps).
+class SimpleRmsNorm {
+ public:
+  SimpleRmsNorm() = default;
+  SimpleRmsNorm(const std::string& name, Param* weight, double eps);
+  void plan(ActivationPlanner& p, DType dt, int64_t rows);
+  void forward(Ctx& ctx, const Tensor& x, const Tensor& y);
+  void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx, bool accumulate_dx);
+  void forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Arena& scratch) const;
+ private:
+  LayerName name_;
+  Param* weight_ = nullptr;
+  double eps_ = 1e-8;
+  Tensor den_;
+};
+// The model's normalisation: LayerNorm (GPT-2), RMSNorm (Qwen) or SimpleRMSNorm (the seed preset's
+// differential decoder), chosen at construction. Two Norms over the same parameters are a shared
+// norm (the seed decoders' one norm per block): each keeps its own statistics, both add into the
+// one gradient.
 class Norm {
  public:
   Norm() = default;
   static Norm layer_norm(const std::string& name, Param* weight, Param* bias, double eps);
   static Norm rms_norm(const std::string& name, Param* weight, double eps);
+  static Norm simple_rms_norm(const std::string& name, Param* weight, double eps);
   // Inference (generation): the statistics come from `scratch`; nothing is saved.
   void forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Arena& scratch) const;
   size_t inference_bytes(DType dt, int64_t rows) const;
@@ -69,9 +88,11 @@ class Norm {
   void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx, bool accumulate_dx);
 
  private:
-  bool rms_ = false;
+  enum class Kind : uint8_t { layer, rms, simple };
+  Kind kind_ = Kind::layer;
   LayerNorm ln_;
   RmsNorm rms_norm_;
+  SimpleRmsNorm simple_;
 };
 
 }  // namespace attnlab

@@ -16,48 +16,74 @@ GeluKind gelu_kind_of(const ModelConfig& c) {
             "' is not implemented; GPT-2 models use gelu_new, gelu_pytorch_tanh (tanh form) or gelu (erf form)");
 }
 
-DecoderBlock::DecoderBlock(const ModelConfig& c, int64_t layer, const std::string& prefix, ParamStore& ps,
-                           double residual_dropout)
-    : name_(prefix), layer_(layer), width_(c.hidden_size) {
+namespace {
+
+BlockParts hf_block_parts(const ModelConfig& c, int64_t layer, const std::string& prefix, ParamStore& ps,
+                          double residual_dropout) {
   const int64_t D = c.hidden_size, I = c.intermediate_size;
   const bool gpt2 = c.arch == ModelArch::gpt2;
+  BlockParts parts;
+  parts.prefix = prefix;
+  parts.layer = layer;
+  parts.width = D;
+  parts.residual_dropout = residual_dropout;
   if (gpt2) {
     const std::string ln1 = prefix + ".ln_1";
-    norm1_ = Norm::layer_norm(ln1, &ps.add(ln1 + ".weight", {D}), &ps.add(ln1 + ".bias", {D}), c.norm_eps);
+    parts.norm1 = Norm::layer_norm(ln1, &ps.add(ln1 + ".weight", {D}), &ps.add(ln1 + ".bias", {D}), c.norm_eps);
   } else {
     const std::string ln1 = prefix + ".input_layernorm";
-    norm1_ = Norm::rms_norm(ln1, &ps.add(ln1 + ".weight", {D}), c.norm_eps);
+    parts.norm1 = Norm::rms_norm(ln1, &ps.add(ln1 + ".weight", {D}), c.norm_eps);
   }
 
-  const std::string attn_prefix = prefix + (gpt2 ? ".attn" : ".self_attn");
-  attn_ = make_attention_layer({c, layer, attn_prefix, ps, attention_options(c)});
+  parts.attention_prefix = prefix + (gpt2 ? ".attn" : ".self_attn");
+  parts.attention = make_attention_layer({c, layer, parts.attention_prefix, ps, attention_options(c)});
 
   if (gpt2) {
     const std::string ln2 = prefix + ".ln_2";
-    norm2_ = Norm::layer_norm(ln2, &ps.add(ln2 + ".weight", {D}), &ps.add(ln2 + ".bias", {D}), c.norm_eps);
+    parts.norm2 = Norm::layer_norm(ln2, &ps.add(ln2 + ".weight", {D}), &ps.add(ln2 + ".bias", {D}), c.norm_eps);
     const std::string m = prefix + ".mlp";
     // Conv1D weights: [in, out] in the checkpoint, [out, in] here.
     Linear fc(&ps.add(m + ".c_fc.weight", {I, D}, true), &ps.add(m + ".c_fc.bias", {I}));
     Linear proj(&ps.add(m + ".c_proj.weight", {D, I}, true), &ps.add(m + ".c_proj.bias", {D}));
-    mlp_ = Mlp::gelu(m, fc, proj, gelu_kind_of(c));
+    parts.mlp = Mlp::gelu(m, fc, proj, gelu_kind_of(c));
   } else {
     CHECK(c.activation == "silu", "config '", c.source, "': hidden_act '", c.activation,
           "' is not implemented; Qwen models use silu (SwiGLU)");
     const std::string ln2 = prefix + ".post_attention_layernorm";
-    norm2_ = Norm::rms_norm(ln2, &ps.add(ln2 + ".weight", {D}), c.norm_eps);
+    parts.norm2 = Norm::rms_norm(ln2, &ps.add(ln2 + ".weight", {D}), c.norm_eps);
     const std::string m = prefix + ".mlp";
     Linear gate(&ps.add(m + ".gate_proj.weight", {I, D}), nullptr);
     Linear up(&ps.add(m + ".up_proj.weight", {I, D}), nullptr);
     Linear down(&ps.add(m + ".down_proj.weight", {D, I}), nullptr);
-    mlp_ = Mlp::swiglu(m, gate, up, down);
+    parts.mlp = Mlp::swiglu(m, gate, up, down);
   }
-  attn_drop_ = Dropout(attn_prefix + ".resid_dropout", residual_dropout);
-  mlp_drop_ = Dropout(prefix + ".mlp.dropout", residual_dropout);
+  return parts;
+}
+
+}  // namespace
+
+DecoderBlock::DecoderBlock(const ModelConfig& c, int64_t layer, const std::string& prefix, ParamStore& ps,
+                           double residual_dropout)
+    : DecoderBlock(hf_block_parts(c, layer, prefix, ps, residual_dropout)) {}
+
+DecoderBlock::DecoderBlock(BlockParts parts)
+    : name_(parts.prefix),
+      layer_(parts.layer),
+      width_(parts.width),
+      norm1_(parts.norm1),
+      norm2_(parts.norm2),
+      attn_(std::move(parts.attention)),
+      mlp_(parts.mlp) {
+  CHECK(attn_, "block '", parts.prefix, "' has no attention layer");
+  const std::string attn_prefix = parts.attention_prefix.empty() ? parts.prefix + ".attn" : parts.attention_prefix;
+  attn_drop_ = Dropout(attn_prefix + ".resid_dropout", parts.residual_dropout);
+  mlp_drop_ = Dropout(parts.prefix + ".mlp.dropout", parts.residual_dropout);
 }
 
 void DecoderBlock::set_training(bool training) {
   attn_drop_.set_training(training);
   mlp_drop_.set_training(training);
+  mlp_.set_training(training);
 }
 
 void DecoderBlock::plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t B, int64_t T) {

@@ -22,11 +22,26 @@
 
 namespace attnlab {
 
+// A block's sublayers, built by a model (its names, norms and MLP) and handed to the block.
+struct BlockParts {
+  std::string prefix;  // "transformer.h.3", "model.layers.3", "blocks.3"
+  int64_t layer = 0;
+  int64_t width = 0;   // D
+  Norm norm1, norm2;
+  std::unique_ptr<AttentionLayer> attention;
+  Mlp mlp;
+  std::string attention_prefix;  // for the residual dropout's name
+  double residual_dropout = 0;
+};
+
 class DecoderBlock {
  public:
-  // Registers the block's parameters under `prefix` ("transformer.h.3", "model.layers.3").
+  // The GPT-2 / Qwen block: registers the block's parameters under `prefix` ("transformer.h.3",
+  // "model.layers.3").
   DecoderBlock(const ModelConfig& config, int64_t layer, const std::string& prefix, ParamStore& params,
                double residual_dropout);
+  // Any block of this shape (the from-scratch decoders build theirs with their own names and norms).
+  explicit DecoderBlock(BlockParts parts);
 
   void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t B, int64_t T);
   // x, out [B, T, D]; x must stay untouched until backward.

@@ -48,127 +48,52 @@ void scaled_add(Ctx& ctx, const Tensor& out, const Tensor& x, const Tensor& one,
 
 }  // namespace
 
+namespace {
+
 // A block or final norm: LayerNorm (eps 1e−5), RMSNorm (P2, eps 1e−6) or SimpleRMSNorm (eps 1e−8
-// outside the root). Two instances over the same parameters are the seed's shared norm: each keeps
-// its own statistics, and both add into the one gradient.
-class ScratchDecoder::ScratchNorm {
- public:
-  ScratchNorm(NormKind kind, const std::string& name, Param* weight, Param* bias) : kind_(kind), name_(name), w_(weight) {
-    if (kind == NormKind::layer) ln_ = LayerNorm(name, weight, bias, 1e-5);
-    if (kind == NormKind::rms) rms_ = RmsNorm(name, weight, 1e-6);
-  }
-  void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t rows, int64_t C) {
-    if (kind_ == NormKind::layer) ln_.plan(p, ctx, dt, rows, C);
-    else if (kind_ == NormKind::rms) rms_.plan(p, ctx, dt, rows, C);
-    else den_ = p.saved(acc_dtype(dt), {rows}, name_ + ".den");
-  }
-  void forward(Ctx& ctx, const Tensor& x, const Tensor& y) {
-    if (kind_ == NormKind::layer) return ln_.forward(ctx, x, y);
-    if (kind_ == NormKind::rms) return rms_.forward(ctx, x, y);
-    simple_rmsnorm_forward(ctx, {y, den_, x, w_->value, 1e-8});
-  }
-  void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx, bool accumulate_dx) {
-    if (kind_ == NormKind::layer) return ln_.backward(ctx, dy, x, dx, accumulate_dx);
-    if (kind_ == NormKind::rms) return rms_.backward(ctx, dy, x, dx, accumulate_dx);
-    SimpleRmsNormBackwardArgs a;
-    a.dx = dx;
-    a.dweight = w_->grad;
-    a.dy = dy;
-    a.x = x;
-    a.weight = w_->value;
-    a.den = den_;
-    a.accumulate_dx = accumulate_dx;
-    simple_rmsnorm_backward(ctx, a);
-  }
+// outside the root).
+Norm make_norm(NormKind kind, const std::string& name, Param* weight, Param* bias) {
+  if (kind == NormKind::layer) return Norm::layer_norm(name, weight, bias, 1e-5);
+  if (kind == NormKind::rms) return Norm::rms_norm(name, weight, 1e-6);
+  return Norm::simple_rms_norm(name, weight, 1e-8);
+}
 
- private:
-  NormKind kind_;
-  std::string name_;
-  Param* w_;
-  LayerNorm ln_;
-  RmsNorm rms_;
-  Tensor den_;
-};
+// One block of METHODS §3.4/§3.5 as a DecoderBlock: pre-norm (the seed preset's single norm serves
+// both sub-layers: two Norms over the same parameters), the attention variant, FFN Linear(D→F,
+// bias) → GELU(erf) → Dropout → Linear(F→D, bias); no residual dropout.
+BlockParts scratch_block_parts(const ScratchDecoderConfig& c, const ModelConfig& layer_config, int64_t layer,
+                               ParamStore& ps) {
+  const std::string p = "blocks." + std::to_string(layer);
+  const bool seed = c.preset == ScratchDecoderConfig::Preset::seed;
+  const NormKind kind = !seed ? NormKind::rms : c.differential ? NormKind::simple : NormKind::layer;
+  auto norm_params = [&](const std::string& nm) {
+    Param* w = &ps.add(p + "." + nm + ".weight", {c.hidden});
+    Param* b = kind == NormKind::layer ? &ps.add(p + "." + nm + ".bias", {c.hidden}) : nullptr;
+    return std::pair{w, b};
+  };
+  BlockParts parts;
+  parts.prefix = p;
+  parts.layer = layer;
+  parts.width = c.hidden;
+  if (seed) {
+    auto [w, b] = norm_params("norm");
+    parts.norm1 = make_norm(kind, p + ".norm.attn_use", w, b);
+    parts.norm2 = make_norm(kind, p + ".norm.ffn_use", w, b);
+  } else {
+    auto [w1, b1] = norm_params("attn_norm");
+    parts.norm1 = make_norm(kind, p + ".attn_norm", w1, b1);
+    auto [w2, b2] = norm_params("ffn_norm");
+    parts.norm2 = make_norm(kind, p + ".ffn_norm", w2, b2);
+  }
+  parts.attention_prefix = p + ".attn";
+  parts.attention = make_attention_layer({layer_config, layer, parts.attention_prefix, ps, attention_options(layer_config)});
+  Linear fc(&ps.add(p + ".ffn.fc.weight", {c.ffn, c.hidden}), &ps.add(p + ".ffn.fc.bias", {c.ffn}));
+  Linear proj(&ps.add(p + ".ffn.proj.weight", {c.hidden, c.ffn}), &ps.add(p + ".ffn.proj.bias", {c.hidden}));
+  parts.mlp = Mlp::gelu(p + ".ffn", fc, proj, GeluKind::erf_exact, c.dropout);
+  return parts;
+}
 
-class ScratchDecoder::Block {
- public:
-  Block(const ScratchDecoderConfig& c, const ModelConfig& layer_config, int64_t layer, ParamStore& ps) {
-    const std::string p = "blocks." + std::to_string(layer);
-    const bool seed = c.preset == ScratchDecoderConfig::Preset::seed;
-    const NormKind kind = !seed ? NormKind::rms : c.differential ? NormKind::simple : NormKind::layer;
-    auto norm_params = [&](const std::string& nm) {
-      Param* w = &ps.add(p + "." + nm + ".weight", {c.hidden});
-      Param* b = kind == NormKind::layer ? &ps.add(p + "." + nm + ".bias", {c.hidden}) : nullptr;
-      return std::pair{w, b};
-    };
-    if (seed) {
-      // One norm, used before both sub-layers.
-      auto [w, b] = norm_params("norm");
-      n1_ = std::make_unique<ScratchNorm>(kind, p + ".norm.attn_use", w, b);
-      n2_ = std::make_unique<ScratchNorm>(kind, p + ".norm.ffn_use", w, b);
-    } else {
-      auto [w1, b1] = norm_params("attn_norm");
-      n1_ = std::make_unique<ScratchNorm>(kind, p + ".attn_norm", w1, b1);
-      auto [w2, b2] = norm_params("ffn_norm");
-      n2_ = std::make_unique<ScratchNorm>(kind, p + ".ffn_norm", w2, b2);
-    }
-    attn_ = make_attention_layer({layer_config, layer, p + ".attn", ps, attention_options(layer_config)});
-    fc_ = Linear(&ps.add(p + ".ffn.fc.weight", {c.ffn, c.hidden}), &ps.add(p + ".ffn.fc.bias", {c.ffn}));
-    proj_ = Linear(&ps.add(p + ".ffn.proj.weight", {c.hidden, c.ffn}), &ps.add(p + ".ffn.proj.bias", {c.hidden}));
-    drop_ = Dropout(p + ".ffn.drop", c.dropout);
-    name_ = p;
-    D_ = c.hidden;
-    F_ = c.ffn;
-  }
-  void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t B, int64_t T) {
-    const std::string& n = name_;
-    h1_ = p.saved(dt, {B, T, D_}, n + ".h1");
-    mid_ = p.saved(dt, {B, T, D_}, n + ".mid");
-    h2_ = p.saved(dt, {B, T, D_}, n + ".h2");
-    pre_ = p.saved(dt, {B, T, F_}, n + ".ffn_pre");
-    act_ = p.saved(dt, {B, T, F_}, n + ".ffn_act");
-    n1_->plan(p, ctx, dt, B * T, D_);
-    n2_->plan(p, ctx, dt, B * T, D_);
-    attn_->plan(p, ctx, dt, B, T);
-    branch_ = p.scratch("sblock.branch", dt, {B, T, D_});
-    d_act_ = p.scratch("sblock.d_act", dt, {B, T, F_});
-  }
-  void forward(Ctx& ctx, const Tensor& x, const Tensor& out) {
-    n1_->forward(ctx, x, h1_);
-    attn_->forward(ctx, h1_, branch_);
-    residual_forward(ctx, {mid_, x, branch_});
-    n2_->forward(ctx, mid_, h2_);
-    fc_.forward(ctx, h2_, pre_);
-    gelu_forward(ctx, {act_, pre_, GeluKind::erf_exact});
-    drop_.forward(ctx, act_);
-    proj_.forward(ctx, act_, branch_);
-    residual_forward(ctx, {out, mid_, branch_});
-  }
-  // dres: ∂L/∂out on entry, ∂L/∂x on return.
-  void backward(Ctx& ctx, const Tensor& x, const Tensor& dres) {
-    proj_.backward(ctx, dres, act_, d_act_, false);
-    if (drop_.applied()) drop_.backward(ctx, d_act_, d_act_);
-    gelu_backward(ctx, {d_act_, d_act_, pre_, GeluKind::erf_exact});
-    fc_.backward(ctx, d_act_, h2_, branch_, false);
-    n2_->backward(ctx, branch_, mid_, dres, true);
-    // branch_ (the FFN input gradient) is consumed: reuse it for the attention input gradient.
-    Tensor d_h1 = d_act_.prefix({x.dim(0), x.dim(1), D_});
-    CHECK(F_ >= D_, "scratch decoder: the FFN width must be at least the model width");
-    attn_->backward(ctx, dres, h1_, d_h1);
-    n1_->backward(ctx, d_h1, x, dres, true);
-  }
-  void set_training(bool t) { drop_.set_training(t); }
-  AttentionLayer& attention() { return *attn_; }
-
- private:
-  std::string name_;
-  int64_t D_ = 0, F_ = 0;
-  std::unique_ptr<ScratchNorm> n1_, n2_;
-  std::unique_ptr<AttentionLayer> attn_;
-  Linear fc_, proj_;
-  Dropout drop_;
-  Tensor h1_, mid_, h2_, pre_, act_, branch_, d_act_;
-};
+}  // namespace
 
 ScratchDecoder::ScratchDecoder(const ScratchDecoderConfig& config, const ModelOptions& options, const Ctx& ctx)
     : config_(config), options_(options), planner_(options.device) {
@@ -211,11 +136,12 @@ ScratchDecoder::ScratchDecoder(const ScratchDecoderConfig& config, const ModelOp
   pos_scale_ = seed && !c.differential ? std::sqrt(double(D)) : 1.0;
   tok_embedding_ = TokenEmbedding("tok_emb", tok_emb_, nullptr);
   emb_drop_ = Dropout("emb_drop", c.dropout);
-  for (int64_t l = 0; l < c.layers; ++l) blocks_.push_back(std::make_unique<Block>(c, layer_config_, l, params_));
+  for (int64_t l = 0; l < c.layers; ++l)
+    blocks_.push_back(std::make_unique<DecoderBlock>(scratch_block_parts(c, layer_config_, l, params_)));
   const NormKind kind = !seed ? NormKind::rms : c.differential ? NormKind::simple : NormKind::layer;
   Param* fw = &params_.add("final_norm.weight", {D});
   Param* fb = kind == NormKind::layer ? &params_.add("final_norm.bias", {D}) : nullptr;
-  final_norm_ = std::make_unique<ScratchNorm>(kind, "final_norm", fw, fb);
+  final_norm_ = make_norm(kind, "final_norm", fw, fb);
   // The output layer's rows padded to a multiple of options.vocab_multiple (as Model's LM head:
   // aligned logits rows; the padding rows and bias entries stay zero and are not saved).
   const int64_t Vp = padded_vocab_size(V, options_.vocab_multiple);
@@ -280,7 +206,7 @@ void ScratchDecoder::plan_all(ActivationPlanner& p, const Ctx& ctx) {
   one_ = p.saved(dt, {1, 1}, "decoder.one");
   tok_embedding_.plan(p, ctx, B_, T_);
   for (auto& b : blocks_) b->plan(p, ctx, dt, B_, T_);
-  final_norm_->plan(p, ctx, dt, N, D);
+  final_norm_.plan(p, ctx, dt, N, D);
   logits_ = p.saved(dt, {N, padded_vocab()}, "output.logits");
   row_loss_ = p.saved(acc, {N}, "output.row_loss");
   lse_ = p.saved(acc, {N}, "output.lse");
@@ -314,7 +240,7 @@ Tensor ScratchDecoder::forward(Ctx& ctx, const Tensor& ids, const Tensor& target
     scaled_add(ctx, residual_[0].slice0(b, b + 1).view({T_ * D}), pos.view({T_ * D}), one_, pos_scale_, 1.0);
   emb_drop_.forward(ctx, residual_[0]);
   for (size_t l = 0; l < blocks_.size(); ++l) blocks_[l]->forward(ctx, residual_[l], residual_[l + 1]);
-  final_norm_->forward(ctx, residual_.back(), final_out_);
+  final_norm_.forward(ctx, residual_.back(), final_out_);
   output_.forward(ctx, final_out_, logits_);
   have_loss_ = false;
   targets_ = Tensor();
@@ -353,7 +279,7 @@ void ScratchDecoder::backward(Ctx& ctx) {
   ce.vocab = config_.vocab_size;
   cross_entropy_backward(ctx, ce);
   output_.backward(ctx, logits_, final_out_, d_final_, false);
-  final_norm_->backward(ctx, d_final_, residual_.back(), d_residual_, false);
+  final_norm_.backward(ctx, d_final_, residual_.back(), d_residual_, false);
   for (size_t l = blocks_.size(); l-- > 0;) blocks_[l]->backward(ctx, residual_[l], d_residual_);
   if (emb_drop_.applied()) emb_drop_.backward(ctx, d_residual_, d_residual_);
   tok_embedding_.backward(ctx, d_residual_, ids_);

@@ -26,6 +26,7 @@
 #include "core/layers/embedding.h"
 #include "core/layers/linear.h"
 #include "core/layers/norm.h"
+#include "core/models/decoder_block.h"
 #include "core/models/model.h"
 #include "core/models/trainable_model.h"
 
@@ -85,9 +86,6 @@ class ScratchDecoder : public TrainableModel {
   std::vector<std::vector<double>> attention_rows(Ctx& ctx, const std::vector<int32_t>& ids,
                                                   const std::vector<int32_t>& rows, int64_t layer);
 
-  class Block;
-  class ScratchNorm;
-
  private:
   void plan_all(ActivationPlanner& p, const Ctx& ctx);
 
@@ -100,8 +98,8 @@ class ScratchDecoder : public TrainableModel {
   double pos_scale_ = 1;
   TokenEmbedding tok_embedding_;
   Dropout emb_drop_;
-  std::vector<std::unique_ptr<Block>> blocks_;
-  std::unique_ptr<ScratchNorm> final_norm_;
+  std::vector<std::unique_ptr<DecoderBlock>> blocks_;
+  Norm final_norm_;
   Linear output_;
   ActivationPlanner planner_;
   int64_t B_ = 0, T_ = 0;
