@@ -130,7 +130,7 @@ void forward_impl(const AttentionTiledArgs& ta, const AttnShape& sh) {
     for (int64_t j0 = 0; j0 < nmax; j0 += Bc) {  // tiles past every row's visible keys are skipped
       for (int64_t i = 0; i < rows; ++i) {
         const TiledRow<A>& rw = row[size_t(i)];
-        TiledRowState<A>& S_ = st[size_t(i)];
+        TiledRowState<A>& rs = st[size_t(i)];
         const int64_t j1 = std::min(j0 + Bc, rw.n);
         if (j1 <= j0) continue;
         A* ai = &acc[size_t(i * kTiledBasis * dv)];
@@ -143,59 +143,59 @@ void forward_impl(const AttentionTiledArgs& ta, const AttnShape& sh) {
             const A x = rw.ctrl.apply(raw);
             xt[size_t(m * Bc + j - j0)] = x;
             if (m == 0) rawt[size_t(j - j0)] = raw;
-            if (j == 0) S_.K[m] = x;
+            if (j == 0) rs.K[m] = x;
             tmax = std::max(tmax, x);
-            if (x < S_.mn[m]) S_.mn[m] = x, S_.imin[m] = j;
+            if (x < rs.mn[m]) rs.mn[m] = x, rs.imin[m] = j;
           }
-          if (attn_needs_max(mode) && tmax > S_.M[m]) {
-            const A f = attn_exp(S_.M[m] - tmax);
-            S_.rescale(m, f);
+          if (attn_needs_max(mode) && tmax > rs.M[m]) {
+            const A f = attn_exp(rs.M[m] - tmax);
+            rs.rescale(m, f);
             for (int64_t e = 0; e < dv; ++e) ai[tiled_e(m) * dv + e] *= f;
             for (int64_t k = 0; k < ns; ++k) spi[k * kTiledBasis + tiled_e(m)] *= f;
-            S_.M[m] = tmax;
+            rs.M[m] = tmax;
           }
         }
         if (raw_on) {
           A tmax = -A(INFINITY);
           for (int64_t j = j0; j < j1; ++j) tmax = std::max(tmax, rawt[size_t(j - j0)]);
-          if (tmax > S_.Mo) {
-            const A f = attn_exp(S_.Mo - tmax);
-            S_.lo *= f, S_.so *= f, S_.Mo = tmax;
+          if (tmax > rs.Mo) {
+            const A f = attn_exp(rs.Mo - tmax);
+            rs.lo *= f, rs.so *= f, rs.Mo = tmax;
           }
         }
         for (int64_t j = j0; j < j1; ++j) {
           A phi[kTiledBasis] = {A(1), 0, 0, 0, 0};
           for (int m = 0; m < nmaps; ++m) {
             const A x = xt[size_t(m * Bc + j - j0)];
-            if (attn_needs_max(mode)) phi[tiled_e(m)] = attn_exp(x - S_.M[m]);
-            phi[tiled_u(m)] = x - S_.K[m];
+            if (attn_needs_max(mode)) phi[tiled_e(m)] = attn_exp(x - rs.M[m]);
+            phi[tiled_u(m)] = x - rs.K[m];
           }
-          for (int b = 0; b < kTiledBasis; ++b) S_.sum[b] += phi[b];
+          for (int b = 0; b < kTiledBasis; ++b) rs.sum[b] += phi[b];
           if (gram)
             for (int b = 0; b < kTiledBasis; ++b)
-              for (int c = 0; c < kTiledBasis; ++c) S_.gram[b][c] += phi[b] * phi[c];
+              for (int c = 0; c < kTiledBasis; ++c) rs.gram[b][c] += phi[b] * phi[c];
           for (int64_t k = 0; k < ns; ++k)
             if (j >= p.spans[2 * k] && j < p.spans[2 * k + 1])
               for (int b = 0; b < kTiledBasis; ++b) spi[k * kTiledBasis + b] += phi[b];
           if (raw_on) {
-            const A eo = attn_exp(rawt[size_t(j - j0)] - S_.Mo);
-            S_.lo += eo;
-            S_.so += eo * (rawt[size_t(j - j0)] - xt[size_t(j - j0)]);
+            const A eo = attn_exp(rawt[size_t(j - j0)] - rs.Mo);
+            rs.lo += eo;
+            rs.so += eo * (rawt[size_t(j - j0)] - xt[size_t(j - j0)]);
           }
           const T* vj = p.v + (rw.kv_base + j) * dv;
           for (int b = 0; b < kTiledBasis; ++b)
             if (vec_on[b])
               for (int64_t e = 0; e < dv; ++e) ai[b * dv + e] += phi[b] * A(vj[e]);
         }
-        S_.n = j1;
+        rs.n = j1;
       }
     }
 
     for (int64_t i = 0; i < rows; ++i) {
       const TiledRow<A>& rw = row[size_t(i)];
-      const TiledRowState<A>& S_ = st[size_t(i)];
+      const TiledRowState<A>& rs = st[size_t(i)];
       const int64_t r = rw.r;
-      const TiledRowFinal<A> fin = tiled_finalize<A>(S_, mode, alpha, rw.lambda);
+      const TiledRowFinal<A> fin = tiled_finalize<A>(rs, mode, alpha, rw.lambda);
       const A* ai = &acc[size_t(i * kTiledBasis * dv)];
       for (int64_t e = 0; e < dv; ++e) {
         A o = 0;
@@ -214,14 +214,14 @@ void forward_impl(const AttentionTiledArgs& ta, const AttnShape& sh) {
             }
       for (int m = 0; m < nmaps; ++m) {
         if (p.lse[m]) p.lse[m][r] = fin.norm[m].lse;
-        if (p.rmin[m]) p.rmin[m][r] = int32_t(S_.imin[m]);
+        if (p.rmin[m]) p.rmin[m][r] = int32_t(rs.imin[m]);
         if (p.rsum[m]) p.rsum[m][r] = fin.z[m];
       }
-      const int64_t n = S_.n;
+      const int64_t n = rs.n;
       if (p.var) {
         const A centre = n > 0 && s.norm != AttnNorm::relaxed_linear ? (A(1) - rw.lambda) / A(n) : A(0);
-        A sp = tiled_dot(fin.coef, S_.sum), sp2 = 0;
-        for (int b = 0; b < kTiledBasis; ++b) sp2 += fin.coef[b] * tiled_dot(fin.coef, S_.gram[b]);
+        A sp = tiled_dot(fin.coef, rs.sum), sp2 = 0;
+        for (int b = 0; b < kTiledBasis; ++b) sp2 += fin.coef[b] * tiled_dot(fin.coef, rs.gram[b]);
         const A s1 = sp - A(n) * centre, s2 = sp2 - A(2) * centre * sp + A(n) * centre * centre;
         p.var[r] = attn_variance(s1, s2, n);
       }
@@ -229,15 +229,15 @@ void forward_impl(const AttentionTiledArgs& ta, const AttnShape& sh) {
         p.span_mass[r * ns + k] = tiled_dot(fin.coef, &span[size_t((i * ns + k) * kTiledBasis)]);
       if (softmax_stats && n > 0) {
         // H = lse − E[x] = lse − K − Σ e·u / ℓ;  KL = lse − lse_raw + Σ e_raw·(Sc − x) / ℓ_raw.
-        const A l = S_.sum[tiled_e(0)];
-        if (p.ent) p.ent[r] = fin.norm[0].lse - S_.K[0] - S_.gram[tiled_e(0)][tiled_u(0)] / l;
-        if (p.kl) p.kl[r] = fin.norm[0].lse - (S_.Mo + attn_log(S_.lo)) + S_.so / S_.lo;
+        const A l = rs.sum[tiled_e(0)];
+        if (p.ent) p.ent[r] = fin.norm[0].lse - rs.K[0] - rs.gram[tiled_e(0)][tiled_u(0)] / l;
+        if (p.kl) p.kl[r] = fin.norm[0].lse - (rs.Mo + attn_log(rs.lo)) + rs.so / rs.lo;
       } else if (softmax_stats) {
         if (p.ent) p.ent[r] = 0;
         if (p.kl) p.kl[r] = 0;
       }
       const int64_t slot = p.cap_rows ? capture_slot(p.cap_rows, sh.nrows_capture, rw.t) : -1;
-      if (slot >= 0 || second_stats) second_pass_row<T>(sh, s, p, rw, fin, S_, slot, second_stats);
+      if (slot >= 0 || second_stats) second_pass_row<T>(sh, s, p, rw, fin, rs, slot, second_stats);
     }
   }
 }

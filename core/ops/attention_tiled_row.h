@@ -56,7 +56,7 @@ struct TiledRowState {
     for (int m = 0; m < 2; ++m) M[m] = -inf, mn[m] = inf;
     Mo = -inf;
   }
-  // Multiplies every sum holding e_m by f (f² for e_m²); returns the factor for Σ e_m·v.
+  // Multiplies every scalar sum holding e_m by f (f² for e_m²); the caller rescales Σ e_m·v.
   ATTNLAB_HD void rescale(int m, A f) {
     const int e = tiled_e(m);
     sum[e] *= f;
