@@ -203,6 +203,16 @@ TEST(BackwardHead, FrozenParametersAndAccumulation) {
   }
 }
 
+// vocab_ready reuses K, Vv, Ê (and Ẽ) from an earlier forward: same results as computing them.
+TEST(BackwardHead, VocabReadyReusesTheVocabularySide) {
+  HeadCase c = make_head_case(spec_of(3, 5, 4, 6, 9), kN, kV, kVp, 851);
+  HeadResult fresh = run_head(Device::cpu, DType::f64, c, true);
+  HeadResult reused = run_head(Device::cpu, DType::f64, c, true, 1.0, {}, 0.0, true, true);
+  EXPECT_EQ(reused.loss, fresh.loss);
+  EXPECT_EQ(reused.logprobs, fresh.logprobs);
+  for (size_t i = 0; i < 7; ++i) EXPECT_EQ(reused.grads[i], fresh.grads[i]) << kHeadParamNames[i];
+}
+
 // top_k ≥ V is the plain softmax; top_k = 1 puts all weight on the largest logit.
 TEST(BackwardHead, TopKLimits) {
   HeadCase c = make_head_case(spec_of(1, 0, 0), kN, kV, kVp, 901);

@@ -76,8 +76,11 @@ struct HeadResult {
 // Runs the forward (loss and log-probs) and, when `backward`, the backward (gradients of
 // dloss·Σ loss / valid_count). `frozen[i]` leaves gradient i undefined. Gradient buffers start at
 // `grad_init` (they accumulate).
+// `reuse_vocab`: a first forward on other hidden states computes the vocabulary side, the real
+// forward then runs with vocab_ready (what later micro-batches and decoding steps do).
 inline HeadResult run_head(Device dev, DType dt, const HeadCase& c, bool backward, double dloss = 1.0,
-                           std::vector<bool> frozen = {}, double grad_init = 0.0, bool logprobs = true) {
+                           std::vector<bool> frozen = {}, double grad_init = 0.0, bool logprobs = true,
+                           bool reuse_vocab = false) {
   Ctx& ctx = dev == Device::cuda ? gpu_ctx() : cpu_ctx();
   const DType A = acc_dtype(dt);
   const BackwardHeadSpec& s = c.spec;
@@ -114,6 +117,15 @@ inline HeadResult run_head(Device dev, DType dt, const HeadCase& c, bool backwar
   const size_t fb = backward_head_workspace_bytes(ctx, s, N, V, dt, false);
   const size_t bb = backward_head_workspace_bytes(ctx, s, N, V, dt, true);
   f.workspace = poisoned(DType::f32, {int64_t(std::max(fb, bb) / 4 + 1)});
+  if (reuse_vocab) {
+    const Tensor real = f.hidden;
+    std::vector<double> other(c.hidden.rbegin(), c.hidden.rend());
+    f.hidden = up(dt, {N, D}, other);
+    backward_head_forward(ctx, f);
+    f.hidden = real;
+    f.vocab_ready = true;
+    poison_tensor(ctx, f.loss);
+  }
   backward_head_forward(ctx, f);
   HeadResult res;
   res.loss = to_host_f64(ctx, f.loss);
