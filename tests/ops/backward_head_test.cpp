@@ -213,6 +213,22 @@ TEST(BackwardHead, VocabReadyReusesTheVocabularySide) {
   for (size_t i = 0; i < 7; ++i) EXPECT_EQ(reused.grads[i], fresh.grads[i]) << kHeadParamNames[i];
 }
 
+// Generation: no targets, only the log-probabilities, the same as with targets; they are a
+// distribution over the V classes.
+TEST(BackwardHead, LogprobsWithoutTargets) {
+  HeadCase c = make_head_case(spec_of(2, 0, 5), kN, kV, kVp, 871);
+  HeadResult with = run_head(Device::cpu, DType::f64, c, false);
+  c.targets.clear();
+  HeadResult without = run_head(Device::cpu, DType::f64, c, false, 1.0, {}, 0.0, true, true);
+  EXPECT_TRUE(without.loss.empty());
+  EXPECT_EQ(without.logprobs, with.logprobs);
+  for (int64_t t = 0; t < kN; ++t) {
+    double mass = 0;
+    for (int64_t j = 0; j < kV; ++j) mass += std::exp(without.logprobs[size_t(t * kV + j)]);
+    EXPECT_NEAR(mass, 1.0, 1e-12) << "row " << t;
+  }
+}
+
 // top_k ≥ V is the plain softmax; top_k = 1 puts all weight on the largest logit.
 TEST(BackwardHead, TopKLimits) {
   HeadCase c = make_head_case(spec_of(1, 0, 0), kN, kV, kVp, 901);

@@ -99,8 +99,11 @@ inline HeadResult run_head(Device dev, DType dt, const HeadCase& c, bool backwar
   f.hidden = up(dt, {N, D}, c.hidden);
   f.embed = up(dt, {c.Vp, D}, c.embed);
   f.vocab = V;
-  keep.push_back(std::make_unique<Buffer>(make_ids(dev, {N}, c.targets)));
-  f.targets = keep.back()->t();
+  // No targets (generation): no loss either.
+  if (!c.targets.empty()) {
+    keep.push_back(std::make_unique<Buffer>(make_ids(dev, {N}, c.targets)));
+    f.targets = keep.back()->t();
+  }
   BackwardHeadParams& p = f.params;
   p.embed_norm = up(dt, {D}, c.embed_norm);
   if (s.latent) p.latent_proj = up(dt, {r, D}, c.latent_proj);
@@ -112,7 +115,7 @@ inline HeadResult run_head(Device dev, DType dt, const HeadCase& c, bool backwar
   const size_t saved_bytes = backward_head_saved_bytes(s, N, V, dt);
   keep.push_back(std::make_unique<Buffer>(make_poisoned(dev, DType::f32, {int64_t(saved_bytes / 4 + 1)})));
   f.saved = backward_head_carve_saved(s, N, V, dt, dev, keep.back()->t().data);
-  f.loss = poisoned(A, {N});
+  if (f.targets.defined()) f.loss = poisoned(A, {N});
   if (logprobs) f.logprobs = poisoned(A, {N, V});
   const size_t fb = backward_head_workspace_bytes(ctx, s, N, V, dt, false);
   const size_t bb = backward_head_workspace_bytes(ctx, s, N, V, dt, true);
@@ -124,11 +127,11 @@ inline HeadResult run_head(Device dev, DType dt, const HeadCase& c, bool backwar
     backward_head_forward(ctx, f);
     f.hidden = real;
     f.vocab_ready = true;
-    poison_tensor(ctx, f.loss);
+    if (f.loss.defined()) poison_tensor(ctx, f.loss);
   }
   backward_head_forward(ctx, f);
   HeadResult res;
-  res.loss = to_host_f64(ctx, f.loss);
+  if (f.loss.defined()) res.loss = to_host_f64(ctx, f.loss);
   if (logprobs) res.logprobs = to_host_f64(ctx, f.logprobs);
   if (!backward) return res;
 
