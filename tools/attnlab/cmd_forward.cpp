@@ -11,6 +11,7 @@
 #include "core/memory.h"
 #include "core/models/weights.h"
 #include "data/tokenizer.h"
+#include "tools/attnlab/cli_options.h"
 #include "tools/attnlab/command.h"
 
 namespace attnlab::cli {
@@ -72,9 +73,9 @@ Buffer to_f32_host(Ctx& ctx, const Tensor& t, bool transpose) {
 void run_forward(const ForwardOptions& o) {
   CHECK(o.text.empty() != o.tokens.empty(), "forward: give either --text (with --tokenizer) or --tokens FILE");
   CHECK(o.text.empty() || !o.tokenizer.empty(), "forward: --text needs --tokenizer (gpt2, qwen2.5, qwen3 or a path)");
-  const Device dev = o.device == "cuda" ? Device::cuda : Device::cpu;
-  CHECK(o.device == "cpu" || o.device == "cuda", "forward: --device is cpu or cuda, got '", o.device, "'");
-  const DType dt = dtype_from_name(o.dtype);
+  const DeviceDtype dd = parse_device_dtype("forward", o.device, o.dtype);
+  const Device dev = dd.device;
+  const DType dt = dd.dtype;
 
   std::vector<std::vector<int32_t>> rows;
   if (!o.tokens.empty()) {
