@@ -115,7 +115,8 @@ int sm_count(const Ctx& ctx) {
 
 void matmul(Ctx& ctx, const MatmulArgs& a) {
   CHECK(ctx.cublaslt != nullptr, "matmul: the CUDA ctx has no cuBLASLt handle");
-  const float alpha = a.alpha, beta = a.beta;
+  // cuBLASLt's compute type is fp32 (CUBLAS_COMPUTE_32F*): the double scalars round to float here.
+  const float alpha = float(a.alpha), beta = float(a.beta);
   with_matmul_plan(ctx, a, [&](MatmulPlan& plan) {
     if (plan.has_bias)  // the descriptor is shared by calls of this plan; its bias changes per call
       CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,

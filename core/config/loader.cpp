@@ -1,11 +1,19 @@
 // The strict experiment loader: walks the YAML tree against the schema, reads each value as
 // its field's type, applies the overrides, fills defaults, checks the cross-field rules, and
 // reports every problem of the file in one ConfigError.
+//
+// `base: other.yaml` (top level, relative to the file's folder) loads that file first and the
+// file's own keys on top: sections merge key by key, map fields (model.arch) merge entry by entry,
+// scalars and lists are replaced. A base may name its own base; a cycle is refused. Every value
+// keeps the FILE:LINE:COLUMN of the file that holds it.
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "core/config/experiment.h"
@@ -16,6 +24,8 @@
 namespace attnlab::config {
 
 namespace {
+
+constexpr const char* kBaseKey = "base";
 
 std::string where(const LoadState& st, const YAML::Mark& m) { return file_location(st.file, m.line, m.column); }
 
@@ -108,6 +118,10 @@ bool read_list(const FieldSpec& spec, const YAML::Node& node, LoadState& st, Val
 // problems; records the value as given by the file.
 void read_field(const FieldSpec& spec, const YAML::Node& key, const YAML::Node& node, LoadState& st) {
   FieldState& fs = st.fields[spec.path];
+  // A map field a base file already gave: this file's entries go on top of the base's.
+  StringMap from_base;
+  if (spec.type == FieldType::string_map && fs.source == Source::file && std::holds_alternative<StringMap>(fs.value))
+    from_base = std::get<StringMap>(fs.value);
   fs.source = Source::file;
   fs.where = where(st, key.Mark());
   // A null value has no position of its own in yaml-cpp; point at its key.
@@ -128,6 +142,8 @@ void read_field(const FieldSpec& spec, const YAML::Node& key, const YAML::Node& 
   if (spec.type == FieldType::string_map) {
     if (!node.IsMap()) return bad("expected " + expected_text(spec) + ", got " + node_kind(node));
     if (!read_string_map(spec, node, st, v)) { fs.bad = true; return; }
+    for (const auto& [k, text] : std::get<StringMap>(v)) from_base[k] = text;
+    v = std::move(from_base);
   } else if (is_list(spec.type)) {
     if (!node.IsSequence()) return bad("expected " + expected_text(spec) + ", got " + node_kind(node));
     if (!read_list(spec, node, st, v, element_where)) { fs.bad = true; return; }
@@ -163,6 +179,7 @@ void walk_mapping(const YAML::Node& map, const std::string& prefix, LoadState& s
       continue;
     }
     if (st.skip_study_fields && st.is_study_path(path)) continue;
+    if (prefix.empty() && name == kBaseKey) continue;  // read by load_chain
     if (name.find('.') != std::string::npos) {  // one spelling per field in files: nested keys
       st.fail(where(st, key.Mark()), unknown_key_message(st.schema, prefix, name));
       continue;
@@ -185,15 +202,16 @@ void walk_mapping(const YAML::Node& map, const std::string& prefix, LoadState& s
   }
 }
 
-// The study a file selects, looked up before the walk because it decides the schema.
-std::string file_study(const YAML::Node& root) {
-  if (!root.IsMap()) return kNoStudy;
+// The study a file selects (nullopt: it does not say), looked up before the walk because it
+// decides the schema.
+std::optional<std::string> file_study(const YAML::Node& root) {
+  if (!root.IsMap()) return std::nullopt;
   for (auto it = root.begin(); it != root.end(); ++it) {
     if (!it->first.IsScalar() || it->first.Scalar() != "analysis" || !it->second.IsMap()) continue;
     for (auto jt = it->second.begin(); jt != it->second.end(); ++jt)
       if (jt->first.IsScalar() && jt->first.Scalar() == "study" && jt->second.IsScalar()) return jt->second.Scalar();
   }
-  return kNoStudy;
+  return std::nullopt;
 }
 
 // Parses the YAML text; a syntax error, an empty file or a second document is a problem.
@@ -220,6 +238,69 @@ bool parse_document(const std::string& text, const std::string& file, std::vecto
     return false;
   }
   return true;
+}
+
+// One parsed file of a base chain.
+struct ConfigDoc {
+  std::string name;  // as reported in FILE:LINE:COLUMN
+  YAML::Node root;
+};
+
+// The file and the bases it names, in that order (the walk applies them last to first). Returns false
+// when one of them cannot be used (unreadable, not YAML, a cycle): its problem is reported at the
+// `base:` value that names it, or in the file itself.
+bool load_chain(const std::string& text, const std::string& name, std::vector<Problem>& problems,
+                std::vector<ConfigDoc>& chain) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> visited;  // the files read so far, as absolute paths
+  std::string cur_text = text, cur_name = name;
+  bool ok = true;
+  while (true) {
+    YAML::Node root;
+    if (!parse_document(cur_text, cur_name, problems, root)) {
+      ok = false;
+      break;
+    }
+    chain.push_back({cur_name, root});
+    std::error_code ec;
+    visited.push_back(fs::weakly_canonical(fs::absolute(cur_name, ec), ec).string());
+    auto base_it = root.begin();
+    while (base_it != root.end() && !(base_it->first.IsScalar() && base_it->first.Scalar() == kBaseKey)) ++base_it;
+    if (base_it == root.end()) break;
+    const YAML::Node key_node = base_it->first, value = base_it->second;
+    // A null value has no position of its own in yaml-cpp; point at its key.
+    const YAML::Mark mark = value.IsNull() ? key_node.Mark() : value.Mark();
+    const std::string at = file_location(cur_name, mark.line, mark.column);
+    if (!value.IsScalar() || value.Scalar().empty()) {
+      problems.push_back({at, "base: expected the name of another experiment file (relative to this one), e.g. "
+                              "base: standard.yaml"});
+      ok = false;
+      break;
+    }
+    const fs::path base = fs::path(cur_name).parent_path() / value.Scalar();
+    const std::string canonical = fs::weakly_canonical(fs::absolute(base, ec), ec).string();
+    if (std::find(visited.begin(), visited.end(), canonical) != visited.end()) {
+      std::string cycle;
+      for (const ConfigDoc& d : chain) cycle += d.name + " -> ";
+      problems.push_back({at, "base: '" + value.Scalar() + "' makes a cycle (" + cycle + base.string() +
+                                  "); a file cannot be its own base. Fix: remove one of these base: keys"});
+      ok = false;
+      break;
+    }
+    std::ifstream in(base, std::ios::binary);
+    if (!in) {
+      problems.push_back({at, "base: cannot read '" + base.string() + "': " + std::strerror(errno) +
+                                  " (the path is relative to the folder of " + cur_name + ")"});
+      ok = false;
+      break;
+    }
+    std::ostringstream contents;
+    contents << in.rdbuf();
+    cur_text = contents.str();
+    cur_name = base.lexically_normal().string();
+  }
+  // Not reversed in place: assigning one YAML::Node to another rebinds the node it refers to.
+  return ok;
 }
 
 // Fills defaults, reports missing required fields, builds the resolved list and stores every
@@ -272,13 +353,17 @@ void check_rules(const LoadState& st, const ExperimentConfig& cfg, std::vector<P
 ExperimentConfig load_experiment_text(const std::string& yaml_text, const std::string& display_name,
                                       const std::vector<std::string>& overrides) {
   std::vector<Problem> early;
-  YAML::Node root;
-  const bool parsed = parse_document(yaml_text, display_name, early, root);
+  std::vector<ConfigDoc> chain;
+  const bool parsed = load_chain(yaml_text, display_name, early, chain);
 
-  // The study decides which analysis fields exist, so it is looked up first.
+  // The study decides which analysis fields exist, so it is looked up first (the file's own
+  // choice wins over its bases', the command line's over both).
   std::string storage;
   const std::string* from_cli = study_override(overrides, storage);
-  const std::string study_name = from_cli ? *from_cli : parsed ? file_study(root) : std::string(kNoStudy);
+  std::string study_name = kNoStudy;
+  for (auto d = chain.rbegin(); d != chain.rend(); ++d)
+    if (auto s = file_study(d->root)) study_name = *s;
+  if (from_cli) study_name = *from_cli;
   const StudySchema* study = find_study(study_name);
 
   Schema schema(study);
@@ -286,11 +371,17 @@ ExperimentConfig load_experiment_text(const std::string& yaml_text, const std::s
   st.problems = early;
   st.file_unusable = !parsed;
   st.skip_study_fields = study_name != kNoStudy && study == nullptr;
-  if (parsed) walk_mapping(root, "", st);
+  if (parsed)
+    for (auto d = chain.rbegin(); d != chain.rend(); ++d) {  // the last base first
+      st.file = d->name;
+      walk_mapping(d->root, "", st);
+    }
+  st.file = display_name;
   apply_overrides(overrides, st);
 
   ExperimentConfig cfg;
   cfg.source = display_name;
+  for (const ConfigDoc& d : chain) cfg.resolved.add_file(d.name);
   resolve(st, cfg);
   if (!st.file_unusable) check_rules(st, cfg, st.problems);
   if (!st.problems.empty()) throw ConfigError(st.problems);

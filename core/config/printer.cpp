@@ -44,6 +44,12 @@ std::string print_resolved(const ResolvedConfig& resolved) {
          "# each line says where the value came from (default, file or override).\n"
          "# config hash: "
       << config_hash_hex(resolved) << "\n";
+  const bool chained = resolved.files().size() > 1;
+  if (chained) {
+    out << "# files: " << resolved.files().front();
+    for (size_t i = 1; i < resolved.files().size(); ++i) out << ", base " << resolved.files()[i];
+    out << "\n";
+  }
   std::vector<std::string> open;  // the sections the previous field sat in
   for (const ResolvedField& f : resolved.fields()) {
     std::vector<std::string> parts = split_path(f.path);
@@ -56,7 +62,7 @@ std::string print_resolved(const ResolvedConfig& resolved) {
     }
     open = sections;
     line_with_comment(out, std::string(2 * sections.size(), ' ') + parts.back() + ": " + format_value(f.value),
-                      source_name(f.source));
+                      chained && f.source == Source::file ? "file " + f.where : std::string(source_name(f.source)));
   }
   return out.str();
 }

@@ -10,7 +10,9 @@
 namespace attnlab::config {
 
 // YAML of every field in registry order, each line commented with its source (default,
-// file, override). Deterministic; reloading it gives the same values.
+// file, override). When the experiment names base files, a file value's comment also says which
+// file and line it came from ("file standard.yaml:41:5"). Deterministic; reloading it gives the
+// same values.
 std::string print_resolved(const ResolvedConfig& resolved);
 
 // FNV-1a 64 over "path=value" lines of every field (values in the printer's canonical

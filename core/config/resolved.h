@@ -28,9 +28,13 @@ class ResolvedConfig {
   const ResolvedField& at(const std::string& path) const;  // throws for an unknown path
   // True when the value came from the file or the command line (not from the default).
   bool is_given(const std::string& path) const { return at(path).source != Source::default_value; }
+  // The experiment file, then the base files it names in turn (`base:`); one name without bases.
+  void add_file(std::string name) { files_.push_back(std::move(name)); }
+  const std::vector<std::string>& files() const { return files_; }
 
  private:
   std::vector<ResolvedField> fields_;
+  std::vector<std::string> files_;
 };
 
 }  // namespace attnlab::config

@@ -97,7 +97,8 @@ void matmul_cpu(const MatmulArgs& r) {
   const CBLAS_TRANSPOSE tb = r.trans_b ? CblasTrans : CblasNoTrans;
   for (int64_t i = 0; i < r.batch; ++i) {
     T* ci = c + i * r.stride_c;
-    // BLAS does not read C when beta is 0 (poisoned C stays harmless).
+    // BLAS does not read C when beta is 0 (poisoned C stays harmless). T(alpha): the f64 product
+    // keeps the double scalars, the f32 one rounds them here.
     gemm(ta, tb, int(r.M), int(r.N), int(r.K), T(r.alpha), a + i * r.stride_a, int(r.lda),
          b + i * r.stride_b, int(r.ldb), T(r.beta), ci, int(r.ldc));
     if (!bias) continue;
@@ -207,7 +208,7 @@ void linear_backward(Ctx& ctx, const LinearBackwardArgs& a) {
     MatmulArgs m;
     m.c = a.dx, m.a = a.dy, m.b = a.w;
     m.M = s.rows, m.N = s.in, m.K = s.out;
-    m.beta = a.accumulate_dx ? 1.f : 0.f;
+    m.beta = a.accumulate_dx ? 1.0 : 0.0;
     m.allow_tf32 = a.allow_tf32;
     matmul(ctx, m);
   }
@@ -216,7 +217,7 @@ void linear_backward(Ctx& ctx, const LinearBackwardArgs& a) {
     m.c = a.dw, m.a = a.dy, m.b = a.x;
     m.M = s.out, m.N = s.in, m.K = s.rows;
     m.trans_a = true;
-    m.beta = 1.f;
+    m.beta = 1.0;
     m.allow_tf32 = a.allow_tf32;
     matmul(ctx, m);
   }

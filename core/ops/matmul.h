@@ -6,6 +6,9 @@
 //          CUDA: cuBLASLt (bias epilogue fused; fp32 accumulation; bf16 or fp32 operands,
 //          C may be fp32 with bf16 operands for fp32 gradient accumulation). CPU: OpenBLAS.
 //          beta = 0 never reads C (it may hold anything, NaN included).
+//          alpha and beta are doubles: the CPU f64 product uses them as given (a constant such as
+//          1 − λ_init keeps its 53 bits); f32 and bf16 products (CPU f32, cuBLASLt) round them to
+//          float at the call into the library, and only there.
 // linear:  Y = X Wᵀ + b with W stored [out, in] (the PyTorch/HF layout).
 //          backward: dX = dY W (overwrite, or += when accumulate_dx), dW += dYᵀ X, db += Σ_rows dY;
 //          an undefined dW/db/dX skips that product entirely (frozen parameters cost nothing).
@@ -28,7 +31,7 @@ struct MatmulArgs {
   bool trans_a = false, trans_b = false;
   int64_t lda = 0, ldb = 0, ldc = 0;               // 0: packed (K or M for A, N or K for B, N for C)
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // elements between batches; 0: packed
-  float alpha = 1.f, beta = 0.f;
+  double alpha = 1.0, beta = 0.0;  // rounded to float only for f32/bf16 products (see above)
   // fp32 operands on CUDA may use TF32 tensor cores (10-bit mantissa inputs, ~1e-3 relative
   // error). Off by default so fp32 stays fp32; ignored for bf16 operands and on the CPU.
   bool allow_tf32 = false;

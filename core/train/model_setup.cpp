@@ -48,11 +48,27 @@ ModelConfig experiment_model_config(const config::ExperimentConfig& cfg) {
   return parse_hf_config(json.dump(), source);
 }
 
+ScratchDecoderConfig experiment_scratch_config(const config::ExperimentConfig& cfg, const TokenRows& rows) {
+  ScratchDecoderConfig sc = scratch_decoder_config(cfg.model);
+  if (!rows.packed) return sc;
+  const bool given = cfg.model.arch.count("pad_token_id") > 0;
+  if (!given) {
+    sc.pad_id = -1;  // no position of a packed window is padding
+    return sc;
+  }
+  if (rows.separator >= 0 && sc.pad_id == rows.separator)
+    FAIL_WITH("model.arch.pad_token_id ", sc.pad_id,
+        " is the id that separates the packed documents (the data's EOS); its embedding row would stay at zero and "
+        "never train, so the separator would carry no information. Packed pretraining has no padding. Fix: remove "
+        "model.arch.pad_token_id (no padding row), or set it to an id the data never holds");
+  return sc;
+}
+
 BuiltModel build_model(const config::ExperimentConfig& cfg, const ModelConfig& mc, DType dtype, Ctx& ctx,
-                       bool need_master_source) {
+                       bool need_master_source, const TokenRows& rows) {
   const uint64_t seed = uint64_t(cfg.run.seed);
   const bool scratch = is_scratch_decoder(cfg.model);
-  const ScratchDecoderConfig sc = scratch ? scratch_decoder_config(cfg.model) : ScratchDecoderConfig{};
+  const ScratchDecoderConfig sc = scratch ? experiment_scratch_config(cfg, rows) : ScratchDecoderConfig{};
   auto construct = [&](const ModelOptions& o, const Ctx& c) -> std::unique_ptr<TrainableModel> {
     if (scratch) return std::make_unique<ScratchDecoder>(sc, o, c);
     return std::make_unique<Model>(mc, o, c);

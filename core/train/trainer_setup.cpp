@@ -118,7 +118,9 @@ void Trainer::Impl::setup_model(const std::string& resume_dir) {
   CHECK(!kv_only || model_config.arch != ModelArch::gpt2,
         "task kv_only trains the k_proj/v_proj weights, but GPT-2 fuses q, k and v into one c_attn matrix. Fix: "
         "use a Qwen2/Qwen3 model, or task sft with train.trainable globs");
-  BuiltModel built = build_model(cfg, model_config, dtype, ctx, /*need_master_source=*/resume_dir.empty());
+  // Pretraining packs documents (separated by the shards' EOS); SFT pads its rows.
+  const TokenRows rows{!data->sft, data->shards->info().eos_id};
+  BuiltModel built = build_model(cfg, model_config, dtype, ctx, /*need_master_source=*/resume_dir.empty(), rows);
   model = std::move(built.model);
   if (kv_only) model->params().set_trainable(ctx, {"*.k_proj.*", "*.v_proj.*"});
   else if (cfg.train.trainable) model->params().set_trainable(ctx, *cfg.train.trainable);

@@ -99,7 +99,7 @@ inline double run_gemm_case(Device dev, DType ab, DType cd, const GemmCase& g, u
     m.lda = g.lda(), m.ldb = g.ldb(), m.ldc = g.ldc();
     m.stride_a = g.sa(), m.stride_b = g.sb(), m.stride_c = g.sc();
   }
-  m.alpha = float(g.alpha), m.beta = float(g.beta);
+  m.alpha = g.alpha, m.beta = g.beta;
   m.allow_tf32 = g.tf32;
   Ctx& ctx = gpu ? gpu_ctx() : cpu_ctx();
   matmul(ctx, m);

@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "core/ops/matmul.h"
 #include "ops/matmul_ref.h"
 #include "support/testing.h"
@@ -68,6 +70,55 @@ TEST(Matmul, CpuReadsNothingOutsideTheOperands) {
     }
   EXPECT_EQ(got_region.size(), size_t(g.batch * g.M * g.N));
   EXPECT_LT(rel_err(got_region, want_region), 1e-14);
+}
+
+// alpha and beta reach the f64 product unrounded. With small-integer operands and C every dot
+// product is exact in double, so C = alpha·s + beta·c0 carries only the rounding of the final
+// multiply-add (~1e-16); a float alpha = 1 − λ_init(l = 1) would be off by ~1.5e-8 relative.
+TEST(Matmul, F64KeepsDoubleScalars) {
+  const double alpha = 1.0 - (0.8 - 0.6 * std::exp(-0.3));  // 1 − λ_init of layer 1 (METHODS §3.2)
+  const double beta = 0.8 - 0.6 * std::exp(-0.3 * 2.0);
+  // The test can tell: both scalars move by far more than 1e-16 when rounded to float.
+  ASSERT_GT(std::abs(double(float(alpha)) - alpha) / alpha, 1e-9);
+  ASSERT_GT(std::abs(double(float(beta)) - beta) / beta, 1e-9);
+  const int64_t M = 7, N = 11, K = 13;
+  auto ints = [](size_t n, uint64_t seed) {
+    std::vector<double> v;
+    for (int32_t x : rand_ints(n, 1, 10, seed)) v.push_back(double(x));  // positive: no product is 0
+    return v;
+  };
+  const auto a = ints(size_t(M * K), 41), b = ints(size_t(K * N), 42), c0 = ints(size_t(M * N), 43);
+  for (double bt : {0.0, beta}) {
+    Buffer ta = make_tensor(Device::cpu, DType::f64, {M, K}, a, "A");
+    Buffer tb = make_tensor(Device::cpu, DType::f64, {K, N}, b, "B");
+    Buffer tc = make_tensor(Device::cpu, DType::f64, {M, N}, c0, "C");
+    MatmulArgs m;
+    m.c = tc.t(), m.a = ta.t(), m.b = tb.t();
+    m.M = M, m.N = N, m.K = K;
+    m.alpha = alpha, m.beta = bt;
+    matmul(cpu_ctx(), m);
+    const auto got = to_host_f64(cpu_ctx(), tc.t());
+    double worst = 0;
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        double s = 0;  // exact: integers far below 2^53
+        for (int64_t k = 0; k < K; ++k) s += a[size_t(i * K + k)] * b[size_t(k * N + j)];
+        const double want = alpha * s + bt * c0[size_t(i * N + j)];
+        const double got_ij = got[size_t(i * N + j)];
+        ASSERT_NE(want, 0.0);
+        worst = std::max(worst, std::abs(got_ij - want) / std::abs(want));
+      }
+    EXPECT_LT(worst, 1e-15) << "beta " << bt << ": the f64 product used rounded scalars";
+  }
+}
+
+// The f32 product rounds the scalars to float (and only there): it agrees with the double
+// reference to float precision, neither better nor worse than an f32 GEMM.
+TEST(Matmul, F32RoundsDoubleScalarsToFloat) {
+  const double alpha = 1.0 - (0.8 - 0.6 * std::exp(-0.3));
+  GemmCase g;
+  g.M = 7, g.N = 11, g.K = 13, g.alpha = alpha, g.beta = 0.8 - 0.6 * std::exp(-0.6);
+  EXPECT_LT(run_gemm_case(Device::cpu, DType::f32, DType::f32, g, 77), 1e-6) << g.str();
 }
 
 namespace {

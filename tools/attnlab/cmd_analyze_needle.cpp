@@ -11,6 +11,7 @@
 #include "core/analysis/needle_study.h"
 #include "core/error.h"
 #include "data/tokenizer.h"
+#include "tools/attnlab/cli_options.h"
 #include "tools/attnlab/command.h"
 
 namespace attnlab::cli {
@@ -59,13 +60,10 @@ void write_file(const std::string& path, const std::string& text) {
 }
 
 void run_needle(const NeedleCliOptions& o) {
-  CHECK(o.device == "cpu" || o.device == "cuda", "analyze needle: --device is cpu or cuda, got '", o.device, "'");
+  const DeviceDtype dd = parse_device_dtype("analyze needle", o.device, o.dtype);
+  const Device dev = dd.device;
+  const DType dt = dd.dtype;
   CHECK(o.rows == "question" || o.rows == "last", "analyze needle: --rows is question or last, got '", o.rows, "'");
-  const Device dev = o.device == "cuda" ? Device::cuda : Device::cpu;
-  DType dt = DType::f32;
-  if (o.dtype == "bf16") dt = DType::bf16;
-  else if (o.dtype == "f64") dt = DType::f64;
-  else CHECK(o.dtype == "f32", "analyze needle: --dtype is f32, f64 (CPU) or bf16 (CUDA), got '", o.dtype, "'");
   analysis::NeedleRunOptions opt;
   opt.contexts.depths = parse_depths(o.depths);
   opt.contexts.samples = o.samples;

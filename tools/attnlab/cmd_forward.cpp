@@ -13,6 +13,7 @@
 #include "core/probes.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_files.h"
+#include "tools/attnlab/cli_options.h"
 #include "tools/attnlab/command.h"
 
 namespace attnlab::cli {
@@ -80,9 +81,9 @@ void run_forward(const ForwardOptions& o) {
                                 : data::folder_has_tokenizer(o.model) ? o.model : std::string();
   INPUT_CHECK(o.text.empty() || !tokenizer.empty(), "forward: '", o.model, "' has no tokenizer files; pass --tokenizer ",
               "(gpt2, qwen2.5, qwen3 or a path)");
-  const Device dev = o.device == "cuda" ? Device::cuda : Device::cpu;
-  CHECK(o.device == "cpu" || o.device == "cuda", "forward: --device is cpu or cuda, got '", o.device, "'");
-  const DType dt = dtype_from_name(o.dtype);
+  const DeviceDtype dd = parse_device_dtype("forward", o.device, o.dtype);
+  const Device dev = dd.device;
+  const DType dt = dd.dtype;
 
   std::vector<std::vector<int32_t>> rows;
   if (!o.tokens.empty()) {

@@ -14,6 +14,7 @@
 #include "data/chat_template.h"
 #include "data/input_check.h"
 #include "data/tokenizer.h"
+#include "tools/attnlab/cli_options.h"
 #include "tools/attnlab/command.h"
 
 namespace attnlab::cli {
@@ -49,9 +50,9 @@ bool folder_has_tokenizer(const std::string& dir) {
 }
 
 void run_generate(const GenerateOptions& o) {
-  INPUT_CHECK(o.device == "cpu" || o.device == "cuda", "generate: --device is cpu or cuda, got '", o.device, "'");
-  const Device dev = o.device == "cuda" ? Device::cuda : Device::cpu;
-  const DType dt = o.dtype == "auto" ? (dev == Device::cuda ? DType::bf16 : DType::f32) : dtype_from_name(o.dtype);
+  const DeviceDtype dd = parse_device_dtype("generate", o.device, o.dtype, /*allow_auto=*/true);
+  const Device dev = dd.device;
+  const DType dt = dd.dtype;
   INPUT_CHECK(o.batch >= 1, "generate: --batch must be ≥ 1, got ", o.batch);
   INPUT_CHECK(!o.greedy || (!o.temperature && !o.top_k && !o.top_p), "generate: --greedy takes no --temperature, ",
         "--top-k or --top-p (those turn sampling on)");

@@ -12,6 +12,7 @@
 #include "core/io/reference_configs.h"
 #include "core/models/weights.h"
 #include "data/tokenizer_files.h"
+#include "tools/attnlab/cli_options.h"
 #include "tools/attnlab/command.h"
 
 namespace attnlab::cli {
@@ -73,8 +74,7 @@ void apply_override(ojson& c, const std::string& arch, const std::string& kv) {
 void run_init(const InitOptions& o) {
   if (o.arch != "gpt2" && o.arch != "qwen2" && o.arch != "qwen3")
     FAIL_WITH("init: --arch must be gpt2, qwen2 or qwen3, got '", o.arch, "'");
-  const DType file_dtype = dtype_from_name(o.dtype);
-  CHECK(file_dtype == DType::f32 || file_dtype == DType::bf16, "init: --dtype is f32 or bf16, got ", o.dtype);
+  const DType file_dtype = parse_dtype_option("init", o.dtype, {DType::f32, DType::bf16});
   const std::filesystem::path out(o.out);
   for (const char* f : {"model.safetensors", "config.json", "model.safetensors.index.json"})
     if (std::filesystem::exists(out / f) && !o.force)
