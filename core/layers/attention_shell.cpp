@@ -9,6 +9,7 @@
 #include "core/ops/matmul.h"
 #include "core/ops/permute.h"
 #include "core/ops/rmsnorm.h"
+#include "core/ops/scale.h"
 
 namespace attnlab {
 
@@ -95,7 +96,6 @@ void AttentionShell::plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_
     lin_out_ = p.saved(dt, {B, T, D}, n + ".lin_out");
     post_norm_.plan(p, ctx, dt, B * T, D);
   }
-  if (l.out_scale != 1 && l.post_norm) one_ = p.saved(dt, {1, 1}, n + ".one");
 
   tok_ = p.scratch("attn.tok", dt, {B, T, tok_width});
   tok2_ = l.qk_norm ? p.scratch("attn.tok2", dt, {B, T, Hmax * d}) : Tensor();
@@ -158,19 +158,6 @@ void AttentionShell::attend_probed(Ctx& ctx, AttendInputs in, const Tensor& out)
   if (pending) ctx.probes->finish_attention(ctx, pending);
 }
 
-void AttentionShell::scale(Ctx& ctx, const Tensor& y, const Tensor& x, double alpha) {
-  const int64_t n = x.numel();
-  MatmulArgs m;
-  m.c = y.view({n, 1});
-  m.a = x.view({n, 1});
-  m.b = one_;
-  m.M = n;
-  m.N = 1;
-  m.K = 1;
-  m.alpha = float(alpha);
-  matmul(ctx, m);
-}
-
 // out_hf → (head norm) → merged → o_proj (·scale) → (post LayerNorm, ·scale) → y. `normed_hf`,
 // `lin_out` and the statistics are where the intermediate results go (saved slots in training,
 // scratch in forward_cached).
@@ -205,7 +192,7 @@ void AttentionShell::output_forward(Ctx& ctx, const Tensor& out_hf, const Tensor
     m.N = l.D;
     m.K = l.out_heads * l.out_dim;
     m.trans_b = true;
-    m.alpha = float(l.out_scale);
+    m.alpha = l.out_scale;
     return matmul(ctx, m);
   }
   o_proj_.forward(ctx, merged, lin_out);
@@ -223,7 +210,7 @@ void AttentionShell::output_forward(Ctx& ctx, const Tensor& out_hf, const Tensor
   } else {
     post_norm_.forward(ctx, lin_out, normed);
   }
-  if (l.out_scale != 1) scale(ctx, y, normed, l.out_scale);
+  if (l.out_scale != 1) scale_forward(ctx, {y, normed, l.out_scale, 0.0});
 }
 
 void AttentionShell::forward(Ctx& ctx, const Tensor& x, const Tensor& y) {
@@ -232,7 +219,6 @@ void AttentionShell::forward(Ctx& ctx, const Tensor& x, const Tensor& y) {
   CHECK(B_ > 0, "attention '", name_.name, "': forward before plan");
   CHECK(x.ndim == 3 && x.dim(0) == B_ && x.dim(1) == T_ && x.dim(2) == l.D, "attention '", name_.name,
         "': x must be [", B_, ", ", T_, ", ", l.D, "], got ", x.shape_str());
-  if (one_.defined()) from_host_f64(ctx, one_, {1.0});
   before_forward(ctx);
   if (controller_.active()) controller_.forward(ctx, x, ctrl_out_);
   branch_forward(ctx, q_, x);
@@ -278,7 +264,7 @@ void AttentionShell::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const
     m.M = B * T;
     m.N = merged;
     m.K = l.D;
-    m.alpha = float(l.out_scale);
+    m.alpha = l.out_scale;
     matmul(ctx, m);
     if (o_proj_.weight_grad().defined()) {
       MatmulArgs g;
@@ -289,7 +275,7 @@ void AttentionShell::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const
       g.N = merged;
       g.K = B * T;
       g.trans_a = true;
-      g.alpha = float(l.out_scale);
+      g.alpha = l.out_scale;
       g.beta = 1.f;
       matmul(ctx, g);
     }
@@ -299,7 +285,7 @@ void AttentionShell::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const
       Tensor d_normed = dy;
       if (l.out_scale != 1) {
         d_normed = normed_.prefix({B, T, l.D});
-        scale(ctx, d_normed, dy, l.out_scale);
+        scale_backward(ctx, {d_normed, dy, l.out_scale, false});
       }
       d_lin = tok_.prefix({B, T, l.D});
       post_norm_.backward(ctx, d_normed, lin_out_, d_lin, false);
@@ -400,8 +386,6 @@ void AttentionShell::forward_cached(Ctx& ctx, const CachedAttentionArgs& a) {
   CHECK(a.x.defined() && a.x.ndim == 3 && a.x.dim(2) == l.D, "attention '", name_.name,
         "' forward_cached: x must be [B, T, ", l.D, "], got ", a.x.shape_str());
   CHECK(a.scratch, "attention '", name_.name, "' forward_cached: no scratch arena");
-  CHECK(!l.post_norm || l.out_scale == 1 || one_.defined(), "attention '", name_.name,
-        "' forward_cached: plan the layer once before generating");
   const int64_t B = a.x.dim(0), T = a.x.dim(1), d = l.head_dim;
   const DType dt = a.x.dtype;
   CHECK(a.positions.defined() && a.positions.ndim == 2 && a.positions.dim(0) == B && a.positions.dim(1) == T,

@@ -132,8 +132,6 @@ class AttentionShell : public AttentionLayer {
   void output_forward(Ctx& ctx, const Tensor& out_hf, const Tensor& merged, const Tensor& y, const Tensor& normed_hf,
                       const Tensor& lin_out, const Tensor& post_normed, const Tensor& head_rstd,
                       const Tensor& post_stats);
-  // y = alpha·x (a K = 1 GEMM against one_).
-  void scale(Ctx& ctx, const Tensor& y, const Tensor& x, double alpha);
   AttendInputs training_inputs() const;
 
   ShellLayout layout_;
@@ -147,7 +145,7 @@ class AttentionShell : public AttentionLayer {
   Tensor ctrl_out_, d_ctrl_;    // saved [B, Hq, T] acc, and its gradient (scratch)
   int64_t B_ = 0, T_ = 0;
   // saved
-  Tensor v_hf_, out_hf_, merged_, lin_out_, one_;
+  Tensor v_hf_, out_hf_, merged_, lin_out_;
   // scratch
   Tensor tok_, tok2_, normed_, d_merged_, d_out_hf_, dq_hf_, dk_hf_, dv_hf_;
 };

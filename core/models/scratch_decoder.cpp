@@ -16,6 +16,7 @@
 #include "core/ops/matmul.h"
 #include "core/ops/permute.h"
 #include "core/ops/residual.h"
+#include "core/ops/scale.h"
 #include "core/ops/simple_rmsnorm.h"
 #include "core/probes.h"
 
@@ -31,8 +32,10 @@ namespace {
 
 enum class NormKind { layer, rms, simple };
 
-// out = alpha·x + beta·out over n elements (a K = 1 GEMM against a one-element tensor `one`).
-void scaled_add(Ctx& ctx, const Tensor& out, const Tensor& x, const Tensor& one, double alpha, double beta) {
+// out (acc dtype) += alpha·x (model dtype) over n elements: a K = 1 GEMM against the one-element
+// tensor `one`, the one op that accumulates across dtypes (the position table's f32 gradient from
+// a bf16 residual gradient). Same-dtype scaling goes through the scale op.
+void accumulate_scaled(Ctx& ctx, const Tensor& out, const Tensor& x, const Tensor& one, double alpha) {
   const int64_t n = x.numel();
   MatmulArgs m;
   m.c = out.view({n, 1});
@@ -41,8 +44,8 @@ void scaled_add(Ctx& ctx, const Tensor& out, const Tensor& x, const Tensor& one,
   m.M = n;
   m.N = 1;
   m.K = 1;
-  m.alpha = float(alpha);
-  m.beta = float(beta);
+  m.alpha = alpha;
+  m.beta = 1.0;
   matmul(ctx, m);
 }
 
@@ -237,7 +240,7 @@ Tensor ScratchDecoder::forward(Ctx& ctx, const Tensor& ids, const Tensor& target
   tok_embedding_.forward(ctx, ids, residual_[0]);
   const Tensor pos = pos_emb_->value.slice0(0, T_);
   for (int64_t b = 0; b < B_; ++b)
-    scaled_add(ctx, residual_[0].slice0(b, b + 1).view({T_ * D}), pos.view({T_ * D}), one_, pos_scale_, 1.0);
+    scale_forward(ctx, {residual_[0].slice0(b, b + 1).view({T_ * D}), pos.view({T_ * D}), pos_scale_, 1.0});
   emb_drop_.forward(ctx, residual_[0]);
   for (size_t l = 0; l < blocks_.size(); ++l) blocks_[l]->forward(ctx, residual_[l], residual_[l + 1]);
   final_norm_.forward(ctx, residual_.back(), final_out_);
@@ -287,7 +290,7 @@ void ScratchDecoder::backward(Ctx& ctx) {
   if (pos_emb_->grad.defined()) {
     const Tensor dpos = pos_emb_->grad.slice0(0, T_);
     for (int64_t b = 0; b < B_; ++b)
-      scaled_add(ctx, dpos.view({T_ * D}), d_residual_.slice0(b, b + 1).view({T_ * D}), one_, pos_scale_, 1.0);
+      accumulate_scaled(ctx, dpos.view({T_ * D}), d_residual_.slice0(b, b + 1).view({T_ * D}), one_, pos_scale_);
   }
   // padding_idx: the pad row is never updated.
   if (tok_emb_->grad.defined() && config_.pad_id >= 0 && config_.pad_id < config_.vocab_size)

@@ -194,7 +194,7 @@ TEST(ConfigBase, DiffVsStandardFilesResolveAsTheirOriginalFullFiles) {
   const ExperimentConfig diff = load_experiment(src + "/experiments/diff-vs-standard/differential.yaml");
   EXPECT_EQ(diff.resolved.files().size(), 2u);
   EXPECT_EQ(diff.run.name, "diff-vs-standard-differential");
-  EXPECT_EQ(diff.model.attention.variant, AttentionVariant::differential);
+  EXPECT_EQ(diff.model.attention.variant, "differential");
 }
 
 }  // namespace attnlab::test
