@@ -100,6 +100,11 @@ std::string Trainer::Impl::find_resume_checkpoint() const {
   }
   if (c.resume_auto()) {
     const auto latest = latest_checkpoint(root);
+    // A folder without DONE newer than the one resumed is a save that died: passed over, said so.
+    for (const CheckpointRef& bad : incomplete_checkpoints(root))
+      if (!latest || bad.step > latest->step)
+        say("note: skipping " + bad.path + ": it holds no " + kDoneMarker + " marker (the save did not finish); " +
+            (latest ? "resuming from " + latest->path + " instead" : std::string("no complete checkpoint, so the run starts fresh")));
     return latest ? latest->path : "";
   }
   CHECK(fs::is_directory(c.resume), "checkpoint.resume '", c.resume, "' is not a folder (use auto, never, or a "

@@ -57,7 +57,7 @@ TEST(NeedleCli, WritesJsonPerCheckpointAndOneCsv) {
   EXPECT_EQ(run_command(binary() + " analyze needle --ckpt " + (dir / "std.safetensors") + " --tokenizer " + (dir / "tok") +
                     " --depths 0,x --out " + (dir / "out2"),
                 out),
-            1)
+            2)
       << out;
   EXPECT_NE(out.find("--depths"), std::string::npos) << out;
 }

@@ -43,12 +43,12 @@ std::vector<double> parse_depths(const std::string& text) {
     } catch (const std::exception&) {
       used = 0;
     }
-    CHECK(used == item.size() && !item.empty(), "analyze needle: --depths takes numbers separated by commas, got '",
+    ARG_CHECK(used == item.size() && !item.empty(), "analyze needle: --depths takes numbers separated by commas, got '",
           text, "'");
     CHECK(d >= 0 && d < 1, "analyze needle: depth ", d, " is outside [0, 1)");
     out.push_back(d);
   }
-  CHECK(!out.empty(), "analyze needle: --depths is empty");
+  ARG_CHECK(!out.empty(), "analyze needle: --depths is empty");
   return out;
 }
 
@@ -59,13 +59,13 @@ void write_file(const std::string& path, const std::string& text) {
 }
 
 void run_needle(const NeedleCliOptions& o) {
-  CHECK(o.device == "cpu" || o.device == "cuda", "analyze needle: --device is cpu or cuda, got '", o.device, "'");
-  CHECK(o.rows == "question" || o.rows == "last", "analyze needle: --rows is question or last, got '", o.rows, "'");
+  ARG_CHECK(o.device == "cpu" || o.device == "cuda", "analyze needle: --device is cpu or cuda, got '", o.device, "'");
+  ARG_CHECK(o.rows == "question" || o.rows == "last", "analyze needle: --rows is question or last, got '", o.rows, "'");
   const Device dev = o.device == "cuda" ? Device::cuda : Device::cpu;
   DType dt = DType::f32;
   if (o.dtype == "bf16") dt = DType::bf16;
   else if (o.dtype == "f64") dt = DType::f64;
-  else CHECK(o.dtype == "f32", "analyze needle: --dtype is f32, f64 (CPU) or bf16 (CUDA), got '", o.dtype, "'");
+  else ARG_CHECK(o.dtype == "f32", "analyze needle: --dtype is f32, f64 (CPU) or bf16 (CUDA), got '", o.dtype, "'");
   analysis::NeedleRunOptions opt;
   opt.contexts.depths = parse_depths(o.depths);
   opt.contexts.samples = o.samples;

@@ -5,6 +5,7 @@
 
 #include "data/assets.h"
 #include "tools/attnlab/command.h"
+#include "tools/attnlab/exit_codes.h"
 
 namespace attnlab::cli {
 namespace {
@@ -50,7 +51,7 @@ void run_fetch(const AssetsOptions& o) {
   int written = data::fetch_assets(f);
   if (written == 0) std::printf("all assets already present and verified in %s\n", cache_of(o).c_str());
   else std::printf("fetched and verified %d file%s into %s\n", written, written == 1 ? "" : "s", cache_of(o).c_str());
-  if (verify(o, !o.quiet)) exit_with(1);
+  if (verify(o, !o.quiet)) exit_with(kExitFailure);
 }
 
 void run_path(const AssetsOptions& o) {
@@ -58,7 +59,7 @@ void run_path(const AssetsOptions& o) {
   std::printf("%s\n", o.relative.empty() ? cache.c_str() : (cache + "/" + o.relative).c_str());
   if (!o.relative.empty() && !std::filesystem::exists(cache + "/" + o.relative)) {
     std::fprintf(stderr, "'%s' is not in the cache; run `attnlab assets fetch`\n", o.relative.c_str());
-    exit_with(1);
+    exit_with(kExitFailure);
   }
 }
 
@@ -92,7 +93,7 @@ void setup(CLI::App& root) {
                                           "exit 1 when any is missing or differs");
   add_common(ver);
   ver->callback([o] {
-    if (verify(*o, true)) exit_with(1);
+    if (verify(*o, true)) exit_with(kExitFailure);
   });
 
   auto* path = c->add_subcommand("path", "Print the cache folder, or the full path of one cached file\n"

@@ -4,6 +4,7 @@
 
 #include "core/log.h"
 #include "tools/attnlab/command.h"
+#include "tools/attnlab/exit_codes.h"
 #include "tools/bench/bench.h"
 
 namespace attnlab::cli {
@@ -59,7 +60,7 @@ void run_bench(const BenchOptions& o) {
     FAIL_WITH("no benchmark named '", o.op, "'; available:", names);
   }
   if (!o.csv.empty()) write_csv(o.csv, runner.rows(), device);
-  if (!runner.ok()) exit_with(2);
+  if (!runner.ok()) exit_with(kExitFailure);  // a verification failed
 }
 
 void setup(CLI::App& root) {

@@ -10,6 +10,7 @@
 #include "data/input_check.h"
 #include "data/synth.h"
 #include "tools/attnlab/command.h"
+#include "tools/attnlab/exit_codes.h"
 
 namespace attnlab::cli {
 namespace {
@@ -66,7 +67,7 @@ void run_prepare(const PrepareCli& o) {
     cfg = config::load_experiment(o.file, o.overrides);
   } catch (const config::ConfigError& e) {
     for (const auto& p : e.problems()) std::fprintf(stderr, "%s\n", p.text().c_str());
-    exit_with(2);
+    exit_with(kExitBadInput);
   }
   data::PrepareOptions prep;
   prep.threads = o.threads;

@@ -70,10 +70,10 @@ Buffer to_f32_host(Ctx& ctx, const Tensor& t, bool transpose) {
 }
 
 void run_forward(const ForwardOptions& o) {
-  CHECK(o.text.empty() != o.tokens.empty(), "forward: give either --text (with --tokenizer) or --tokens FILE");
-  CHECK(o.text.empty() || !o.tokenizer.empty(), "forward: --text needs --tokenizer (gpt2, qwen2.5, qwen3 or a path)");
+  ARG_CHECK(o.text.empty() != o.tokens.empty(), "forward: give either --text (with --tokenizer) or --tokens FILE");
+  ARG_CHECK(o.text.empty() || !o.tokenizer.empty(), "forward: --text needs --tokenizer (gpt2, qwen2.5, qwen3 or a path)");
   const Device dev = o.device == "cuda" ? Device::cuda : Device::cpu;
-  CHECK(o.device == "cpu" || o.device == "cuda", "forward: --device is cpu or cuda, got '", o.device, "'");
+  ARG_CHECK(o.device == "cpu" || o.device == "cuda", "forward: --device is cpu or cuda, got '", o.device, "'");
   const DType dt = dtype_from_name(o.dtype);
 
   std::vector<std::vector<int32_t>> rows;
@@ -85,7 +85,7 @@ void run_forward(const ForwardOptions& o) {
     CHECK(!rows[0].empty(), "forward: --text encodes to no tokens");
   }
   const int64_t B = int64_t(rows.size()), T = int64_t(rows[0].size());
-  CHECK(!o.grads || T >= 2, "forward: --grads needs a loss, and the loss needs sequences of at least 2 tokens");
+  ARG_CHECK(!o.grads || T >= 2, "forward: --grads needs a loss, and the loss needs sequences of at least 2 tokens");
 
   Ctx ctx = dev == Device::cuda ? Ctx::make_cuda(0, 0) : Ctx::make_cpu(0);
   auto model = load_model(o.model, {dev, dt, o.grads}, ctx);

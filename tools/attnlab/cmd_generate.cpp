@@ -49,13 +49,13 @@ bool folder_has_tokenizer(const std::string& dir) {
 }
 
 void run_generate(const GenerateOptions& o) {
-  INPUT_CHECK(o.device == "cpu" || o.device == "cuda", "generate: --device is cpu or cuda, got '", o.device, "'");
+  ARG_CHECK(o.device == "cpu" || o.device == "cuda", "generate: --device is cpu or cuda, got '", o.device, "'");
   const Device dev = o.device == "cuda" ? Device::cuda : Device::cpu;
   const DType dt = o.dtype == "auto" ? (dev == Device::cuda ? DType::bf16 : DType::f32) : dtype_from_name(o.dtype);
-  INPUT_CHECK(o.batch >= 1, "generate: --batch must be ≥ 1, got ", o.batch);
-  INPUT_CHECK(!o.greedy || (!o.temperature && !o.top_k && !o.top_p), "generate: --greedy takes no --temperature, ",
+  ARG_CHECK(o.batch >= 1, "generate: --batch must be ≥ 1, got ", o.batch);
+  ARG_CHECK(!o.greedy || (!o.temperature && !o.top_k && !o.top_p), "generate: --greedy takes no --temperature, ",
         "--top-k or --top-p (those turn sampling on)");
-  INPUT_CHECK(o.chat || o.system.empty(), "generate: --system needs --chat (it is the chat's system message)");
+  ARG_CHECK(o.chat || o.system.empty(), "generate: --system needs --chat (it is the chat's system message)");
 
   // The tokenizer: the model folder's own files, else --tokenizer.
   const bool own_tokenizer = folder_has_tokenizer(o.model);

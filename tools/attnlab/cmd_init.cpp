@@ -100,7 +100,7 @@ void run_init(const InitOptions& o) {
   if (o.arch != "gpt2" && o.arch != "qwen2" && o.arch != "qwen3")
     FAIL_WITH("init: --arch must be gpt2, qwen2 or qwen3, got '", o.arch, "'");
   const DType file_dtype = dtype_from_name(o.dtype);
-  CHECK(file_dtype == DType::f32 || file_dtype == DType::bf16, "init: --dtype is f32 or bf16, got ", o.dtype);
+  ARG_CHECK(file_dtype == DType::f32 || file_dtype == DType::bf16, "init: --dtype is f32 or bf16, got ", o.dtype);
   const std::filesystem::path out(o.out);
   for (const char* f : {"model.safetensors", "config.json", "model.safetensors.index.json"})
     if (std::filesystem::exists(out / f) && !o.force)
