@@ -19,6 +19,7 @@ struct TrainOptions {
   std::string file;
   std::vector<std::string> overrides;
   bool quiet_config = false;
+  bool continue_changed = false;
 };
 
 void run_train(const TrainOptions& o) {
@@ -36,7 +37,9 @@ void run_train(const TrainOptions& o) {
     std::fputs("\n", stdout);
   }
   std::fflush(stdout);
-  train::Trainer trainer(cfg);
+  train::TrainerOptions topt;
+  topt.continue_changed = o.continue_changed;
+  train::Trainer trainer(cfg, topt);
   const train::TrainResult res = trainer.run();
   if (res.interrupted) exit_with(kExitStopped);
 }
@@ -68,6 +71,9 @@ void setup(CLI::App& root) {
       "optimizer and trainer state; complete when DONE exists), checkpoints/best (lowest validation loss) and\n"
       "shards/ (the tokenised data, reused).\n"
       "Running the same command again resumes from the latest complete checkpoint (checkpoint.resume: auto);\n"
+      "a resume whose config differs in more than run length (train.steps/epochs/max_tokens) and reporting\n"
+      "(log, eval cadence, checkpoint, profile, distributed) is refused, naming the differences: choose another\n"
+      "run.name, or pass --continue-changed.\n"
       "Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves a checkpoint and exits with status 3\n"
       "(0: the run finished; 1: a runtime failure; 2: a config problem, nothing run).\n"
       "Examples:\n"
@@ -77,6 +83,9 @@ void setup(CLI::App& root) {
   c->add_option("file", o->file, "experiment YAML file")->required();
   c->add_option("overrides", o->overrides, "key.path=value overrides, applied after the file (e.g. optim.lr=1e-4)");
   c->add_flag("--quiet-config", o->quiet_config, "do not print the resolved config first");
+  c->add_flag("--continue-changed", o->continue_changed,
+              "resume the run folder's checkpoint even though this config differs from the saved run's in more "
+              "than run length and logging (the differences are printed)");
   c->callback([o] { run_train(*o); });
 }
 ATTNLAB_COMMAND(setup);
