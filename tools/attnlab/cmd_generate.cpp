@@ -119,6 +119,9 @@ void run_generate(const GenerateOptions& o) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
     };
+  // Past the model's positions: a warning up front (RoPE), or a note where generation stopped (GPT-2).
+  const GenerationLength len = plan_generation_length(mc, int64_t(prompt.size()), g.max_new_tokens);
+  if (!len.truncated && !len.note.empty()) std::fprintf(stderr, "generate: %s\n", len.note.c_str());
   const GenerationResult r = generate(*model, ctx, prompts, g, &tok, stream);
   if (o.batch == 1) {
     const std::string rest = streamer.finish();
@@ -127,6 +130,8 @@ void run_generate(const GenerateOptions& o) {
   } else {
     for (size_t b = 0; b < r.texts.size(); ++b) std::printf("--- sequence %zu ---\n%s\n", b, r.texts[b].c_str());
   }
+  std::fflush(stdout);
+  if (len.truncated) std::fprintf(stderr, "generate: %s\n", r.length_note.c_str());
 
   if (o.stats) {
     const GenerationStats& s = r.stats;
