@@ -46,7 +46,7 @@ TEST(CliExitCodes, SigintDuringTrainingExits3AfterSavingAndTheResumeSaysWhatItSk
   const std::string yaml = d / "x.yaml";
   write_text(yaml, "task: pretrain\nrun: {name: sig, out_dir: " + d.path + "/runs, device: cpu}\n"
                    "model:\n  from: init:gpt2\n  arch: {n_layer: 1, n_embd: 16, n_head: 2, n_positions: 16, vocab_size: 258}\n"
-                   "data: {format: text, path: " + d.path + "/corpus, tokenizer: " + d.path + "/tok, seq_len: 16}\n"
+                   "data: {format: text, path: " + d.path + "/corpus, tokenizer: " + d.path + "/tok, seq_len: 16, val_fraction: 0.0}\n"
                    "train: {micro_batch: 2, steps: 10000000}\nlog: {every_steps: 1, progress: false}\n");
   const std::string run = d.path + "/runs/sig";
   // Start training, wait for its first logged step, then SIGINT it (as Ctrl-C would).
