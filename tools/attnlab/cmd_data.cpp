@@ -146,7 +146,7 @@ void setup(CLI::App& root) {
       "<run.out_dir>/<run.name>/shards) and print the counts: documents or records, tokens, training and\n"
       "validation sequences (or SFT records kept/dropped by data.seq_len). Shards whose hash matches the\n"
       "tokenizer and the source files are reused, so running it again costs a hash of the files.\n"
-      "Example: attnlab data prepare my_experiment.yaml data.seq_len=512 data.shard_dir=/tmp/shards");
+      "Example: attnlab data prepare experiments/quickstart.yaml data.seq_len=512 data.shard_dir=/tmp/shards");
   prep->add_option("file", po->file, "experiment YAML file")->required();
   prep->add_option("overrides", po->overrides, "key.path=value overrides (e.g. data.path=corpus/)");
   prep->add_option("--threads", po->threads, "tokenising threads (default: all cores)")->check(CLI::NonNegativeNumber);

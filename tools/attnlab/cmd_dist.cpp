@@ -280,8 +280,8 @@ void run_selftest(const SelftestOptions& o) {
 
 void setup(CLI::App& root) {
   auto opts = std::make_shared<SelftestOptions>();
-  auto* d = root.add_subcommand("dist", "Distributed setup checks");
-  d->group("");  // hidden from `attnlab --help`
+  auto* d = root.add_subcommand("dist", "Distributed setup checks: `attnlab dist selftest` runs every collective "
+                                         "across the ranks a launcher started");
   d->require_subcommand(1);
   auto* s = d->add_subcommand(
       "selftest",
