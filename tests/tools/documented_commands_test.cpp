@@ -115,6 +115,8 @@ const std::map<std::string, Quick>& quick_table() {
        {"", "[ -d /tmp/qwen3-tiny ] || attnlab init --arch qwen3 --tiny --out /tmp/qwen3-tiny"}},
       {"attnlab forward --model ./gpt2 --tokens ids.txt --dump ref.safetensors --grads --device cuda --dtype bf16",
        {"", "", kNeedsGpu, true}},
+      {"attnlab init --arch qwen3 --tiny --out /tmp/qwen3-tiny",
+       {"", "rm -rf /tmp/qwen3-tiny  # made earlier for the forward --help example, which names it"}},
       {"attnlab tokenize --tokenizer qwen3 --lines < sentences.txt",
        {"", "printf 'The first sentence.\\nThe second one, longer.\\n' > sentences.txt"}},
       {"attnlab inspect model.safetensors",
