@@ -20,6 +20,13 @@ class Error : public std::runtime_error {
   std::string message_;
 };
 
+// A bad command-line argument or option value (exit status 2, like a bad config): thrown by the
+// CLI's shared option parsers.
+class UsageError : public Error {
+ public:
+  using Error::Error;
+};
+
 namespace detail {
 inline void cat_into(std::ostringstream&) {}
 template <class A, class... R>

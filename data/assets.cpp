@@ -1,5 +1,11 @@
 #include "data/assets.h"
 
+#include <algorithm>
+#include <map>
+#include <optional>
+
+#include "core/config/suggest.h"
+
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -250,15 +256,52 @@ std::string require_asset(const std::string& relative) {
   return p;
 }
 
+static std::vector<std::string> asset_names(const std::vector<AssetEntry>& manifest) {
+  std::vector<std::string> names;
+  auto add = [&](const std::string& n) {
+    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+  };
+  std::map<std::string, int> files_in;
+  for (const AssetEntry& e : manifest) files_in[fs::path(e.cache_path).parent_path().string()] += 1;
+  for (const AssetEntry& e : manifest) {
+    const std::string folder = fs::path(e.cache_path).parent_path().string();
+    // A corpus folder of hundreds of files is named as the folder; a tokenizer's few files one by one.
+    if (files_in[folder] > 4) add(folder);
+    else add(e.cache_path);
+  }
+  return names;
+}
+
 std::string resolve_data_path(const std::string& path) {
   static const std::string prefix = "assets:";
   if (path.rfind(prefix, 0) != 0) return path;
   const std::string relative = path.substr(prefix.size());
   const std::string resolved = asset_path(relative);
-  INPUT_CHECK(fs::exists(resolved), "data path '", path, "': '", relative, "' is not in the asset cache (",
-              asset_cache_dir(), "). Fix: run `attnlab assets fetch` (it downloads the tokenizers and the ",
-              "public-domain texts)");
-  return resolved;
+  if (fs::exists(resolved)) return resolved;
+  // Not in the cache: a name the manifest knows (not fetched yet) or a typo (list the names).
+  std::vector<AssetEntry> manifest;
+  try {
+    manifest = load_asset_manifest(asset_manifest_path());
+  } catch (const Error&) {
+  }
+  bool known = false;
+  for (const AssetEntry& e : manifest) {
+    const std::string& c = e.cache_path;
+    if (c == relative || (c.size() > relative.size() && c.compare(0, relative.size(), relative) == 0 &&
+                          c[relative.size()] == '/'))
+      known = true;
+  }
+  if (!manifest.empty() && !known) {
+    const std::vector<std::string> names = asset_names(manifest);
+    std::vector<std::string> folders_and_files = names;
+    for (const AssetEntry& e : manifest) folders_and_files.push_back(fs::path(e.cache_path).parent_path().string());
+    const std::optional<std::string> near = config::closest_word(relative, folders_and_files);
+    FAIL_WITH("data path '", path, "': '", relative, "' is no asset name", near ? "; did you mean assets:" + *near + "?" : ".",
+              " The asset cache holds: assets:", config::join_words(names, ", assets:"),
+              " (`attnlab assets fetch` downloads them; `attnlab assets path` prints where the cache is)");
+  }
+  FAIL_WITH("data path '", path, "': '", relative, "' is not in the asset cache (", asset_cache_dir(),
+            "). Fix: run `attnlab assets fetch` (it downloads the tokenizers and the public-domain texts)");
 }
 
 }  // namespace attnlab::data

@@ -57,7 +57,8 @@ std::string require_asset(const std::string& relative);
 bool asset_exists(const std::string& relative);
 // A data path as experiment files write it: "assets:text/sotu" names a file or folder of the
 // asset cache (so experiment files work wherever the cache lives) and must exist there (else the
-// error says to run `attnlab assets fetch`); any other path is returned unchanged.
+// error says to run `attnlab assets fetch`, or, for a name the manifest does not know, lists the
+// names it does with a did-you-mean); any other path is returned unchanged.
 std::string resolve_data_path(const std::string& path);
 
 }  // namespace attnlab::data

@@ -57,8 +57,39 @@ GenerationResult generate(Model& model, Ctx& ctx, const std::vector<std::vector<
   CHECK(!prompts.empty(), "generate: no prompts");
   check_config(config, model.config().vocab_size);
   const int64_t max_prompt = std::max<int64_t>(1, longest(prompts));
-  CachedForward forward(model, ctx, int64_t(prompts.size()), max_prompt, max_prompt + config.max_new_tokens - 1);
-  return generate(forward, ctx, prompts, config, tokenizer, on_token);
+  const GenerationLength len = plan_generation_length(model.config(), max_prompt, config.max_new_tokens);
+  GenerationConfig fitted = config;
+  fitted.max_new_tokens = len.max_new_tokens;
+  CachedForward forward(model, ctx, int64_t(prompts.size()), max_prompt, max_prompt + fitted.max_new_tokens - 1);
+  GenerationResult r = generate(forward, ctx, prompts, fitted, tokenizer, on_token);
+  r.length_note = len.note;
+  return r;
+}
+
+GenerationLength plan_generation_length(const ModelConfig& c, int64_t prompt_len, int64_t wanted) {
+  GenerationLength g;
+  g.max_new_tokens = wanted;
+  const int64_t limit = c.max_position_embeddings;
+  // The last new token is sampled, never fed back: prompt + new − 1 positions are computed.
+  const int64_t needed = prompt_len + wanted - 1;
+  if (limit <= 0 || needed <= limit) return g;
+  const std::string where = c.source.empty() ? std::string("config.json") : "'" + c.source + "'";
+  if (c.arch == ModelArch::gpt2) {
+    if (prompt_len > limit)
+      FAIL_WITH("generate: the prompt has ", prompt_len, " tokens, more than GPT-2's ", limit,
+                " learned positions (n_positions in ", where, "). Fix: shorten the prompt to at most ", limit, " tokens");
+    g.max_new_tokens = limit - prompt_len + 1;
+    g.truncated = true;
+    g.note = "generation stopped at GPT-2's " + std::to_string(limit) + " learned positions (n_positions in " + where +
+             "): the prompt of " + std::to_string(prompt_len) + " tokens leaves room for " +
+             std::to_string(g.max_new_tokens) + " new tokens, not the " + std::to_string(wanted) + " asked for";
+    return g;
+  }
+  g.note = "warning: the prompt (" + std::to_string(prompt_len) + " tokens) and " + std::to_string(wanted) +
+           " new tokens reach position " + std::to_string(needed) + ", past max_position_embeddings " +
+           std::to_string(limit) + " in " + where + ": RoPE runs on, but the model was not trained that far, so "
+           "the text may degrade";
+  return g;
 }
 
 GenerationResult generate(CachedForward& forward, Ctx& ctx, const std::vector<std::vector<int32_t>>& prompts,

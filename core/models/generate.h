@@ -57,7 +57,20 @@ struct GenerationResult {
   std::vector<std::string> texts;            // with a tokenizer: the tokens before the stop token,
                                              // decoded with special tokens skipped
   GenerationStats stats;
+  std::string length_note;                   // set when the model's positions limited or warned (below)
 };
+
+// How many new tokens a prompt of `prompt_len` tokens gets when `wanted` are asked for. GPT-2's
+// learned positions end at n_positions: generation stops there (the new-token count is cut, the
+// note says where and why); a prompt alone longer than that is an error naming the fix. RoPE
+// models (Qwen) have no such table: they run past max_position_embeddings, with a warning in
+// the note that the model was not trained that far.
+struct GenerationLength {
+  int64_t max_new_tokens = 0;
+  bool truncated = false;  // fewer new tokens than asked (GPT-2)
+  std::string note;        // "" when the request fits
+};
+GenerationLength plan_generation_length(const ModelConfig& config, int64_t prompt_len, int64_t wanted);
 
 // HF's generation_config.json over `base`: do_sample, temperature, top_k, top_p,
 // repetition_penalty, max_new_tokens, eos_token_id (one id or a list: the stop tokens) and
@@ -67,7 +80,8 @@ GenerationConfig read_generation_config(const std::string& path, GenerationConfi
 // Called after each step for every sequence that got a token (row index, token id).
 using TokenCallback = std::function<void(int64_t row, int32_t token)>;
 
-// Generates for every prompt (ids in [0, V)). The tokenizer, when given, fills `texts`.
+// Generates for every prompt (ids in [0, V)). The tokenizer, when given, fills `texts`. The
+// longest prompt's plan_generation_length bounds the new tokens; its note goes to length_note.
 GenerationResult generate(Model& model, Ctx& ctx, const std::vector<std::vector<int32_t>>& prompts,
                           const GenerationConfig& config, const data::Tokenizer* tokenizer = nullptr,
                           const TokenCallback& on_token = {});

@@ -134,6 +134,13 @@ std::vector<CheckpointRef> list_checkpoints(const std::string& root) {
   return out;
 }
 
+std::vector<CheckpointRef> incomplete_checkpoints(const std::string& root) {
+  std::vector<CheckpointRef> out;
+  for (const StepFolder& f : step_folders(root))
+    if (!f.complete) out.push_back({f.step, f.path});
+  return out;
+}
+
 std::optional<CheckpointRef> latest_checkpoint(const std::string& root) {
   std::vector<CheckpointRef> all = list_checkpoints(root);
   if (all.empty()) return std::nullopt;

@@ -63,6 +63,9 @@ struct CheckpointRef {
 std::vector<CheckpointRef> list_checkpoints(const std::string& root);
 std::optional<CheckpointRef> latest_checkpoint(const std::string& root);
 bool is_complete_checkpoint(const std::string& dir);
+// Step folders under `root` without DONE (a save that did not finish), by step, oldest first:
+// auto-resume passes over them and says so.
+std::vector<CheckpointRef> incomplete_checkpoints(const std::string& root);
 
 // Deletes every complete step checkpoint but the newest `keep_last` (0: keep all), every step
 // folder without DONE older than the newest complete one, and leftover temporary folders.

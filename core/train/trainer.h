@@ -52,6 +52,9 @@ struct TrainerOptions {
   std::FILE* console = stdout;
   // Stop as if SIGINT had arrived once this many optimizer steps are done (tests of resume).
   std::optional<int64_t> stop_at_step;
+  // Resume even when the saved run's config differs in more than run length and reporting
+  // (`attnlab train --continue-changed`); the differences are printed as a warning.
+  bool continue_changed = false;
   // Called after the backward of every step, before the optimizer (tests inject faults here).
   std::function<void(Trainer&, int64_t step)> after_backward;
 };

@@ -68,6 +68,11 @@ struct Trainer::Impl {
   void setup_data();
   void setup_model(const std::string& resume_dir);
   std::string find_resume_checkpoint() const;
+  // Refuses (before any work) a resume whose saved config differs in more than run length and
+  // reporting, unless opt.continue_changed (resume_check.h).
+  void check_resume_config(const std::string& dir);
+  // "this is an auto-resume of ..." / "this resumes checkpoint.resume ...", for messages.
+  std::string resume_origin(const std::string& dir) const;
   void restore(const std::string& dir);
   // Writes a checkpoint (rank 0; every rank calls it) and returns its folder.
   std::string save_checkpoint(const std::string& name, bool with_optimizer);

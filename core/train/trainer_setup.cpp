@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "core/models/scratch_decoder_config.h"
 #include "core/train/model_setup.h"
+#include "core/train/resume_check.h"
 #include "core/train/trainer_impl.h"
 #include "data/assets.h"
 
@@ -15,20 +16,6 @@ namespace attnlab::train {
 namespace fs = std::filesystem;
 
 namespace {
-
-// "section.field: old -> new" for every field whose value differs between two resolved configs.
-std::vector<std::string> config_differences(const config::ResolvedConfig& before, const config::ResolvedConfig& now) {
-  std::vector<std::string> out;
-  for (const config::ResolvedField& f : now.fields()) {
-    if (f.path == "checkpoint.resume") continue;
-    const config::ResolvedField* old = before.find(f.path);
-    const std::string v_now = config::format_value(f.value);
-    if (!old) out.push_back(f.path + ": (new field) -> " + v_now);
-    else if (config::format_value(old->value) != v_now)
-      out.push_back(f.path + ": " + config::format_value(old->value) + " -> " + v_now);
-  }
-  return out;
-}
 
 std::string human_count(double n) {
   char buf[32];
@@ -100,6 +87,11 @@ std::string Trainer::Impl::find_resume_checkpoint() const {
   }
   if (c.resume_auto()) {
     const auto latest = latest_checkpoint(root);
+    // A folder without DONE newer than the one resumed is a save that died: passed over, said so.
+    for (const CheckpointRef& bad : incomplete_checkpoints(root))
+      if (!latest || bad.step > latest->step)
+        say("note: skipping " + bad.path + ": it holds no " + kDoneMarker + " marker (the save did not finish); " +
+            (latest ? "resuming from " + latest->path + " instead" : std::string("no complete checkpoint, so the run starts fresh")));
     return latest ? latest->path : "";
   }
   CHECK(fs::is_directory(c.resume), "checkpoint.resume '", c.resume, "' is not a folder (use auto, never, or a "
@@ -107,6 +99,49 @@ std::string Trainer::Impl::find_resume_checkpoint() const {
   CHECK(is_complete_checkpoint(c.resume), "checkpoint.resume '", c.resume, "' holds no ", kDoneMarker,
         " marker: the save did not finish, so it is not a checkpoint to trust. Fix: resume from an older one");
   return c.resume;
+}
+
+std::string Trainer::Impl::resume_origin(const std::string& dir) const {
+  return cfg.checkpoint.resume_auto()
+             ? "this is an auto-resume (checkpoint.resume: auto) of the latest checkpoint in the run folder, " + dir
+             : "this resumes checkpoint.resume " + dir;
+}
+
+void Trainer::Impl::check_resume_config(const std::string& dir) {
+  const std::string state_path = (fs::path(dir) / kTrainerStateFile).string();
+  std::vector<ConfigChange> changes;
+  std::string unreadable;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(read_file_text(state_path));
+    const std::string saved_yaml = j.at("config_yaml").get<std::string>();
+    const config::ExperimentConfig saved = config::load_experiment_text(saved_yaml, state_path + " (config_yaml)");
+    changes = config_changes(saved.resolved, cfg.resolved);
+  } catch (const std::exception& e) {
+    unreadable = e.what();
+  }
+  const std::vector<ConfigChange> forbidden = forbidden_changes(changes);
+  if (!opt.continue_changed) {
+    if (!unreadable.empty())
+      FAIL_WITH("refusing to resume: ", resume_origin(dir), ", and the config it was trained with cannot be read back "
+                "from ", state_path, " (", unreadable, "), so it cannot be shown to be this run. Fix: give this run its "
+                "own run.name, or pass --continue-changed to resume it anyway");
+    if (!forbidden.empty()) {
+      std::string list;
+      for (const ConfigChange& c : forbidden) list += "\n  " + c.text();
+      FAIL_WITH("refusing to resume: ", resume_origin(dir), ", and this config differs from the one that run was "
+                "trained with in more than run length and logging:", list,
+                "\nFix: give this experiment its own run.name (e.g. run.name=", cfg.run.name, "-2), or pass "
+                "--continue-changed to continue the saved run with these settings");
+    }
+  }
+  std::string list;
+  for (const ConfigChange& c : changes) list += "\n  " + c.text();
+  if (!unreadable.empty())
+    say("warning: --continue-changed: the saved config cannot be read back (" + unreadable + "); resuming anyway");
+  else if (!forbidden.empty())
+    say("warning: --continue-changed: resuming " + dir + " with a changed config:" + list);
+  else if (!changes.empty())
+    say("note: resuming " + dir + " with a new run length or reporting:" + list);
 }
 
 void Trainer::Impl::setup_model(const std::string& resume_dir) {
@@ -152,8 +187,13 @@ void Trainer::Impl::setup_model(const std::string& resume_dir) {
 }
 
 void Trainer::Impl::restore(const std::string& dir) {
-  model->load_weights(ctx, dir);
-  optimizer->load(ctx, (fs::path(dir) / kOptimizerFile).string());
+  try {
+    model->load_weights(ctx, dir);
+    optimizer->load(ctx, (fs::path(dir) / kOptimizerFile).string());
+  } catch (const Error& e) {
+    FAIL_WITH(resume_origin(dir), ", but its weights do not fit the model this config builds: ", e.what(),
+              "\nFix: give this run its own run.name (or set checkpoint.resume: never to refuse resuming)");
+  }
   const std::string state_path = (fs::path(dir) / kTrainerStateFile).string();
   nlohmann::json j = nlohmann::json::parse(read_file_text(state_path), nullptr, false);
   CHECK(!j.is_discarded(), state_path, ": not valid JSON");
@@ -171,18 +211,6 @@ void Trainer::Impl::restore(const std::string& dir) {
   ctx.rng_offset = state.rng_offset;
   resumed_from = dir;
 
-  const std::string hash_now = config::config_hash_hex(cfg.resolved);
-  if (state.config_hash != hash_now) {
-    std::string diff;
-    try {
-      config::ExperimentConfig before = config::load_experiment_text(state.config_yaml, state_path + " (config_yaml)");
-      for (const std::string& d : config_differences(before.resolved, cfg.resolved)) diff += "\n  " + d;
-    } catch (const Error&) {
-      diff = " (the saved config no longer loads)";
-    }
-    if (!diff.empty())
-      say("warning: the config differs from the one the checkpoint was trained with:" + diff);
-  }
   if (state.total_steps != schedule.total_steps)
     say("note: the run now has " + std::to_string(schedule.total_steps) + " optimizer steps (the checkpoint's run had " +
         std::to_string(state.total_steps) + "); the learning-rate schedule follows the new count");
@@ -222,6 +250,9 @@ void Trainer::Impl::setup() {
     say("train: " + comm->describe() +
         (opt.comm ? std::string() : std::string("; ranks from ") + dist::launch_source_name(env.source)));
   run_dir = (fs::path(cfg.run.out_dir) / cfg.run.name).string();
+  // Which checkpoint this run continues, and whether it is the same run, before any work.
+  const std::string resume_dir = find_resume_checkpoint();
+  if (!resume_dir.empty()) check_resume_config(resume_dir);
   if (rank == 0) {
     std::error_code ec;
     fs::create_directories(run_dir, ec);
@@ -232,7 +263,6 @@ void Trainer::Impl::setup() {
   accum = cfg.train.grad_accum;
 
   setup_data();
-  const std::string resume_dir = find_resume_checkpoint();
   setup_model(resume_dir);
 
   int64_t total = 0;
@@ -251,6 +281,10 @@ void Trainer::Impl::setup() {
   if (cfg.schedule.warmup_steps >= total)
     say("note: schedule.warmup_steps (" + std::to_string(cfg.schedule.warmup_steps) + ") is not shorter than the run (" +
         std::to_string(total) + " steps): the learning rate stays in warmup and never reaches optim.lr");
+  if (cfg.profile.steps && cfg.profile.end() > total)
+    say("note: profile.steps [" + std::to_string(cfg.profile.start()) + ", " + std::to_string(cfg.profile.end()) +
+        ") " + (cfg.profile.start() >= total ? "starts after" : "ends after") + " the run's last step (" +
+        std::to_string(total) + ")" + (cfg.profile.start() >= total ? ": nothing is profiled" : ": the window is cut there"));
 
   state = TrainerState{};
   state.total_steps = total;

@@ -116,6 +116,35 @@ TEST(Assets, DataPathsNameTheCache) {
   fs::remove_all(dir);
 }
 
+// A name the manifest does not know is a typo: the error lists the asset names (folders for the
+// corpora, files for the tokenizers) with a did-you-mean, whether or not the cache is fetched.
+TEST(Assets, DataPathTypoListsTheAvailableNames) {
+  const char* saved = std::getenv("ATTNLAB_ASSETS");
+  std::string keep = saved ? saved : "";
+  const fs::path dir = fs::temp_directory_path() / ("attnlab_assets_typo_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  setenv("ATTNLAB_ASSETS", dir.c_str(), 1);
+  // The names come from the manifest (an empty cache holds no copy of it).
+  const char* saved_manifest = std::getenv("ATTNLAB_ASSETS_MANIFEST");
+  const std::string keep_manifest = saved_manifest ? saved_manifest : "";
+  setenv("ATTNLAB_ASSETS_MANIFEST", (std::string(ATTNLAB_SOURCE_DIR) + "/tools/assets.manifest").c_str(), 1);
+  const std::string typo = error_of([] { data::resolve_data_path("assets:text/sotuu"); });
+  EXPECT_NE(typo.find("did you mean assets:text/sotu?"), std::string::npos) << typo;
+  for (const char* name : {"assets:text/sotu", "assets:gpt2/encoder.json", "assets:qwen3/tokenizer.json",
+                           "assets:text/moby-dick.txt"})
+    EXPECT_NE(typo.find(name), std::string::npos) << name << "\n" << typo;
+  EXPECT_EQ(typo.find("1790_george_washington"), std::string::npos) << "a corpus is listed as its folder: " << typo;
+  // A known name that is not fetched yet: the fix is to fetch, no list.
+  const std::string unfetched = error_of([] { data::resolve_data_path("assets:text/sotu"); });
+  EXPECT_NE(unfetched.find("attnlab assets fetch"), std::string::npos) << unfetched;
+  EXPECT_EQ(unfetched.find("did you mean"), std::string::npos) << unfetched;
+  if (saved_manifest) setenv("ATTNLAB_ASSETS_MANIFEST", keep_manifest.c_str(), 1);
+  else unsetenv("ATTNLAB_ASSETS_MANIFEST");
+  if (saved) setenv("ATTNLAB_ASSETS", keep.c_str(), 1);
+  else unsetenv("ATTNLAB_ASSETS");
+  fs::remove_all(dir);
+}
+
 TEST(Assets, FetchedCacheVerifies) {
   ATTNLAB_REQUIRE_ASSET("manifest.tsv");
   auto entries = data::load_asset_manifest(std::string(ATTNLAB_SOURCE_DIR) + "/tools/assets.manifest");

@@ -30,17 +30,17 @@ TEST(CliDeviceDtype, EveryCommandRefusesTheSameBadValuesTheSameWay) {
   for (const auto& [name, args] : kCommands) {
     int code = 0;
     std::string out = run(args + " --device gpu", code);
-    EXPECT_EQ(code, 1) << out;
+    EXPECT_EQ(code, 2) << out;  // a bad argument (exit_codes.h)
     EXPECT_NE(out.find(name + ": --device is cpu or cuda, got 'gpu'"), std::string::npos) << out;
     out = run(args + " --dtype f16", code);
-    EXPECT_EQ(code, 1) << out;
+    EXPECT_EQ(code, 2) << out;  // a bad argument (exit_codes.h)
     EXPECT_NE(out.find(name + ": --dtype is f32, f64 (CPU) or bf16 (CUDA)"), std::string::npos) << out;
     EXPECT_NE(out.find("got 'f16'"), std::string::npos) << out;
     out = run(args + " --device cpu --dtype bf16", code);
-    EXPECT_EQ(code, 1) << out;
+    EXPECT_EQ(code, 2) << out;  // a bad argument (exit_codes.h)
     EXPECT_NE(out.find(name + ": --dtype bf16 runs on CUDA"), std::string::npos) << out;
     out = run(args + " --device cuda --dtype float64", code);  // dtype_from_name's spellings
-    EXPECT_EQ(code, 1) << out;
+    EXPECT_EQ(code, 2) << out;  // a bad argument (exit_codes.h)
     EXPECT_NE(out.find(name + ": --dtype f64 runs on the CPU"), std::string::npos) << out;
     // A good pair gets past the parser: the error is now about the missing file.
     out = run(args + " --device cpu --dtype fp64", code);
@@ -61,7 +61,7 @@ TEST(CliDeviceDtype, InitTakesTheFileDtypes) {
   if (!std::filesystem::exists(binary())) GTEST_SKIP() << "the attnlab binary is not built (" << binary() << ")";
   int code = 0;
   std::string out = run("init --arch gpt2 --out /nonexistent/x --dtype f64", code);
-  EXPECT_EQ(code, 1) << out;
+  EXPECT_EQ(code, 2) << out;  // a bad argument (exit_codes.h)
   EXPECT_NE(out.find("init: --dtype is f32 or bf16, got 'f64'"), std::string::npos) << out;
 }
 

@@ -1,6 +1,8 @@
 // attnlab analyze needle --ckpt A --ckpt B [--depths 0,0.25,0.5,0.75]: the answer-to-noise analysis
 // of seed 002 (METHODS §3.6–§3.7) for scratch-decoder checkpoints, written as JSON (one file per
 // checkpoint, the ORIGINAL keys) and one CSV of every checkpoint's per-depth numbers.
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -44,12 +46,12 @@ std::vector<double> parse_depths(const std::string& text) {
     } catch (const std::exception&) {
       used = 0;
     }
-    CHECK(used == item.size() && !item.empty(), "analyze needle: --depths takes numbers separated by commas, got '",
+    ARG_CHECK(used == item.size() && !item.empty(), "analyze needle: --depths takes numbers separated by commas, got '",
           text, "'");
     CHECK(d >= 0 && d < 1, "analyze needle: depth ", d, " is outside [0, 1)");
     out.push_back(d);
   }
-  CHECK(!out.empty(), "analyze needle: --depths is empty");
+  ARG_CHECK(!out.empty(), "analyze needle: --depths is empty");
   return out;
 }
 
@@ -59,11 +61,31 @@ void write_file(const std::string& path, const std::string& text) {
   CHECK(f.good(), "analyze needle: cannot write '", path, "'");
 }
 
+// The name a checkpoint's results are filed under: runs/<run>/checkpoints/best/model.safetensors
+// -> <run>, runs/<run>/checkpoints/step_N/... -> <run>_step_N, any other file -> its stem; a name
+// already taken gets _2, _3, ...
+std::string result_name(const std::string& ckpt, std::vector<std::string>& taken) {
+  namespace fs = std::filesystem;
+  const fs::path p = fs::absolute(fs::path(ckpt)).lexically_normal();
+  std::string name = p.stem().string();
+  const fs::path folder = p.parent_path();  // best | step_N
+  if (folder.parent_path().filename() == "checkpoints" && !folder.parent_path().parent_path().empty()) {
+    name = folder.parent_path().parent_path().filename().string();
+    if (folder.filename() != "best") name += "_" + folder.filename().string();
+  }
+  for (char& ch : name)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') ch = '_';
+  std::string unique = name;
+  for (int k = 2; std::find(taken.begin(), taken.end(), unique) != taken.end(); ++k) unique = name + "_" + std::to_string(k);
+  taken.push_back(unique);
+  return unique;
+}
+
 void run_needle(const NeedleCliOptions& o) {
   const DeviceDtype dd = parse_device_dtype("analyze needle", o.device, o.dtype);
   const Device dev = dd.device;
   const DType dt = dd.dtype;
-  CHECK(o.rows == "question" || o.rows == "last", "analyze needle: --rows is question or last, got '", o.rows, "'");
+  ARG_CHECK(o.rows == "question" || o.rows == "last", "analyze needle: --rows is question or last, got '", o.rows, "'");
   analysis::NeedleRunOptions opt;
   opt.contexts.depths = parse_depths(o.depths);
   opt.contexts.samples = o.samples;
@@ -78,6 +100,7 @@ void run_needle(const NeedleCliOptions& o) {
   Ctx ctx = dev == Device::cuda ? Ctx::make_cuda(0, 0) : Ctx::make_cpu(0);
   std::filesystem::create_directories(o.out);
   std::vector<analysis::NeedleReport> reports;
+  std::vector<std::string> names;
   for (size_t i = 0; i < o.ckpts.size(); ++i) {
     const std::string& path = o.ckpts[i];
     const ScratchDecoderConfig cfg = read_scratch_decoder_config(path);
@@ -85,8 +108,7 @@ void run_needle(const NeedleCliOptions& o) {
     load_scratch_decoder(m, ctx, path);
     analysis::NeedleReport r = analysis::run_needle_analysis(m, ctx, tok, opt);
     r.label = path;
-    const std::string json_path =
-        o.out + "/needle_" + std::to_string(i) + "_" + std::filesystem::path(path).stem().string() + ".json";
+    const std::string json_path = o.out + "/needle_" + result_name(path, names) + ".json";
     write_file(json_path, analysis::needle_report_json(r) + "\n");
     std::printf("%s (%s): %s\n", path.c_str(), cfg.differential ? "differential" : "standard", json_path.c_str());
     for (const auto& d : r.depths)
@@ -116,8 +138,9 @@ void setup(CLI::App& root) {
       "Each context holds filler words, a target needle 'The magic number for City_0 is N' at the given depth,\n"
       "three distractor needles and the question. Default analysis: last layer, heads averaged (differential:\n"
       "A1 - lambda*A2), rows = the question's tokens; answer = attention mass on the needle's tokens, noise = on\n"
-      "the other context tokens; ANR = per-token answer / per-token noise. Writes one JSON per checkpoint and\n"
-      "needle_anr.csv under --out.\n"
+      "the other context tokens; ANR = per-token answer / per-token noise. Writes one JSON per checkpoint, named\n"
+      "by its run (runs/<run>/checkpoints/best/model.safetensors -> needle_<run>.json), and needle_anr.csv under\n"
+      "--out; tools/plot.py --needle <out> draws them.\n"
       "Example:\n"
       "  attnlab analyze needle --ckpt std.safetensors --ckpt diff.safetensors --depths 0,0.25,0.5,0.75");
   c->add_option("--ckpt", o->ckpts, "scratch-decoder checkpoint (.safetensors); repeat for several")->required();

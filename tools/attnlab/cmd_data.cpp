@@ -10,6 +10,7 @@
 #include "data/input_check.h"
 #include "data/synth.h"
 #include "tools/attnlab/command.h"
+#include "tools/attnlab/exit_codes.h"
 
 namespace attnlab::cli {
 namespace {
@@ -66,7 +67,7 @@ void run_prepare(const PrepareCli& o) {
     cfg = config::load_experiment(o.file, o.overrides);
   } catch (const config::ConfigError& e) {
     for (const auto& p : e.problems()) std::fprintf(stderr, "%s\n", p.text().c_str());
-    exit_with(2);
+    exit_with(kExitBadInput);
   }
   data::PrepareOptions prep;
   prep.threads = o.threads;
@@ -145,7 +146,7 @@ void setup(CLI::App& root) {
       "<run.out_dir>/<run.name>/shards) and print the counts: documents or records, tokens, training and\n"
       "validation sequences (or SFT records kept/dropped by data.seq_len). Shards whose hash matches the\n"
       "tokenizer and the source files are reused, so running it again costs a hash of the files.\n"
-      "Example: attnlab data prepare my_experiment.yaml data.seq_len=512 data.shard_dir=/tmp/shards");
+      "Example: attnlab data prepare experiments/quickstart.yaml data.seq_len=512 data.shard_dir=/tmp/shards");
   prep->add_option("file", po->file, "experiment YAML file")->required();
   prep->add_option("overrides", po->overrides, "key.path=value overrides (e.g. data.path=corpus/)");
   prep->add_option("--threads", po->threads, "tokenising threads (default: all cores)")->check(CLI::NonNegativeNumber);

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/memory.h"
 #include "tools/attnlab/command.h"
+#include "tools/attnlab/exit_codes.h"
 
 namespace attnlab::cli {
 namespace {
@@ -270,7 +271,7 @@ void run_selftest(const SelftestOptions& o) {
   comm.reset();  // a clean shutdown (MPI_Finalize, ncclCommDestroy) on every rank, pass or fail
   if (failures > 0) {
     log_error("dist selftest FAILED: ", failures, " failed check(s) across the ranks (", where, ")");
-    exit_with(1);
+    exit_with(kExitFailure);
   }
   log_info("dist selftest passed: ", checks, " checks, ", o.elements, " elements per rank and chunk, ", where,
            env.world_size > 1 && backend == Backend::single ? "; cross-rank collectives need mpirun (mpi) or GPUs (nccl)"
@@ -279,8 +280,8 @@ void run_selftest(const SelftestOptions& o) {
 
 void setup(CLI::App& root) {
   auto opts = std::make_shared<SelftestOptions>();
-  auto* d = root.add_subcommand("dist", "Distributed setup checks");
-  d->group("");  // hidden from `attnlab --help`
+  auto* d = root.add_subcommand("dist", "Distributed setup checks: `attnlab dist selftest` runs every collective "
+                                         "across the ranks a launcher started");
   d->require_subcommand(1);
   auto* s = d->add_subcommand(
       "selftest",

@@ -75,7 +75,7 @@ Buffer to_f32_host(Ctx& ctx, const Tensor& t, bool transpose) {
 }
 
 void run_forward(const ForwardOptions& o) {
-  INPUT_CHECK(o.text.empty() != o.tokens.empty(), "forward: give either --text or --tokens FILE");
+  ARG_CHECK(o.text.empty() != o.tokens.empty(), "forward: give either --text or --tokens FILE");
   // The tokenizer: --tokenizer, else the model folder's own files.
   const std::string tokenizer = !o.tokenizer.empty() ? o.tokenizer
                                 : data::folder_has_tokenizer(o.model) ? o.model : std::string();
@@ -94,7 +94,7 @@ void run_forward(const ForwardOptions& o) {
     CHECK(!rows[0].empty(), "forward: --text encodes to no tokens");
   }
   const int64_t B = int64_t(rows.size()), T = int64_t(rows[0].size());
-  CHECK(!o.grads || T >= 2, "forward: --grads needs a loss, and the loss needs sequences of at least 2 tokens");
+  ARG_CHECK(!o.grads || T >= 2, "forward: --grads needs a loss, and the loss needs sequences of at least 2 tokens");
 
   Ctx ctx = dev == Device::cuda ? Ctx::make_cuda(0, 0) : Ctx::make_cpu(0);
   auto model = load_any_model(o.model, {dev, dt, o.grads}, ctx, o.attention);

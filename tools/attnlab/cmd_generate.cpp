@@ -53,10 +53,10 @@ void run_generate(const GenerateOptions& o) {
   const DeviceDtype dd = parse_device_dtype("generate", o.device, o.dtype, /*allow_auto=*/true);
   const Device dev = dd.device;
   const DType dt = dd.dtype;
-  INPUT_CHECK(o.batch >= 1, "generate: --batch must be ≥ 1, got ", o.batch);
-  INPUT_CHECK(!o.greedy || (!o.temperature && !o.top_k && !o.top_p), "generate: --greedy takes no --temperature, ",
+  ARG_CHECK(o.batch >= 1, "generate: --batch must be ≥ 1, got ", o.batch);
+  ARG_CHECK(!o.greedy || (!o.temperature && !o.top_k && !o.top_p), "generate: --greedy takes no --temperature, ",
         "--top-k or --top-p (those turn sampling on)");
-  INPUT_CHECK(o.chat || o.system.empty(), "generate: --system needs --chat (it is the chat's system message)");
+  ARG_CHECK(o.chat || o.system.empty(), "generate: --system needs --chat (it is the chat's system message)");
 
   // The tokenizer: the model folder's own files, else --tokenizer.
   const bool own_tokenizer = folder_has_tokenizer(o.model);
@@ -120,6 +120,9 @@ void run_generate(const GenerateOptions& o) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
     };
+  // Past the model's positions: a warning up front (RoPE), or a note where generation stopped (GPT-2).
+  const GenerationLength len = plan_generation_length(mc, int64_t(prompt.size()), g.max_new_tokens);
+  if (!len.truncated && !len.note.empty()) std::fprintf(stderr, "generate: %s\n", len.note.c_str());
   const GenerationResult r = generate(*model, ctx, prompts, g, &tok, stream);
   if (o.batch == 1) {
     const std::string rest = streamer.finish();
@@ -128,6 +131,8 @@ void run_generate(const GenerateOptions& o) {
   } else {
     for (size_t b = 0; b < r.texts.size(); ++b) std::printf("--- sequence %zu ---\n%s\n", b, r.texts[b].c_str());
   }
+  std::fflush(stdout);
+  if (len.truncated) std::fprintf(stderr, "generate: %s\n", r.length_note.c_str());
 
   if (o.stats) {
     const GenerationStats& s = r.stats;

@@ -250,7 +250,7 @@ void setup(CLI::App& root) {
       "fails, the others get SIGTERM, then SIGKILL after --grace seconds, and launch exits with\n"
       "the failed rank's status. Ctrl-C (SIGINT/SIGTERM) is forwarded to every rank.\n"
       "Examples:\n"
-      "  attnlab launch --nproc 4 -- train experiments/x.yaml\n"
+      "  attnlab launch --nproc 4 -- train experiments/quickstart.yaml\n"
       "  attnlab launch --nproc 2 -- dist selftest --backend single   # check the rendezvous\n"
       "  mpirun -np 2 attnlab dist selftest --backend mpi               # check MPI on the CPU\n"
       "Several machines: start attnlab on each with torchrun, srun or mpirun instead; attnlab\n"

@@ -1,6 +1,7 @@
 // attnlab train FILE.yaml [key.path=value ...]: train from an experiment config (pretrain, sft,
 // kv_only), printing the resolved config first. Config problems exit 2 with FILE:LINE:COLUMN;
-// any other failure exits 1; a run stopped by SIGINT/SIGTERM saves a checkpoint and exits 0.
+// any other failure exits 1; a run stopped by SIGINT/SIGTERM saves a checkpoint and exits 3
+// (exit_codes.h), so a requeue wrapper can tell it from a finished run.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -9,16 +10,16 @@
 #include "core/config/printer.h"
 #include "core/train/trainer.h"
 #include "tools/attnlab/command.h"
+#include "tools/attnlab/exit_codes.h"
 
 namespace attnlab::cli {
 namespace {
-
-constexpr int kExitInvalidConfig = 2;
 
 struct TrainOptions {
   std::string file;
   std::vector<std::string> overrides;
   bool quiet_config = false;
+  bool continue_changed = false;
 };
 
 void run_train(const TrainOptions& o) {
@@ -29,15 +30,18 @@ void run_train(const TrainOptions& o) {
     for (const auto& p : e.problems()) std::fprintf(stderr, "%s\n", p.text().c_str());
     std::fprintf(stderr, "attnlab: %zu problem%s in %s; `attnlab config fields` lists every field\n",
                  e.problems().size(), e.problems().size() == 1 ? "" : "s", o.file.c_str());
-    exit_with(kExitInvalidConfig);
+    exit_with(kExitBadInput);
   }
   if (!o.quiet_config) {
     std::fputs(config::print_resolved(cfg.resolved).c_str(), stdout);
     std::fputs("\n", stdout);
   }
   std::fflush(stdout);
-  train::Trainer trainer(cfg);
-  trainer.run();
+  train::TrainerOptions topt;
+  topt.continue_changed = o.continue_changed;
+  train::Trainer trainer(cfg, topt);
+  const train::TrainResult res = trainer.run();
+  if (res.interrupted) exit_with(kExitStopped);
 }
 
 void setup(CLI::App& root) {
@@ -67,7 +71,11 @@ void setup(CLI::App& root) {
       "optimizer and trainer state; complete when DONE exists), checkpoints/best (lowest validation loss) and\n"
       "shards/ (the tokenised data, reused).\n"
       "Running the same command again resumes from the latest complete checkpoint (checkpoint.resume: auto);\n"
-      "Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves a checkpoint and exits.\n"
+      "a resume whose config differs in more than run length (train.steps/epochs/max_tokens) and reporting\n"
+      "(log, eval cadence, checkpoint, profile, distributed) is refused, naming the differences: choose another\n"
+      "run.name, or pass --continue-changed.\n"
+      "Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves a checkpoint and exits with status 3\n"
+      "(0: the run finished; 1: a runtime failure; 2: a config problem, nothing run).\n"
       "Examples:\n"
       "  attnlab train experiments/quickstart.yaml\n"
       "  attnlab train experiments/quickstart.yaml train.steps=50 optim.lr=1e-3 run.name=try2\n"
@@ -75,6 +83,9 @@ void setup(CLI::App& root) {
   c->add_option("file", o->file, "experiment YAML file")->required();
   c->add_option("overrides", o->overrides, "key.path=value overrides, applied after the file (e.g. optim.lr=1e-4)");
   c->add_flag("--quiet-config", o->quiet_config, "do not print the resolved config first");
+  c->add_flag("--continue-changed", o->continue_changed,
+              "resume the run folder's checkpoint even though this config differs from the saved run's in more "
+              "than run length and logging (the differences are printed)");
   c->callback([o] { run_train(*o); });
 }
 ATTNLAB_COMMAND(setup);

@@ -9,11 +9,10 @@
 #include "core/config/experiment.h"
 #include "core/config/printer.h"
 #include "tools/attnlab/command.h"
+#include "tools/attnlab/exit_codes.h"
 
 namespace attnlab::cli {
 namespace {
-
-constexpr int kExitInvalidConfig = 2;
 
 struct ValidateOptions {
   std::string file;
@@ -30,7 +29,7 @@ void run_validate(const ValidateOptions& o) {
     for (const auto& p : e.problems()) std::fprintf(stderr, "%s\n", p.text().c_str());
     std::fprintf(stderr, "attnlab: %zu problem%s in %s\n", e.problems().size(), e.problems().size() == 1 ? "" : "s",
                  o.file.c_str());
-    exit_with(kExitInvalidConfig);
+    exit_with(kExitBadInput);
   }
 }
 

@@ -5,6 +5,8 @@
 
 #include <vector>
 
+#include "core/error.h"
+
 namespace attnlab::cli {
 
 using CommandSetup = void (*)(CLI::App& root);
@@ -18,5 +20,13 @@ struct CommandRegistrar {
 [[noreturn]] inline void exit_with(int code) { throw CLI::RuntimeError(code); }
 
 }  // namespace attnlab::cli
+
+// ARG_CHECK(cond, parts...): a bad command-line argument found by a command's own checks (a
+// value outside its choices, options that exclude each other). Reported like CLI11's own
+// validation errors, with exit status 2 (exit_codes.h), not as a runtime failure.
+#define ARG_CHECK(cond, ...)                                                          \
+  do {                                                                                \
+    if (!(cond)) throw ::CLI::ValidationError(::attnlab::detail::cat(__VA_ARGS__)); \
+  } while (0)
 
 #define ATTNLAB_COMMAND(fn) static ::attnlab::cli::CommandRegistrar attnlab_cmd_##fn(&fn)

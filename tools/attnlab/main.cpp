@@ -3,10 +3,12 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <exception>
 
 #include "core/error.h"
 #include "tools/attnlab/command.h"
+#include "tools/attnlab/exit_codes.h"
 
 namespace attnlab::cli {
 std::vector<CommandSetup>& command_setups() {
@@ -32,17 +34,30 @@ int main(int argc, char** argv) {
       "Start with `attnlab info`, then `attnlab <command> --help`."};
   app.set_version_flag("--version", std::string("attnlab ") + ATTNLAB_VERSION);
   app.require_subcommand(1);
+  app.footer(attnlab::cli::kExitCodeTable);
   for (auto setup : attnlab::cli::command_setups()) setup(app);
   try {
     app.parse(argc, argv);
+  } catch (const CLI::RuntimeError& e) {
+    return e.get_exit_code();  // a command's own status (command.h: exit_with)
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version are "errors" of status 0; every other parse error (an unknown option,
+    // a missing or invalid argument: CLI11's 105, 106, 109, ...) is a bad command line.
+    const int printed = app.exit(e);
+    return printed == 0 ? attnlab::cli::kExitOk : attnlab::cli::kExitBadInput;
+  } catch (const attnlab::UsageError& e) {
+    std::fprintf(stderr, "attnlab: error: %s\n", e.message().c_str());
+    return attnlab::cli::kExitBadInput;
   } catch (const attnlab::Error& e) {
-    std::fprintf(stderr, "attnlab: error: %s\n", e.what());
-    return 1;
+    // The message alone: a source location or a C++ expression means nothing to a user (both are
+    // in what(), printed with ATTNLAB_LOG=debug).
+    const char* level = std::getenv("ATTNLAB_LOG");
+    const bool debug = level && std::string(level) == "debug";
+    std::fprintf(stderr, "attnlab: error: %s\n", debug ? e.what() : e.message().c_str());
+    return attnlab::cli::kExitFailure;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "attnlab: error: %s\n", e.what());
-    return 1;
+    return attnlab::cli::kExitFailure;
   }
-  return 0;
+  return attnlab::cli::kExitOk;
 }

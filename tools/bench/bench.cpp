@@ -67,7 +67,7 @@ double Runner::time_us(const std::function<void()>& fn) {
 
 void Runner::add(const Row& r) {
   rows_.push_back(r);
-  print_row(r);
+  print_row(r, ctx_.is_cuda());
 }
 
 void Runner::fail(const std::string& why) {
@@ -75,19 +75,31 @@ void Runner::fail(const std::string& why) {
   log_error("bench verification failed: ", why);
 }
 
-void print_header() {
-  std::printf("%-22s %-34s %10s %10s %8s %10s %8s %9s  %s\n", "op", "shape", "us", "TFLOP/s",
-              "%peak", "GB/s", "%HBM", "rel_err", "note");
+void print_header(bool on_gpu) {
+  if (on_gpu)
+    std::printf("%-22s %-34s %10s %10s %8s %10s %8s %9s  %s\n", "op", "shape", "us", "TFLOP/s", "%peak", "GB/s",
+                "%HBM", "rel_err", "note");
+  else
+    std::printf("%-22s %-34s %10s %10s %10s %9s  %s\n", "op", "shape", "us", "GFLOP/s", "GB/s", "rel_err", "note");
 }
 
-void print_row(const Row& r) {
-  double tf = r.flops > 0 ? r.flops / (r.us * 1e-6) / 1e12 : 0;
-  double gbs = r.bytes > 0 ? r.bytes / (r.us * 1e-6) / 1e9 : 0;
+void print_row(const Row& r, bool on_gpu) {
+  const double flops_per_s = r.flops > 0 ? r.flops / (r.us * 1e-6) : 0;
+  const double gbs = r.bytes > 0 ? r.bytes / (r.us * 1e-6) / 1e9 : 0;
   std::printf("%-22s %-34s %10.1f ", r.op.c_str(), r.shape.c_str(), r.us);
-  if (tf > 0) std::printf("%10.1f %7.1f%% ", tf, 100 * tf / r.peak_tflops);
-  else std::printf("%10s %8s ", "-", "-");
-  if (gbs > 0) std::printf("%10.0f %7.1f%% ", gbs, 100 * gbs / kPeakHbmGBs);
-  else std::printf("%10s %8s ", "-", "-");
+  if (on_gpu) {
+    const double tf = flops_per_s / 1e12;
+    if (tf > 0) std::printf("%10.1f %7.1f%% ", tf, 100 * tf / r.peak_tflops);
+    else std::printf("%10s %8s ", "-", "-");
+    if (gbs > 0) std::printf("%10.0f %7.1f%% ", gbs, 100 * gbs / kPeakHbmGBs);
+    else std::printf("%10s %8s ", "-", "-");
+  } else {
+    // A CPU has no H100 ceiling to be a fraction of: its own throughput only.
+    if (flops_per_s > 0) std::printf("%10.2f ", flops_per_s / 1e9);
+    else std::printf("%10s ", "-");
+    if (gbs > 0) std::printf("%10.2f ", gbs);
+    else std::printf("%10s ", "-");
+  }
   std::printf("%9.2e  %s\n", r.rel_err, r.note.c_str());
   std::fflush(stdout);
 }

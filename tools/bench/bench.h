@@ -1,7 +1,9 @@
 #pragma once
 // `attnlab bench <op> [sizes]`: every entry verifies its GPU result against the CPU reference,
 // then times it with CUDA events (warm-up, median of repeats, L2 flushed between repeats)
-// and prints µs with TFLOP/s or GB/s and the fraction of the H100 ceiling.
+// and prints µs with TFLOP/s or GB/s and the fraction of the H100 ceiling. On the CPU backend
+// the same entries verify in f32 against f64 and time with the steady clock; the rows then give
+// GFLOP/s and GB/s of this CPU and no fraction of a GPU's ceiling.
 #include <functional>
 #include <string>
 #include <vector>
@@ -34,7 +36,7 @@ class Runner {
   // Median µs of `fn` (which launches on ctx.stream()); an L2-sized buffer is overwritten
   // before each timed repeat so the timed call starts cold.
   double time_us(const std::function<void()>& fn);
-  void add(const Row& r);
+  void add(const Row& r);  // records and prints the row (CPU figures on the CPU backend)
   const std::vector<Row>& rows() const { return rows_; }
   // Returns false when a verification failed (the CLI then exits non-zero).
   bool ok() const { return ok_; }
@@ -52,6 +54,9 @@ struct Entry {
   std::string help;          // what the sizes mean, e.g. "M N K [batch]"
   std::vector<std::vector<int64_t>> default_sizes;
   std::function<void(Runner&, const std::vector<int64_t>& sizes)> run;
+  bool needs_gpu = false;    // true: the entry refuses the CPU backend (`bench --list` says so)
+  // Default sizes on the CPU backend when the GPU's would take minutes there (empty: the same).
+  std::vector<std::vector<int64_t>> cpu_default_sizes;
 };
 
 std::vector<Entry>& registry();
@@ -59,8 +64,9 @@ struct Registrar {
   explicit Registrar(Entry e) { registry().push_back(std::move(e)); }
 };
 
-void print_header();
-void print_row(const Row& r);
+// `on_gpu`: TFLOP/s and fractions of the H100 ceilings; else this CPU's GFLOP/s and GB/s.
+void print_header(bool on_gpu);
+void print_row(const Row& r, bool on_gpu);
 
 }  // namespace attnlab::bench
 

@@ -1,9 +1,11 @@
-// `attnlab bench attention [d T [variants]]`: materialized attention, bf16, causal softmax, at
-// B·T = 16k tokens and H·d = 2048 (PERFORMANCE.md's anchor shape), forward and forward+backward
-// in TFLOP/s by the FlashAttention count (4·B·T²·H·d forward, halved when causal; backward
-// 2.5× forward). `variants` = 1 adds differential / linear / ramp at the same width with their
-// time ratio to softmax. Every timed configuration is first verified at a reduced size
-// (B = 1, 2 heads, T ≤ 192) against the CPU in f64.
+// `attnlab bench attention [d T [variants [B H]]]`: materialized attention, causal softmax,
+// forward and forward+backward in FLOP/s by the FlashAttention count (4·B·T²·H·d forward,
+// halved when causal; backward 2.5× forward). `variants` = 1 adds differential / linear / ramp at
+// the same width with their time ratio to softmax. Every timed configuration is first verified
+// at a reduced size (B = 1, 2 heads, T = 192) against the CPU in f64.
+// On a GPU: bf16 at B·T = 16k tokens and H·d = 2048 (PERFORMANCE.md's anchor shape) unless B and
+// H are given. On the CPU backend: f32 (the CPU kernels' fast type) at B = 1, H = 4 unless given,
+// since the anchor shape is minutes per call on a few cores.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -72,16 +74,18 @@ struct AttnRun {
   void forward(Ctx& c) { attention_forward(c, fwd); }
   void backward(Ctx& c) { attention_backward(c, bwd); }
   std::string memory_note() const {
-    const double saved = double(B * spec.Hq * T * T) * (spec.differential ? 2 : 1) * 2 / 1e9;
+    const double saved =
+        double(B * spec.Hq * T * T) * (spec.differential ? 2 : 1) * double(dtype_size(fwd.q.dtype)) / 1e9;
     const double ws = double(fwd.workspace.bytes()) / 1e9;
     char buf[128];
-    std::snprintf(buf, sizeof buf, "materialized: saved maps %.1f GB + workspace %.1f GB (bf16)", saved, ws);
+    std::snprintf(buf, sizeof buf, "materialized: saved maps %.3g GB + workspace %.3g GB (%s)", saved, ws,
+                  dtype_name(fwd.q.dtype));
     return buf;
   }
 };
 
-// Reduced-size check of a spec on the GPU against the CPU in f64 (same rounded inputs):
-// the worst relative error over O, dQ, dK, dV.
+// Reduced-size check of a spec on the timed context (GPU, or the CPU in f32) against the CPU in f64
+// (same rounded inputs): the worst relative error over O, dQ, dK, dV.
 double verify(Ctx& gpu, const AttentionSpec& s, DType dt) {
   const int64_t B = 1, T = 192;
   AttentionSpec small = s;
@@ -103,15 +107,17 @@ double verify(Ctx& gpu, const AttentionSpec& s, DType dt) {
   return worst;
 }
 
-std::string label(const AttentionSpec& s, int64_t B, int64_t T) {
-  return std::string("bf16 ") + (s.differential ? "diff-" : "") + attn_norm_name(s.norm) + " d=" +
+std::string label(const AttentionSpec& s, int64_t B, int64_t T, DType dt) {
+  return std::string(dtype_name(dt)) + " " + (s.differential ? "diff-" : "") + attn_norm_name(s.norm) + " d=" +
          std::to_string(s.d) + " T=" + std::to_string(T) + " B=" + std::to_string(B) + " H=" + std::to_string(s.Hq);
 }
 
 // Times forward and forward+backward of one spec; returns the fwd+bwd µs.
 double time_spec(Runner& r, const AttentionSpec& s, int64_t B, int64_t T, double base_fb_us) {
-  const DType dt = DType::bf16;
-  Row check{"attention_verify", label(s, 1, 192)};
+  const DType dt = r.ctx().is_cuda() ? DType::bf16 : DType::f32;
+  AttentionSpec small = s;
+  small.Hq = small.Hkv = 2;
+  Row check{"attention_verify", label(small, 1, 192, dt)};
   check.rel_err = verify(r.ctx(), s, dt);
   verify(r, check, dt);
   AttnRun run(r.ctx(), s, B, T, dt);
@@ -119,13 +125,13 @@ double time_spec(Runner& r, const AttentionSpec& s, int64_t B, int64_t T, double
   const double width = double(s.Hq) * double(s.value_dim());
   const double fwd_flops = 4.0 * double(B) * double(T) * double(T) * width / 2.0;
   const std::string mem = run.memory_note();
-  Row f{"attention_fwd", label(s, B, T)};
+  Row f{"attention_fwd", label(s, B, T, dt)};
   f.rel_err = check.rel_err;
   f.us = r.time_us([&] { run.forward(r.ctx()); });
   f.flops = fwd_flops;
   f.note = mem;
   r.add(f);
-  Row fb{"attention_fwd_bwd", label(s, B, T)};
+  Row fb{"attention_fwd_bwd", label(s, B, T, dt)};
   fb.rel_err = check.rel_err;
   fb.us = r.time_us([&] {
     run.forward(r.ctx());
@@ -138,12 +144,26 @@ double time_spec(Runner& r, const AttentionSpec& s, int64_t B, int64_t T, double
 }
 
 void run(Runner& r, const std::vector<int64_t>& sizes) {
-  CHECK(sizes.size() == 2 || sizes.size() == 3, "attention sizes: d T [variants]");
-  CHECK(r.ctx().is_cuda(), "bench attention times the CUDA kernels; no GPU is usable here");
+  if (sizes.size() < 2 || sizes.size() > 5 || sizes.size() == 4)
+    FAIL_WITH("bench attention takes the sizes d T [variants [B H]], e.g. `attnlab bench attention 64 1024 1`");
   const int64_t d = sizes[0], T = sizes[1];
-  const bool variants = sizes.size() == 3 && sizes[2] != 0;
-  CHECK(d > 0 && 2048 % d == 0 && T > 0 && 16384 % T == 0, "attention: d must divide 2048 and T divide 16384");
-  const int64_t B = 16384 / T, H = 2048 / d;
+  const bool variants = sizes.size() >= 3 && sizes[2] != 0;
+  const bool gpu = r.ctx().is_cuda();
+  int64_t B = 0, H = 0;
+  if (sizes.size() == 5) {
+    B = sizes[3], H = sizes[4];
+    if (B < 1 || H < 2 || H % 2 != 0 || d < 1 || T < 1)
+      FAIL_WITH("bench attention: need d, T, B ≥ 1 and an even H ≥ 2 (differential halves the heads); got d=", d,
+                " T=", T, " B=", B, " H=", H);
+  } else if (gpu) {
+    if (d <= 0 || 2048 % d != 0 || T <= 0 || 16384 % T != 0)
+      FAIL_WITH("bench attention: on the GPU d must divide 2048 and T divide 16384 (B = 16384/T, H = 2048/d); got d=",
+                d, " T=", T, ". Fix: choose such sizes, or give B and H (`d T variants B H`)");
+    B = 16384 / T, H = 2048 / d;
+  } else {
+    if (d < 1 || T < 1) FAIL_WITH("bench attention: need d ≥ 1 and T ≥ 1; got d=", d, " T=", T);
+    B = 1, H = 4;
+  }
   AttentionSpec s;
   s.Hq = s.Hkv = H, s.d = d, s.causal = true, s.norm = AttnNorm::softmax;
   const double base = time_spec(r, s, B, T, 0);
@@ -162,9 +182,11 @@ void run(Runner& r, const std::vector<int64_t>& sizes) {
   time_spec(r, diff, B, T, base);
 }
 
-ATTNLAB_BENCH("attention", "d T [variants: 1 adds linear, ramp, differential] (B = 16384/T, H = 2048/d)",
+ATTNLAB_BENCH("attention",
+              "d T [variants [B H]]; variants 1 adds linear, ramp, differential. GPU: bf16, B = 16384/T, "
+              "H = 2048/d unless given; CPU: f32, B = 1, H = 4 unless given",
               {{64, 1024, 1}, {64, 512}, {64, 2048}, {64, 4096}, {128, 512}, {128, 1024}, {128, 2048}, {128, 4096}},
-              run);
+              run, /*needs_gpu=*/false, /*cpu_default_sizes=*/{{64, 256, 1}, {64, 512}, {128, 512}});
 
 }  // namespace
 }  // namespace attnlab::bench

@@ -1,0 +1,51 @@
+// `attnlab bench` on the CPU backend: attention runs there too (verified in f32 against f64, then
+// timed), --list says which entries need a GPU, and the rows give this CPU's GFLOP/s and GB/s
+// rather than fractions of an H100's ceilings.
+#include <filesystem>
+
+#include "support/subprocess.h"
+#include "support/testing.h"
+
+namespace attnlab::test {
+namespace {
+
+std::string binary() { return std::string(ATTNLAB_BINARY_DIR) + "/attnlab"; }
+
+TEST(BenchCpu, AttentionRunsOnTheCpuWithCpuFigures) {
+  if (!std::filesystem::exists(binary())) GTEST_SKIP() << "the attnlab binary is not built (" << binary() << ")";
+  std::string out;
+  // d = 16, T = 48, variants, B = 1, H = 2: every variant verified and timed in well under a second.
+  ASSERT_EQ(run_command(binary() + " bench --cpu --repeats 3 attention 16 48 1 1 2", out, 300), 0) << out;
+  EXPECT_NE(out.find("GFLOP/s"), std::string::npos) << out;
+  EXPECT_EQ(out.find("%peak"), std::string::npos) << "a CPU row as a fraction of an H100: " << out;
+  EXPECT_EQ(out.find("%HBM"), std::string::npos) << out;
+  for (const char* row : {"attention_fwd ", "attention_fwd_bwd", "f32 softmax d=16 T=48 B=1 H=2",
+                          "f32 linear", "f32 ramp", "f32 diff-softmax d=16 T=48 B=1 H=1"})
+    EXPECT_NE(out.find(row), std::string::npos) << row << "\n" << out;
+  // Without B and H the CPU takes B = 1, H = 4.
+  ASSERT_EQ(run_command(binary() + " bench --cpu --repeats 3 attention 8 32", out, 300), 0) << out;
+  EXPECT_NE(out.find("f32 softmax d=8 T=32 B=1 H=4"), std::string::npos) << out;
+  // Sizes that make no sense are a bad argument list, named.
+  EXPECT_NE(run_command(binary() + " bench --cpu attention 16", out), 0) << out;
+  EXPECT_NE(out.find("d T [variants [B H]]"), std::string::npos) << out;
+}
+
+TEST(BenchCpu, ListSaysWhereEachEntryRuns) {
+  if (!std::filesystem::exists(binary())) GTEST_SKIP() << "the attnlab binary is not built (" << binary() << ")";
+  std::string out;
+  ASSERT_EQ(run_command(binary() + " bench --list", out), 0) << out;
+  size_t entries = 0;
+  for (size_t at = out.find("sizes:"); at != std::string::npos; at = out.find("sizes:", at + 1)) ++entries;
+  EXPECT_GE(entries, 10u) << out;
+  size_t marked = 0;
+  for (const char* tag : {"[CPU, GPU]", "[needs GPU]"})
+    for (size_t at = out.find(tag); at != std::string::npos; at = out.find(tag, at + 1)) ++marked;
+  EXPECT_EQ(marked, entries) << "every entry says where it runs:\n" << out;
+  const size_t attention = out.find("\nattention ");
+  ASSERT_NE(attention, std::string::npos) << out;
+  EXPECT_EQ(out.compare(out.find('[', attention), 10, "[CPU, GPU]"), 0) << out;
+  if (!cuda_status().usable) EXPECT_NE(out.find("no usable GPU"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace attnlab::test
