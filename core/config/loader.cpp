@@ -162,7 +162,7 @@ void walk_mapping(const YAML::Node& map, const std::string& prefix, LoadState& s
       if (const auto f = st.fields.find(path); f != st.fields.end()) f->second.bad = true;
       continue;
     }
-    if (st.skip_study_fields && st.is_study_path(path)) continue;
+    if ((st.skip_study_fields || st.file_study_set_aside) && st.is_study_path(path)) continue;
     if (name.find('.') != std::string::npos) {  // one spelling per field in files: nested keys
       st.fail(where(st, key.Mark()), unknown_key_message(st.schema, prefix, name));
       continue;
@@ -278,7 +278,8 @@ ExperimentConfig load_experiment_text(const std::string& yaml_text, const std::s
   // The study decides which analysis fields exist, so it is looked up first.
   std::string storage;
   const std::string* from_cli = study_override(overrides, storage);
-  const std::string study_name = from_cli ? *from_cli : parsed ? file_study(root) : std::string(kNoStudy);
+  const std::string in_file = parsed ? file_study(root) : std::string(kNoStudy);
+  const std::string study_name = from_cli ? *from_cli : in_file;
   const StudySchema* study = find_study(study_name);
 
   Schema schema(study);
@@ -286,6 +287,9 @@ ExperimentConfig load_experiment_text(const std::string& yaml_text, const std::s
   st.problems = early;
   st.file_unusable = !parsed;
   st.skip_study_fields = study_name != kNoStudy && study == nullptr;
+  // analysis.study=none (or another study) on the command line sets the file's study aside, and
+  // with it the file's analysis fields, which belong to that study.
+  st.file_study_set_aside = in_file != kNoStudy && study_name != in_file;
   if (parsed) walk_mapping(root, "", st);
   apply_overrides(overrides, st);
 

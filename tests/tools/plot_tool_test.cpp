@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "core/analysis/needle_run.h"
+#include "studies/needle/needle_run.h"
 #include "data/data_test_util.h"
 #include "support/subprocess.h"
 #include "support/testing.h"
