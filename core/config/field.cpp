@@ -86,7 +86,7 @@ FieldSpec& FieldSpec::cli(std::string flag) {
   return *this;
 }
 FieldSpec& FieldSpec::training_only() {
-  cli_flag = kNoOption;
+  cli_flag.assign(1, kNoOption[0]);  // (GCC 12 warns falsely, -Wrestrict, on assigning the literal)
   return *this;
 }
 
