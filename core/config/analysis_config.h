@@ -14,8 +14,9 @@
 //   ...
 //   const auto& a = cfg.analysis.as<AnswerToNoiseConfig>();
 //
-// Register before loading (e.g. from the study command's setup function); registration is not
-// thread-safe and a name registers once.
+// Register before loading; registration is not thread-safe and a name registers once. The studies
+// attnlab ships (studies/, docs/dev/studies.md) register here through studies::install_study, which
+// the CLI runs for every builtin study at start-up. `none` is the one value that means no study.
 #include <any>
 #include <deque>
 #include <functional>

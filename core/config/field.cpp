@@ -81,6 +81,15 @@ FieldSpec& FieldSpec::check(std::string what, std::function<std::string(const Va
   return *this;
 }
 
+FieldSpec& FieldSpec::cli(std::string flag) {
+  cli_flag = std::move(flag);
+  return *this;
+}
+FieldSpec& FieldSpec::training_only() {
+  cli_flag.assign(1, kNoOption[0]);  // (GCC 12 warns falsely, -Wrestrict, on assigning the literal)
+  return *this;
+}
+
 std::vector<ValueProblem> check_value(const FieldSpec& spec, const Value& v) {
   std::vector<ValueProblem> problems;
   if (is_unset(v)) return problems;  // presence is the loader's business
@@ -148,6 +157,9 @@ void check_declaration(const FieldSpec& spec) {
         "' is optional but its struct member is not a std::optional");
   CHECK(spec.type != FieldType::enumeration || !spec.choices.empty(), "config field '", spec.path,
         "' is an enumeration without choices");
+  CHECK(spec.cli_flag.empty() || spec.cli_flag == kNoOption ||
+            (spec.cli_flag.size() > 2 && spec.cli_flag.compare(0, 2, "--") == 0),
+        "config field '", spec.path, "': its command-line flag '", spec.cli_flag, "' must start with --");
   CHECK(spec.range.empty() || spec.type == FieldType::integer || spec.type == FieldType::floating ||
             spec.type == FieldType::int_list || spec.type == FieldType::float_list,
         "config field '", spec.path, "' has a numeric range but is a ", field_type_name(spec.type));

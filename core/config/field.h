@@ -53,6 +53,10 @@ struct FieldSpec {
   std::function<std::string(const Value&)> extra_check;  // "" when the value is fine
   bool member_is_optional = false;          // the struct member is a std::optional
   bool in_study = false;                    // stored into an analysis study's struct
+  // A study field's option on the study's standalone command (studies/study_command.h): empty
+  // for --<name> with '-' for '_' (--context-length), another "--name" to keep an existing flag,
+  // or kNoOption for a field that has a meaning only during training (every_epochs).
+  std::string cli_flag;
   // Writes a checked value into the target object (ExperimentConfig, or the study struct).
   std::function<void(void* target, const Value&)> store;
 
@@ -68,7 +72,11 @@ struct FieldSpec {
   FieldSpec& fixed_length(size_t n);
   FieldSpec& as_path();
   FieldSpec& check(std::string what_is_accepted, std::function<std::string(const Value&)> fn);
+  FieldSpec& cli(std::string flag);  // the standalone command's flag, e.g. "--needle-all-depths"
+  FieldSpec& training_only();        // no standalone-command option
 };
+
+inline constexpr const char* kNoOption = "-";
 
 // A problem of one value against the field's own constraints, without a location. `element`
 // is the list index it concerns (so the loader can point at that element), -1 for the whole value.

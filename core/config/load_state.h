@@ -26,6 +26,7 @@ struct LoadState {
   std::map<std::string, std::string> section_where;  // "optim" -> where its key is in the file
   std::vector<Problem> problems;
   bool skip_study_fields = false;  // analysis.study names no registered study: its fields are unknowable
+  bool file_study_set_aside = false;  // an override chose another study: skip the file's study fields
   bool file_unusable = false;      // syntax error or not a mapping: skip missing-key and rule checks
 
   void fail(std::string where, std::string message) { problems.push_back({std::move(where), std::move(message)}); }

@@ -178,7 +178,7 @@ void walk_mapping(const YAML::Node& map, const std::string& prefix, LoadState& s
       if (const auto f = st.fields.find(path); f != st.fields.end()) f->second.bad = true;
       continue;
     }
-    if (st.skip_study_fields && st.is_study_path(path)) continue;
+    if ((st.skip_study_fields || st.file_study_set_aside) && st.is_study_path(path)) continue;
     if (prefix.empty() && name == kBaseKey) continue;  // read by load_chain
     if (name.find('.') != std::string::npos) {  // one spelling per field in files: nested keys
       st.fail(where(st, key.Mark()), unknown_key_message(st.schema, prefix, name));
@@ -360,10 +360,11 @@ ExperimentConfig load_experiment_text(const std::string& yaml_text, const std::s
   // choice wins over its bases', the command line's over both).
   std::string storage;
   const std::string* from_cli = study_override(overrides, storage);
-  std::string study_name = kNoStudy;
+  // The study the files name (the file's own over its bases'), and the one in force.
+  std::string in_file = kNoStudy;
   for (auto d = chain.rbegin(); d != chain.rend(); ++d)
-    if (auto s = file_study(d->root)) study_name = *s;
-  if (from_cli) study_name = *from_cli;
+    if (auto s = file_study(d->root)) in_file = *s;
+  const std::string study_name = from_cli ? *from_cli : in_file;
   const StudySchema* study = find_study(study_name);
 
   Schema schema(study);
@@ -371,6 +372,9 @@ ExperimentConfig load_experiment_text(const std::string& yaml_text, const std::s
   st.problems = early;
   st.file_unusable = !parsed;
   st.skip_study_fields = study_name != kNoStudy && study == nullptr;
+  // analysis.study=none (or another study) on the command line sets the files' study aside, and
+  // with it their analysis fields, which belong to that study.
+  st.file_study_set_aside = in_file != kNoStudy && study_name != in_file;
   if (parsed)
     for (auto d = chain.rbegin(); d != chain.rend(); ++d) {  // the last base first
       st.file = d->name;

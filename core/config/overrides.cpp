@@ -15,51 +15,6 @@ std::string trim(const std::string& s) {
   return s.substr(b, e - b);
 }
 
-std::string unquote(const std::string& s) {
-  if (s.size() >= 2 && (s.front() == '"' || s.front() == '\'') && s.back() == s.front())
-    return s.substr(1, s.size() - 2);
-  return s;
-}
-
-// A list as "[1, 2]", "1,2" or "[]"; each element parsed as the list's element type.
-bool parse_list(FieldType list_type, const std::string& text, Value& out, std::string& why) {
-  std::string body = trim(text);
-  if (!body.empty() && body.front() == '[') {
-    if (body.back() != ']') {
-      why = "expected a " + std::string(field_type_name(list_type)) + " like [1,2] or 1,2, got '" + text + "'";
-      return false;
-    }
-    body = trim(body.substr(1, body.size() - 2));
-  }
-  std::vector<int64_t> ints;
-  std::vector<double> floats;
-  std::vector<std::string> strings;
-  const FieldType et = element_type(list_type);
-  if (!body.empty()) {
-    size_t start = 0, index = 0;
-    while (true) {
-      size_t comma = body.find(',', start);
-      std::string item = unquote(trim(body.substr(start, comma == std::string::npos ? std::string::npos : comma - start)));
-      Value v;
-      std::string item_why;
-      if (!parse_scalar(et, item, v, item_why)) {
-        why = "element " + std::to_string(index) + ": " + item_why;
-        return false;
-      }
-      if (et == FieldType::integer) ints.push_back(std::get<int64_t>(v));
-      else if (et == FieldType::floating) floats.push_back(std::get<double>(v));
-      else strings.push_back(std::get<std::string>(v));
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-      ++index;
-    }
-  }
-  if (et == FieldType::integer) out = ints;
-  else if (et == FieldType::floating) out = floats;
-  else out = strings;
-  return true;
-}
-
 void apply_one(const std::string& text, LoadState& st) {
   const std::string where = "command line: " + text;
   const size_t eq = text.find('=');

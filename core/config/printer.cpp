@@ -96,19 +96,6 @@ std::string describe_default(const FieldSpec& f) {
   return "";
 }
 
-std::string describe_constraints(const FieldSpec& f) {
-  std::vector<std::string> parts;
-  if (f.type == FieldType::enumeration) parts.push_back("one of " + join_words(f.choices, " | "));
-  if (!f.range.empty()) {
-    const std::string bounds = f.range.text(element_type(f.type) == FieldType::integer);
-    const bool interval = f.range.lo && f.range.hi;
-    parts.push_back(std::string(is_list(f.type) ? "each " : "") + (interval ? "in " : "") + bounds);
-  }
-  if (f.list_length) parts.push_back("exactly " + std::to_string(*f.list_length) + " values");
-  if (!f.check_doc.empty()) parts.push_back(f.check_doc);
-  return join_words(parts, "; ");
-}
-
 void print_field(std::ostringstream& out, const FieldSpec& f) {
   std::string head = "  " + f.path + "  " + field_type_name(f.type) + ", " + describe_default(f);
   std::string constraints = describe_constraints(f);
@@ -121,6 +108,19 @@ bool in_section(const std::string& path, const std::string& section) {
 }
 
 }  // namespace
+
+std::string describe_constraints(const FieldSpec& f) {
+  std::vector<std::string> parts;
+  if (f.type == FieldType::enumeration) parts.push_back("one of " + join_words(f.choices, " | "));
+  if (!f.range.empty()) {
+    const std::string bounds = f.range.text(element_type(f.type) == FieldType::integer);
+    const bool interval = f.range.lo && f.range.hi;
+    parts.push_back(std::string(is_list(f.type) ? "each " : "") + (interval ? "in " : "") + bounds);
+  }
+  if (f.list_length) parts.push_back("exactly " + std::to_string(*f.list_length) + " values");
+  if (!f.check_doc.empty()) parts.push_back(f.check_doc);
+  return join_words(parts, "; ");
+}
 
 std::string print_field_reference(const std::string& section) {
   bool known = section.empty() || section == "task";

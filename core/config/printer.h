@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/config/field.h"
 #include "core/config/resolved.h"
 
 namespace attnlab::config {
@@ -24,5 +25,9 @@ std::string config_hash_hex(const ResolvedConfig& resolved);  // 16 lowercase he
 // section, then the cross-field rules. `section` "" lists all; otherwise one section (or
 // "task"). Throws attnlab::Error for an unknown section.
 std::string print_field_reference(const std::string& section = "");
+
+// A field's constraints in words ("one of question | last; each in [0, 1)"), "" when it has
+// none: the field reference and the study commands' --help (studies/study_command.h) use it.
+std::string describe_constraints(const FieldSpec& f);
 
 }  // namespace attnlab::config

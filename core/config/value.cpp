@@ -60,6 +60,19 @@ bool parse_double(const std::string& s, double& out) {
   return end == s.c_str() + s.size();
 }
 
+std::string trim(const std::string& s) {
+  size_t b = 0, e = s.size();
+  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+  return s.substr(b, e - b);
+}
+
+std::string unquote(const std::string& s) {
+  if (s.size() >= 2 && (s.front() == '"' || s.front() == '\'') && s.back() == s.front())
+    return s.substr(1, s.size() - 2);
+  return s;
+}
+
 }  // namespace
 
 bool parse_scalar(FieldType t, const std::string& text, Value& out, std::string& why) {
@@ -96,6 +109,44 @@ bool parse_scalar(FieldType t, const std::string& text, Value& out, std::string&
       why = std::string("internal: ") + field_type_name(t) + " is not a scalar type";
       return false;
   }
+}
+
+bool parse_list(FieldType list_type, const std::string& text, Value& out, std::string& why) {
+  std::string body = trim(text);
+  if (!body.empty() && body.front() == '[') {
+    if (body.back() != ']') {
+      why = "expected a " + std::string(field_type_name(list_type)) + " like [1,2] or 1,2, got '" + text + "'";
+      return false;
+    }
+    body = trim(body.substr(1, body.size() - 2));
+  }
+  std::vector<int64_t> ints;
+  std::vector<double> floats;
+  std::vector<std::string> strings;
+  const FieldType et = element_type(list_type);
+  if (!body.empty()) {
+    size_t start = 0, index = 0;
+    while (true) {
+      size_t comma = body.find(',', start);
+      std::string item = unquote(trim(body.substr(start, comma == std::string::npos ? std::string::npos : comma - start)));
+      Value v;
+      std::string item_why;
+      if (!parse_scalar(et, item, v, item_why)) {
+        why = "element " + std::to_string(index) + ": " + item_why;
+        return false;
+      }
+      if (et == FieldType::integer) ints.push_back(std::get<int64_t>(v));
+      else if (et == FieldType::floating) floats.push_back(std::get<double>(v));
+      else strings.push_back(std::get<std::string>(v));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+      ++index;
+    }
+  }
+  if (et == FieldType::integer) out = ints;
+  else if (et == FieldType::floating) out = floats;
+  else out = strings;
+  return true;
 }
 
 std::string format_float(double x) {

@@ -40,6 +40,9 @@ inline bool is_unset(const Value& v) { return std::holds_alternative<std::monost
 // true/false (any case), not YAML 1.1's yes/no/on/off; integers reject fractions; floats
 // must be finite.
 bool parse_scalar(FieldType t, const std::string& text, Value& out, std::string& why);
+// Parses a list of a list type from its command-line text: "[1, 2]", "1,2" or "[]" (elements may
+// be quoted); `why` names the element that is not of the element type.
+bool parse_list(FieldType list_type, const std::string& text, Value& out, std::string& why);
 
 // YAML text of a value, in flow style for lists and maps ({} / [] when empty; null when
 // unset). Floats use the shortest form that reads back to the same double; strings are

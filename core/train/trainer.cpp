@@ -187,6 +187,7 @@ TrainResult Trainer::Impl::run() {
     if (state.best_val_loss)
       line += " (best " + fixed(*state.best_val_loss, 4) + " at step " + std::to_string(*state.best_step) + ")";
     say(line);
+    analysis_after_eval(v, best);
   };
 
   if (state.step >= total) say("train: the run is already complete (" + std::to_string(state.step) + " steps)");

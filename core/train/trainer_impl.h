@@ -14,6 +14,7 @@
 #include "core/train/optimizer.h"
 #include "core/train/progress.h"
 #include "core/train/schedule.h"
+#include "core/train/study_hooks.h"
 #include "core/train/trainer.h"
 #include "data/dataset.h"
 #include "data/tokenizer.h"
@@ -54,9 +55,8 @@ struct Trainer::Impl {
 
   MetricsLog metrics;
   int64_t steps_per_epoch = 1;  // optimizer steps per pass over the training split (rank's share)
-  // analysis.study answer_to_noise (rank 0): the tokenizer of the needle contexts and the results file.
-  std::unique_ptr<data::Tokenizer> needle_tokenizer;
-  MetricsLog needle_log;
+  // The hooks of the study analysis.study selects (core/train/study_hooks.h); null with none.
+  std::unique_ptr<StudyHooks> study;
   std::unique_ptr<Progress> progress;
   double model_flops_per_token = 0;
   DevicePeak peak;
@@ -80,8 +80,10 @@ struct Trainer::Impl {
 
   // --- trainer_analysis.cpp
   void setup_analysis();
-  // After an optimizer step: the analysis section's work when it is due at state.step.
+  // After an optimizer step: the study's step hook (and a barrier when it acted).
   void run_analysis_if_due();
+  // After an evaluation: the study's eval hook.
+  void analysis_after_eval(double val_loss, bool best);
 
   // --- trainer.cpp
   struct StepStats {

@@ -3,8 +3,8 @@
 // and the study's experiment files.
 #include <filesystem>
 
-#include "core/analysis/needle.h"
-#include "core/analysis/needle_study.h"
+#include "studies/needle/needle.h"
+#include "studies/needle/needle_study.h"
 #include "core/io/safetensors.h"
 #include "core/models/scratch_decoder.h"
 #include "core/models/scratch_decoder_config.h"

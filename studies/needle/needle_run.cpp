@@ -1,4 +1,4 @@
-#include "core/analysis/needle_run.h"
+#include "studies/needle/needle_run.h"
 
 #include <cmath>
 #include <cstdio>

@@ -1,9 +1,11 @@
 #pragma once
-// The `analysis.study: answer_to_noise` section (core/config/analysis_config.h): the answer-to-noise
-// needle analysis of METHODS §3.6–§3.7 run on the current weights while a from-scratch decoder
-// trains, e.g. every 5 epochs as the ORIGINAL did. Each run appends one JSON line per depth set to
-// <run folder>/<file> (default needle.jsonl): step, epoch and the per-depth numbers of
-// needle_report_json.
+// The answer-to-noise needle study (METHODS §3.6–§3.7) on the study interface (studies/study.h):
+//   - training: `analysis.study: answer_to_noise` runs the analysis on the current weights while a
+//     from-scratch decoder trains, e.g. every 5 epochs as the ORIGINAL did. Each run appends one JSON
+//     line per depth set to <run folder>/<file> (default needle.jsonl): step, epoch and the
+//     per-depth numbers of needle_report_json (needle_training.cpp);
+//   - standalone: `attnlab analyze needle --ckpt A --ckpt B` on saved checkpoints
+//     (needle_command.cpp), with the same fields as options (--depths, --samples, ...).
 //
 //   analysis:
 //     study: answer_to_noise
@@ -11,15 +13,18 @@
 //     depths: [0, 0.25, 0.5, 0.75]
 //     samples: 200
 //
-// register_needle_study() registers the schema (idempotent); the CLI does it at start-up, tests
-// before loading a config that selects the study.
+// register_needle_study() installs it (idempotent); the CLI installs every builtin study at
+// start-up (studies/registry.h), tests before loading a config that selects it.
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "core/analysis/needle_run.h"
 #include "core/config/experiment.h"
+#include "core/dtype.h"
+#include "core/tensor.h"
+#include "studies/needle/needle_run.h"
+#include "studies/study.h"
 
 namespace attnlab::analysis {
 
@@ -41,7 +46,21 @@ struct NeedleStudyConfig {
   std::string file;  // relative to the run folder
 };
 
+// The standalone command's own options (`attnlab analyze needle`); the analysis fields above are
+// its other options.
+struct NeedleCommandOptions {
+  std::vector<std::string> ckpts;
+  std::string tokenizer;
+  std::string out;
+  Device device = Device::cpu;
+  DType dtype = DType::f32;
+};
+
 void register_needle_study();
+
+// The parts of the study (needle_training.cpp, needle_command.cpp).
+std::unique_ptr<train::StudyHooks> start_needle_training(const train::StudyRun& run);
+void run_needle_command(const NeedleStudyConfig& s, const NeedleCommandOptions& o);
 
 // The analysis options the section describes.
 NeedleRunOptions needle_run_options(const NeedleStudyConfig& s);
@@ -56,3 +75,7 @@ bool needle_due(const NeedleStudyConfig& s, int64_t step, int64_t total, int64_t
 nlohmann::ordered_json needle_record(const NeedleReport& r, int64_t step, double epoch);
 
 }  // namespace attnlab::analysis
+
+namespace attnlab::studies {
+std::shared_ptr<const Study> needle_study();
+}  // namespace attnlab::studies

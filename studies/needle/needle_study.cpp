@@ -1,8 +1,9 @@
-#include "core/analysis/needle_study.h"
+#include "studies/needle/needle_study.h"
 
 #include <nlohmann/json.hpp>
 
 #include "core/config/analysis_config.h"
+#include "studies/registry.h"
 
 namespace attnlab::analysis {
 
@@ -12,10 +13,12 @@ void declare(config::FieldBinder<NeedleStudyConfig>& f) {
   f.field("every_epochs", &NeedleStudyConfig::every_epochs,
           "run the analysis every N epochs of training (0: not by epochs); the last step always runs it")
       .def(0)
-      .at_least(0);
+      .at_least(0)
+      .training_only();
   f.field("every_steps", &NeedleStudyConfig::every_steps, "run the analysis every N optimizer steps (0: not by steps)")
       .def(0)
-      .at_least(0);
+      .at_least(0)
+      .training_only();
   f.field("depths", &NeedleStudyConfig::depths, "needle depths (fractions of the context)")
       .def(std::vector<double>{0.0, 0.25, 0.5, 0.75})
       .range_closed_open(0, 1);
@@ -31,23 +34,60 @@ void declare(config::FieldBinder<NeedleStudyConfig>& f) {
       .def("question");
   f.field("all_depths", &NeedleStudyConfig::all_depths,
           "ORIGINAL generator: one context per sample with the target at every depth")
-      .def(false);
+      .def(false)
+      .cli("--needle-all-depths");
   f.field("seed_compat", &NeedleStudyConfig::seed_compat,
           "ORIGINAL analysis (raw-embedding head-0 map, min-max), for reference only")
-      .def(false);
+      .def(false)
+      .cli("--seed-compat-analysis");
   f.field("file", &NeedleStudyConfig::file, "JSON lines file of the results, relative to the run folder")
       .def("needle.jsonl")
-      .as_path();
+      .as_path()
+      .training_only();
 }
+
+void declare_command(config::FieldBinder<NeedleCommandOptions>& f) {
+  f.field("ckpt", &NeedleCommandOptions::ckpts, "scratch-decoder checkpoint (.safetensors)").required();
+  f.field("tokenizer", &NeedleCommandOptions::tokenizer, "gpt2 or a tokenizer folder/file").def("gpt2");
+  f.field("out", &NeedleCommandOptions::out, "output folder").def("needle_analysis").as_path();
+  f.enum_field("device", &NeedleCommandOptions::device, {{"cpu", Device::cpu}, {"cuda", Device::cuda}},
+               "where to run the analysis")
+      .def("cpu");
+  f.enum_field("dtype", &NeedleCommandOptions::dtype, {{"f32", DType::f32}, {"f64", DType::f64}, {"bf16", DType::bf16}},
+               "compute dtype: f64 on the CPU only, bf16 on CUDA only")
+      .def("f32");
+}
+
+class NeedleStudy : public studies::Study {
+ public:
+  std::string name() const override { return kNeedleStudy; }
+  std::string doc() const override {
+    return "answer-to-noise needle analysis of the from-scratch decoders during training (METHODS 3.6-3.7)";
+  }
+  studies::FieldTable analysis_fields() const override { return studies::field_table("analysis", declare); }
+  std::unique_ptr<train::StudyHooks> start_training(const train::StudyRun& run) const override {
+    return start_needle_training(run);
+  }
+  studies::StudyCommand command() const override {
+    return {"needle", "Answer-to-noise attention of scratch decoders on needle contexts (seed 002)",
+            "Each context holds filler words, a target needle 'The magic number for City_0 is N' at the given depth,\n"
+            "three distractor needles and the question. Default analysis: last layer, heads averaged (differential:\n"
+            "A1 - lambda*A2), rows = the question's tokens; answer = attention mass on the needle's tokens, noise = on\n"
+            "the other context tokens; ANR = per-token answer / per-token noise. Writes one JSON per checkpoint and\n"
+            "needle_anr.csv under --out. The analysis options are the fields of the experiment files'\n"
+            "`analysis: {study: answer_to_noise}` section (`attnlab config fields analysis`).\n"
+            "Example:\n"
+            "  attnlab analyze needle --ckpt std.safetensors --ckpt diff.safetensors --depths 0,0.25,0.5,0.75"};
+  }
+  studies::FieldTable command_fields() const override { return studies::field_table("", declare_command); }
+  void run_standalone(const std::any& fields, const std::any& options) const override {
+    run_needle_command(std::any_cast<const NeedleStudyConfig&>(fields), std::any_cast<const NeedleCommandOptions&>(options));
+  }
+};
 
 }  // namespace
 
-void register_needle_study() {
-  if (config::find_study(kNeedleStudy)) return;
-  config::register_study<NeedleStudyConfig>(
-      kNeedleStudy, "answer-to-noise needle analysis of the from-scratch decoders during training (METHODS 3.6-3.7)",
-      declare);
-}
+void register_needle_study() { studies::install_study(studies::find_builtin_study(kNeedleStudy)); }
 
 NeedleRunOptions needle_run_options(const NeedleStudyConfig& s) {
   NeedleRunOptions o;
@@ -93,3 +133,7 @@ nlohmann::ordered_json needle_record(const NeedleReport& r, int64_t step, double
 }
 
 }  // namespace attnlab::analysis
+
+namespace attnlab::studies {
+std::shared_ptr<const Study> needle_study() { return std::make_shared<analysis::NeedleStudy>(); }
+}  // namespace attnlab::studies

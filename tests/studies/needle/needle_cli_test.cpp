@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "core/analysis/needle_run.h"
+#include "studies/needle/needle_run.h"
 #include "core/memory.h"
 #include "data/data_test_util.h"
 #include "support/subprocess.h"

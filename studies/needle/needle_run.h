@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "core/analysis/needle.h"
+#include "studies/needle/needle.h"
 #include "core/models/scratch_decoder.h"
 
 namespace attnlab::analysis {

@@ -1,6 +1,6 @@
 // The answer-to-noise analysis run on tiny scratch decoders with a byte tokenizer (one token per
 // byte, so spans and question rows are the character ranges themselves).
-#include "core/analysis/needle_run.h"
+#include "studies/needle/needle_run.h"
 
 #include <cmath>
 

@@ -1,5 +1,5 @@
 // Needle contexts and the answer-to-noise analysis (METHODS §3.6, §3.7).
-#include "core/analysis/needle.h"
+#include "studies/needle/needle.h"
 
 #include <cmath>
 #include <set>

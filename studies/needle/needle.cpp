@@ -1,4 +1,4 @@
-#include "core/analysis/needle.h"
+#include "studies/needle/needle.h"
 
 #include <algorithm>
 #include <cmath>

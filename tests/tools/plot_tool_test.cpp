@@ -4,8 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "core/analysis/needle_run.h"
-#include "core/analysis/needle_study.h"
+#include "studies/needle/needle_run.h"
 #include "data/data_test_util.h"
 #include "support/subprocess.h"
 #include "support/testing.h"
