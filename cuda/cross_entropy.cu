@@ -193,7 +193,7 @@ ce_backward_kernel(const T* logits, T* dlogits, const int32_t* __restrict__ targ
     g[i] = from_f<T>(grad(to_f(x[i]), i));
   const Pack<T, P>* in = reinterpret_cast<const Pack<T, P>*>(x + span.body_begin);
   Pack<T, P>* out = reinterpret_cast<Pack<T, P>*>(g + span.body_begin);
-  auto process = [&](const Pack<T, P>& raw, int64_t k) {
+  auto process = [&](const Pack<T, P> raw, int64_t k) {  // by value: one vector load
     float v[P];
     to_floats<P>(raw, v);
     const int64_t first = span.body_begin + k * P;

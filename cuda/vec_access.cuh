@@ -59,6 +59,8 @@ __device__ __forceinline__ Pack<T, kVec16<T>> ldg_pack16(const Pack<T, kVec16<T>
 }
 
 // ---- converting -----------------------------------------------------------------------------
+// Copy a pack out of memory before converting it: converting through a reference to memory lets
+// the compiler read the elements one by one (no vector access).
 
 template <int N, class T>
 __device__ __forceinline__ void to_floats(const Pack<T, N>& q, float (&dst)[N]) {
@@ -76,7 +78,8 @@ __device__ __forceinline__ Pack<T, N> from_floats(const float (&src)[N]) {
 // dst = pack p of base (elements [p·N, (p+1)·N)) as floats.
 template <int N, class T>
 __device__ __forceinline__ void load_floats(float (&dst)[N], const T* base, int p) {
-  to_floats<N>(reinterpret_cast<const Pack<T, N>*>(base)[p], dst);
+  const Pack<T, N> q = reinterpret_cast<const Pack<T, N>*>(base)[p];  // the copy is the one access
+  to_floats<N>(q, dst);
 }
 // pack p of base = src rounded to T.
 template <int N, class T>
@@ -111,7 +114,8 @@ __device__ __forceinline__ void add_floats(float* dst, const float (&v)[N]) {
 template <int N, class T>
 __device__ __forceinline__ void load_floats_guarded(const T* row, int64_t j0, int64_t S, float (&out)[N]) {
   if (j0 >= 0 && j0 + N <= S && is_aligned16(row + j0)) {
-    to_floats<N>(*reinterpret_cast<const Pack<T, N>*>(row + j0), out);
+    const Pack<T, N> q = *reinterpret_cast<const Pack<T, N>*>(row + j0);
+    to_floats<N>(q, out);
   } else {
 #pragma unroll
     for (int v = 0; v < N; ++v) out[v] = (j0 + v >= 0 && j0 + v < S) ? to_f(row[j0 + v]) : 0.f;
