@@ -8,81 +8,19 @@
 
 #include "core/ops/attention_math.h"
 #include "cuda/attention_internal.cuh"
+#include "cuda/reduce.cuh"
+#include "cuda/vec_access.cuh"
 
 namespace attnlab::cuda::attn {
 namespace {
 
 // Elements are grouped in 16-byte vectors aligned in memory: vector k of a row covers elements
 // [k·V − mis, (k+1)·V − mis), mis = the row start's misalignment in elements. Partial vectors at
-// either end (and buffers with another alignment) fall back to bounds-checked scalar access.
-template <class T, int V>
-__device__ __forceinline__ void load_vec(const T* row, int64_t j0, int64_t S, float (&out)[V]) {
-  if (j0 >= 0 && j0 + V <= S && (reinterpret_cast<uintptr_t>(row + j0) & 15u) == 0) {
-    const uint4 u = *reinterpret_cast<const uint4*>(row + j0);
-    const T* e = reinterpret_cast<const T*>(&u);
-#pragma unroll
-    for (int v = 0; v < V; ++v) out[v] = to_f(e[v]);
-  } else {
-#pragma unroll
-    for (int v = 0; v < V; ++v) out[v] = (j0 + v >= 0 && j0 + v < S) ? to_f(row[j0 + v]) : 0.f;
-  }
-}
-template <class T, int V>
-__device__ __forceinline__ void store_vec(T* row, int64_t j0, int64_t S, const float (&in)[V]) {
-  if (j0 >= 0 && j0 + V <= S && (reinterpret_cast<uintptr_t>(row + j0) & 15u) == 0) {
-    uint4 u;
-    T* e = reinterpret_cast<T*>(&u);
-#pragma unroll
-    for (int v = 0; v < V; ++v) e[v] = from_f<T>(in[v]);
-    *reinterpret_cast<uint4*>(row + j0) = u;
-  } else {
-#pragma unroll
-    for (int v = 0; v < V; ++v)
-      if (j0 + v >= 0 && j0 + v < S) row[j0 + v] = from_f<T>(in[v]);
-  }
-}
-
-// All-reduce of N values over the block (blockDim.x a multiple of 32); every thread gets them.
-// `smem` holds 32·N floats. The leading barrier lets consecutive calls reuse `smem`.
-template <int N, class Op>
-__device__ __forceinline__ void block_allreduce(float (&v)[N], float* smem, Op op) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-#pragma unroll
-  for (int i = 0; i < N; ++i)
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v[i] = op(v[i], __shfl_xor_sync(0xffffffffu, v[i], o));
-  __syncthreads();
-  if (lane == 0)
-#pragma unroll
-    for (int i = 0; i < N; ++i) smem[warp * N + i] = v[i];
-  __syncthreads();
-#pragma unroll
-  for (int i = 0; i < N; ++i) {
-    float acc = smem[i];
-    for (int w = 1; w < nw; ++w) acc = op(acc, smem[w * N + i]);
-    v[i] = acc;
-  }
-}
-struct SumOp { __device__ float operator()(float a, float b) const { return a + b; } };
-struct MaxOp { __device__ float operator()(float a, float b) const { return fmaxf(a, b); } };
-
-template <int N>
-__device__ __forceinline__ void block_min_int(int (&v)[N], int* smem) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-#pragma unroll
-  for (int i = 0; i < N; ++i) v[i] = __reduce_min_sync(0xffffffffu, v[i]);
-  __syncthreads();
-  if (lane == 0)
-#pragma unroll
-    for (int i = 0; i < N; ++i) smem[warp * N + i] = v[i];
-  __syncthreads();
-#pragma unroll
-  for (int i = 0; i < N; ++i) {
-    int acc = smem[i];
-    for (int w = 1; w < nw; ++w) acc = min(acc, smem[w * N + i]);
-    v[i] = acc;
-  }
-}
+// either end (and buffers with another alignment) fall back to bounds-checked scalar access
+// (load_floats_guarded / store_floats_guarded, cuda/vec_access.cuh).
+//
+// Row reductions fold the warps in order (block_allreduce_inorder, cuda/reduce.cuh), N values
+// per barrier pair; dlambda_reduce_kernel uses the butterfly block_sum.
 
 struct RowIndex {
   int64_t r, b, h, t, n;
@@ -137,7 +75,7 @@ __global__ void __launch_bounds__(1024) forward_rows_kernel(FwdRowParams<T> p) {
     const int64_t k = tid + int64_t(i) * bs;
 #pragma unroll
     for (int m = 0; m < M; ++m) {
-      if (k < nvec_vis) load_vec<T, V>(p.maps[m] + base, k * V - mis, S, raw[m][i]);
+      if (k < nvec_vis) load_floats_guarded<V>(p.maps[m] + base, k * V - mis, S, raw[m][i]);
       else
 #pragma unroll
         for (int v = 0; v < V; ++v) raw[m][i][v] = 0.f;
@@ -167,13 +105,13 @@ __global__ void __launch_bounds__(1024) forward_rows_kernel(FwdRowParams<T> p) {
   const bool lean = M == 1 && !want_kl && c.mode == int(AttnNorm::softmax);
   float local_mn[2] = {-mx[2], -mx[3]};
   if (lean) {
-    block_allreduce<1>(reinterpret_cast<float(&)[1]>(mx[0]), red, MaxOp{});
+    block_allreduce_inorder<1>(reinterpret_cast<float(&)[1]>(mx[0]), red, MaxOp{});
   } else {
-    block_allreduce<5>(mx, red, MaxOp{});
+    block_allreduce_inorder<5>(mx, red, MaxOp{});
 #pragma unroll
     for (int m = 0; m < 2; ++m)
       if (local_mn[m] != -mx[2 + m]) imin[m] = INT_MAX;
-    block_min_int<2>(imin, reinterpret_cast<int*>(red + 32 * 5));
+    block_allreduce_inorder<2>(imin, reinterpret_cast<int*>(red + 32 * 5), MinOp{});
   }
   // Pass 2: Σ exp(x − max), Σ (x − min + 1), Σ exp(raw − max raw).
   float sums[5] = {0, 0, 0, 0, 0};
@@ -193,8 +131,8 @@ __global__ void __launch_bounds__(1024) forward_rows_kernel(FwdRowParams<T> p) {
       if (want_kl) sums[4] += expf(raw[0][i][v] - mx[4]);
     }
   }
-  if (lean) block_allreduce<1>(reinterpret_cast<float(&)[1]>(sums[0]), red, SumOp{});
-  else block_allreduce<5>(sums, red, SumOp{});
+  if (lean) block_allreduce_inorder<1>(reinterpret_cast<float(&)[1]>(sums[0]), red, SumOp{});
+  else block_allreduce_inorder<5>(sums, red, SumOp{});
   AttnRowNorm<float> norm[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) {
@@ -240,8 +178,8 @@ __global__ void __launch_bounds__(1024) forward_rows_kernel(FwdRowParams<T> p) {
       st[3] += (comb[v] - centre) * (comb[v] - centre);
     }
 #pragma unroll
-    for (int m = 0; m < M; ++m) store_vec<T, V>(p.maps[m] + base, k * V - mis, S, out[m]);
-    if (DIFF) store_vec<T, V>(p.pcomb + base, k * V - mis, S, comb);
+    for (int m = 0; m < M; ++m) store_floats_guarded<V>(p.maps[m] + base, k * V - mis, S, out[m]);
+    if (DIFF) store_floats_guarded<V>(p.pcomb + base, k * V - mis, S, comb);
     if (slot >= 0 && p.cap_probs)
 #pragma unroll
       for (int v = 0; v < V; ++v) {
@@ -252,7 +190,7 @@ __global__ void __launch_bounds__(1024) forward_rows_kernel(FwdRowParams<T> p) {
     for (int v = 0; v < V; ++v) raw[0][i][v] = comb[v];  // kept for the span sums
   }
   if (want_stats || p.variance) {
-    block_allreduce<4>(st, red, SumOp{});
+    block_allreduce_inorder<4>(st, red, SumOp{});
     if (tid == 0) {
       if (p.entropy) p.entropy[ri.r] = st[0];
       if (p.kl) p.kl[ri.r] = st[1];
@@ -271,7 +209,7 @@ __global__ void __launch_bounds__(1024) forward_rows_kernel(FwdRowParams<T> p) {
         if (k < nvec_vis && j >= lo && j < hi && j >= 0) mass[0] += raw[0][i][v];
       }
     }
-    block_allreduce<1>(mass, red, SumOp{});
+    block_allreduce_inorder<1>(mass, red, SumOp{});
     if (tid == 0) p.span_mass[ri.r * p.nspans + s] = mass[0];
   }
 }
@@ -314,13 +252,13 @@ __global__ void __launch_bounds__(1024) backward_rows_kernel(BwdRowParams<T> p) 
     const bool vis = k < nvec_vis;
 #pragma unroll
     for (int v = 0; v < V; ++v) g[i][v] = 0.f;
-    if (vis) load_vec<T, V>(p.dp + base, k * V - mis, S, g[i]);
+    if (vis) load_floats_guarded<V>(p.dp + base, k * V - mis, S, g[i]);
 #pragma unroll
     for (int m = 0; m < M; ++m) {
 #pragma unroll
       for (int v = 0; v < V; ++v) pv[m][i][v] = 0.f, sc[SCORES ? m : 0][i][v] = 0.f;
-      if (vis) load_vec<T, V>(p.probs[m] + base, k * V - mis, S, pv[m][i]);
-      if (SCORES && vis) load_vec<T, V>(p.scores[m] + base, k * V - mis, S, sc[SCORES ? m : 0][i]);
+      if (vis) load_floats_guarded<V>(p.probs[m] + base, k * V - mis, S, pv[m][i]);
+      if (SCORES && vis) load_floats_guarded<V>(p.scores[m] + base, k * V - mis, S, sc[SCORES ? m : 0][i]);
     }
   }
   // Pass 1: per map Σ g·P (or Σ g·P_softmax), Σ g·P_linear, Σ g; and −Σ dP·A2 for dλ.
@@ -348,7 +286,7 @@ __global__ void __launch_bounds__(1024) backward_rows_kernel(BwdRowParams<T> p) 
       if (DIFF) sums[6] -= g[i][v] * pv[M - 1][i][v];
     }
   }
-  block_allreduce<7>(sums, red, SumOp{});
+  block_allreduce_inorder<7>(sums, red, SumOp{});
 #pragma unroll
   for (int m = 0; m < M; ++m) {
     grad[m].dot = sums[3 * m], grad[m].dot_lin = sums[3 * m + 1], grad[m].sum_g = sums[3 * m + 2];
@@ -380,14 +318,14 @@ __global__ void __launch_bounds__(1024) backward_rows_kernel(BwdRowParams<T> p) 
       }
       if (DIFF) comb[v] = pv[0][i][v] - lam * pv[M - 1][i][v];
     }
-    store_vec<T, V>(p.dp + base, k * V - mis, S, out[0]);
+    store_floats_guarded<V>(p.dp + base, k * V - mis, S, out[0]);
     if (DIFF) {
-      store_vec<T, V>(p.dsc2 + base, k * V - mis, S, out[M - 1]);
-      store_vec<T, V>(p.pcomb + base, k * V - mis, S, comb);
+      store_floats_guarded<V>(p.dsc2 + base, k * V - mis, S, out[M - 1]);
+      store_floats_guarded<V>(p.pcomb + base, k * V - mis, S, comb);
     }
   }
   if (p.dscore_add || p.dscore_mul) {
-    block_allreduce<2>(csum, red, SumOp{});
+    block_allreduce_inorder<2>(csum, red, SumOp{});
     if (tid == 0) {
       if (p.dscore_mul) p.dscore_mul[ri.r] = csum[0];
       if (p.dscore_add) p.dscore_add[ri.r] = csum[1];

@@ -1,7 +1,10 @@
 #pragma once
-// Shared by every kernel file: dtype helpers, the CUDA dtype dispatch, reductions.
+// Shared by every kernel file: dtype helpers, the CUDA dtype dispatch, launch geometry.
+// Reductions are in cuda/reduce.cuh, vectorised access in cuda/vec_access.cuh.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+
+#include <algorithm>
 
 #include "core/ctx.h"
 #include "core/cuda_check.h"
@@ -20,6 +23,12 @@ using bf16_t = __nv_bfloat16;
 inline cudaStream_t stream_of(const Ctx& ctx) { return static_cast<cudaStream_t>(ctx.stream); }
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Blocks for a grid-stride loop over `work` items: enough to fill each of an H100's 132 SMs
+// `waves` times over, no more (extra blocks only add scheduling cost).
+inline int64_t grid_for(int64_t work, int threads, int waves = 16) {
+  return std::max<int64_t>(1, std::min<int64_t>(ceil_div(work, threads), int64_t(132) * waves));
+}
+
 template <class T> __device__ __forceinline__ float to_f(T x) { return float(x); }
 template <> __device__ __forceinline__ float to_f<bf16_t>(bf16_t x) { return __bfloat162float(x); }
 template <class T> __device__ __forceinline__ T from_f(float x) { return T(x); }
@@ -34,6 +43,12 @@ T* dptr(const Tensor& t) {
   return static_cast<T*>(t.data);
 }
 
+// Null for an undefined (absent or frozen) tensor, whatever dtype it was left with.
+template <class T>
+T* dptr_or_null(const Tensor& t) {
+  return t.defined() ? dptr<T>(t) : nullptr;
+}
+
 // fp32 and bf16 run on CUDA.
 template <class F>
 decltype(auto) dispatch_cuda_float(DType t, const char* op, F&& f) {
@@ -42,43 +57,6 @@ decltype(auto) dispatch_cuda_float(DType t, const char* op, F&& f) {
     case DType::bf16: return f(bf16_t{});
     default: FAIL_WITH(op, ": the CUDA backend runs f32 and bf16, got ", dtype_name(t));
   }
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-__device__ __forceinline__ float warp_min(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fminf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
-// Block-wide sum for blockDim.x a multiple of 32 (<= 1024). `shared` holds >= 32 floats.
-// Every thread gets the result.
-__device__ __forceinline__ float block_sum(float v, float* shared) {
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = warp_sum(v);
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = lane < nw ? shared[lane] : 0.f;
-  return warp_sum(v);
-}
-__device__ __forceinline__ float block_max(float v, float* shared) {
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = warp_max(v);
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = lane < nw ? shared[lane] : -INFINITY;
-  return warp_max(v);
 }
 
 }  // namespace attnlab::cuda

@@ -7,7 +7,8 @@
 
 #include "core/ops/cross_entropy.h"
 #include "cuda/common.cuh"
-#include "cuda/reduce_f64.cuh"
+#include "cuda/reduce.cuh"
+#include "cuda/vec_access.cuh"
 
 namespace attnlab::cuda {
 
@@ -20,24 +21,6 @@ constexpr float kLog2e = 1.4426950408889634f;
 // merge cost more than the parallelism gains).
 constexpr int64_t kMinSplitLen = 4096;
 
-template <class T>
-constexpr int kPack = 16 / int(sizeof(T));
-
-template <class T>
-__device__ __forceinline__ void unpack(const uint4& raw, float (&x)[kPack<T>]) {
-  const T* e = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-  for (int i = 0; i < kPack<T>; ++i) x[i] = to_f(e[i]);
-}
-template <class T>
-__device__ __forceinline__ uint4 pack(const float (&x)[kPack<T>]) {
-  uint4 raw;
-  T* e = reinterpret_cast<T*>(&raw);
-#pragma unroll
-  for (int i = 0; i < kPack<T>; ++i) e[i] = from_f<T>(x[i]);
-  return raw;
-}
-
 // [begin, end) of a row split into a scalar head up to the first 16-byte boundary, a body of
 // whole 16-byte packs, and a scalar tail: V is arbitrary, so rows start at any alignment.
 struct Span {
@@ -48,9 +31,9 @@ struct Span {
 template <class T>
 __device__ __forceinline__ Span aligned_span(const T* row, int64_t begin, int64_t end) {
   const int64_t misaligned = int64_t(reinterpret_cast<uintptr_t>(row + begin) % 16) / int64_t(sizeof(T));
-  const int64_t head = misaligned ? min(end - begin, int64_t(kPack<T>) - misaligned) : 0;
-  const int64_t packs = (end - begin - head) / kPack<T>;
-  return {begin + head, packs, begin + head + packs * kPack<T>};
+  const int64_t head = misaligned ? min(end - begin, int64_t(kVec16<T>) - misaligned) : 0;
+  const int64_t packs = (end - begin - head) / kVec16<T>;
+  return {begin + head, packs, begin + head + packs * kVec16<T>};
 }
 
 // A thread's online log-sum-exp. The per-pack update rescales at most once per 16 bytes, and
@@ -122,7 +105,7 @@ __global__ void __launch_bounds__(kThreads)
 ce_forward_kernel(const T* __restrict__ logits, const int32_t* __restrict__ targets, int64_t V, int64_t ld,
                   int splits, int64_t split_len, float* __restrict__ loss, float* __restrict__ lse,
                   float2* __restrict__ partial) {
-  constexpr int P = kPack<T>;
+  constexpr int P = kVec16<T>;
   const int64_t row = blockIdx.x / splits;
   const int64_t begin = (blockIdx.x - row * splits) * split_len;
   const int64_t end = min(V, begin + split_len);
@@ -130,22 +113,22 @@ ce_forward_kernel(const T* __restrict__ logits, const int32_t* __restrict__ targ
   ThreadLse st;
   const Span span = aligned_span(x, begin, end);
   for (int64_t i = begin + threadIdx.x; i < span.body_begin; i += kThreads) st.add1(to_f(x[i]));
-  const uint4* packs = reinterpret_cast<const uint4*>(x + span.body_begin);
+  const Pack<T, P>* packs = reinterpret_cast<const Pack<T, P>*>(x + span.body_begin);
   int64_t k = threadIdx.x;
   for (; k + (kUnroll - 1) * kThreads < span.num_packs; k += kUnroll * kThreads) {
-    uint4 raw[kUnroll];
+    Pack<T, P> raw[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) raw[u] = __ldg(packs + k + u * kThreads);
+    for (int u = 0; u < kUnroll; ++u) raw[u] = ldg_pack16(packs + k + u * kThreads);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       float v[P];
-      unpack<T>(raw[u], v);
+      to_floats<P>(raw[u], v);
       st.add(v);
     }
   }
   for (; k < span.num_packs; k += kThreads) {
     float v[P];
-    unpack<T>(__ldg(packs + k), v);
+    to_floats<P>(ldg_pack16(packs + k), v);
     st.add(v);
   }
   for (int64_t i = span.tail_begin + threadIdx.x; i < end; i += kThreads) st.add1(to_f(x[i]));
@@ -183,7 +166,7 @@ __global__ void __launch_bounds__(kThreads)
 ce_backward_kernel(const T* logits, T* dlogits, const int32_t* __restrict__ targets,
                    const float* __restrict__ lse, int64_t V, int64_t ld, int chunks, int64_t chunk_len,
                    float scale) {
-  constexpr int P = kPack<T>;
+  constexpr int P = kVec16<T>;
   const int64_t row = blockIdx.x / chunks;
   const int64_t begin = (blockIdx.x - row * chunks) * chunk_len;
   const int64_t end = min(ld, begin + chunk_len);
@@ -208,19 +191,19 @@ ce_backward_kernel(const T* logits, T* dlogits, const int32_t* __restrict__ targ
   const Span span = aligned_span(x, begin, end);
   for (int64_t i = begin + threadIdx.x; i < span.body_begin; i += kThreads)
     g[i] = from_f<T>(grad(to_f(x[i]), i));
-  const uint4* in = reinterpret_cast<const uint4*>(x + span.body_begin);
-  uint4* out = reinterpret_cast<uint4*>(g + span.body_begin);
-  auto process = [&](const uint4& raw, int64_t k) {
+  const Pack<T, P>* in = reinterpret_cast<const Pack<T, P>*>(x + span.body_begin);
+  Pack<T, P>* out = reinterpret_cast<Pack<T, P>*>(g + span.body_begin);
+  auto process = [&](const Pack<T, P> raw, int64_t k) {  // by value: one vector load
     float v[P];
-    unpack<T>(raw, v);
+    to_floats<P>(raw, v);
     const int64_t first = span.body_begin + k * P;
 #pragma unroll
     for (int e = 0; e < P; ++e) v[e] = grad(v[e], first + e);
-    out[k] = pack<T>(v);
+    out[k] = from_floats<T, P>(v);
   };
   int64_t k = threadIdx.x;
   for (; k + (kUnroll - 1) * kThreads < span.num_packs; k += kUnroll * kThreads) {
-    uint4 raw[kUnroll];
+    Pack<T, P> raw[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) raw[u] = in[k + u * kThreads];
 #pragma unroll
@@ -239,7 +222,7 @@ ce_mean_kernel(const float* __restrict__ loss, int64_t n, double valid_count, bo
   double acc = 0;
   for (int64_t i = threadIdx.x; i < n; i += kMeanThreads) acc += double(loss[i]);
   __shared__ double shared[32];
-  acc = block_sum_f64(acc, shared);
+  acc = block_sum(acc, shared);
   if (threadIdx.x == 0) {
     const float mean = float(acc / valid_count);
     *out = accumulate ? *out + mean : mean;
@@ -297,7 +280,7 @@ void cross_entropy_backward(Ctx& ctx, const CrossEntropyBackwardArgs& a) {
     using T = decltype(tag);
     const int64_t N = a.logits.dim(0), ld = a.logits.dim(1);
     const int64_t V = cross_entropy_classes("cross_entropy_backward", a.logits, a.vocab);
-    const int64_t chunk_len = int64_t(kThreads) * kPack<T> * kUnroll;
+    const int64_t chunk_len = int64_t(kThreads) * kVec16<T> * kUnroll;
     const int64_t chunks = ceil_div(ld, chunk_len);
     const int64_t blocks = N * chunks;
     CHECK(blocks < (int64_t(1) << 31), "cross_entropy_backward: ", N, "x", V, " exceeds the grid limit");

@@ -1,7 +1,7 @@
 #include "core/ops/dropout.h"
 #include "core/ops/dropout_math.h"
 #include "cuda/common.cuh"
-#include "cuda/pack.cuh"
+#include "cuda/vec_access.cuh"
 
 namespace attnlab::cuda {
 
@@ -20,10 +20,10 @@ __global__ void dropout_kernel(T* out, const T* in, int64_t n, uint64_t seed, ui
     const int64_t i0 = int64_t(4 * c - offset);  // may be negative (< 0 only for the first counter)
     if (kPacked && i0 + 4 <= n) {                // i0 is a multiple of 4 and ≥ 0 here
       float v[4];
-      load_pack<T, 4>(v, in + i0, 0);
+      load_floats<4>(v, in + i0, 0);
 #pragma unroll
       for (int l = 0; l < 4; ++l) v[l] = dropout_keeps(r.v[l], threshold) ? v[l] * scale : 0.f;
-      store_pack<T, 4>(out + i0, 0, v);
+      store_floats<4>(out + i0, 0, v);
       continue;
     }
 #pragma unroll

@@ -29,7 +29,7 @@
 
 #include "core/ops/embedding.h"
 #include "cuda/common.cuh"
-#include "cuda/pack.cuh"
+#include "cuda/vec_access.cuh"
 
 namespace attnlab::cuda {
 
@@ -39,26 +39,6 @@ constexpr int kSub = kEmbeddingSubSegment;
 static_assert(kSub == 32, "the claim step maps one 32-token window to one warp");
 
 __device__ __forceinline__ int clamp_id(int32_t id, int V) { return min(max(id, 0), V - 1); }
-
-// dst[j] += v[j] over VEC floats (16-byte accesses when VEC allows; float rows are 16-byte
-// aligned whenever VEC > 1).
-template <int VEC>
-__device__ __forceinline__ void add_floats(float* dst, const float (&v)[VEC]) {
-  if constexpr (VEC % 4 == 0) {
-#pragma unroll
-    for (int j = 0; j < VEC; j += 4) {
-      float4 a = *reinterpret_cast<float4*>(dst + j);
-      a.x += v[j];
-      a.y += v[j + 1];
-      a.z += v[j + 2];
-      a.w += v[j + 3];
-      *reinterpret_cast<float4*>(dst + j) = a;
-    }
-  } else {
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) dst[j] += v[j];
-  }
-}
 
 template <class T, int VEC>
 __global__ void forward_kernel(T* __restrict__ out, const int32_t* __restrict__ ids, const T* __restrict__ table,
@@ -70,14 +50,14 @@ __global__ void forward_kernel(T* __restrict__ out, const int32_t* __restrict__ 
     const int64_t i = idx / packs;
     const int p = int(idx % packs);
     float v[VEC];
-    load_pack<T, VEC>(v, table + int64_t(clamp_id(ids[i], V)) * C, p);
+    load_floats<VEC>(v, table + int64_t(clamp_id(ids[i], V)) * C, p);
     if (pos) {
       float q[VEC];
-      load_pack<T, VEC>(q, pos + (pos_offset + i % T_len) * C, p);
+      load_floats<VEC>(q, pos + (pos_offset + i % T_len) * C, p);
 #pragma unroll
       for (int j = 0; j < VEC; ++j) v[j] += q[j];
     }
-    store_pack<T, VEC>(out + i * C, p, v);
+    store_floats<VEC>(out + i * C, p, v);
   }
 }
 
@@ -193,7 +173,7 @@ __global__ void accumulate_kernel(float* __restrict__ dtable, float* __restrict_
 #pragma unroll 4
     for (int r = s; r < end; ++r) {
       float v[VEC];
-      load_pack<T, VEC>(v, dout + int64_t(sorted[r]) * C, p);
+      load_floats<VEC>(v, dout + int64_t(sorted[r]) * C, p);
 #pragma unroll
       for (int j = 0; j < VEC; ++j) acc[j] += v[j];
     }
@@ -240,23 +220,12 @@ __global__ void dpos_kernel(float* __restrict__ dpos, const T* __restrict__ dout
     for (int j = 0; j < VEC; ++j) acc[j] = 0.f;
     for (int64_t b = 0; b < batches; ++b) {
       float v[VEC];
-      load_pack<T, VEC>(v, dout + (b * T_len + t) * C, p);
+      load_floats<VEC>(v, dout + (b * T_len + t) * C, p);
 #pragma unroll
       for (int j = 0; j < VEC; ++j) acc[j] += v[j];
     }
     add_floats<VEC>(dpos + (pos_offset + t) * C + p * VEC, acc);
   }
-}
-
-int64_t grid_for(int64_t threads, int block) { return std::max<int64_t>(1, std::min<int64_t>(ceil_div(threads, block), 132 * 32)); }
-
-template <class T>
-int choose_vec(int64_t C, std::initializer_list<const void*> ptrs) {
-  constexpr int v = max_vec<T>();
-  if (C % v != 0) return 1;
-  for (const void* p : ptrs)
-    if (p && !aligned16(p)) return 1;
-  return v;
 }
 
 int64_t tokens_per_position_row(const Tensor& ids) { return ids.ndim == 2 ? ids.dim(1) : ids.numel(); }
@@ -272,7 +241,7 @@ void embedding_forward(Ctx& ctx, const EmbeddingArgs& a) {
     const int64_t threads = N * (C / vec);
     const int block = 256;
     auto launch = [&](auto kernel) {
-      kernel<<<grid_for(threads, block), block, 0, stream_of(ctx)>>>(dptr<T>(a.out), dptr<int32_t>(a.ids),
+      kernel<<<grid_for(threads, block, 32), block, 0, stream_of(ctx)>>>(dptr<T>(a.out), dptr<int32_t>(a.ids),
                                                                       dptr<T>(a.table), pos, N,
                                                                       int(tokens_per_position_row(a.ids)), int(V),
                                                                       int(C), a.pos_offset);
@@ -280,7 +249,7 @@ void embedding_forward(Ctx& ctx, const EmbeddingArgs& a) {
     if (vec == 1)
       launch(forward_kernel<T, 1>);
     else
-      launch(forward_kernel<T, max_vec<T>()>);
+      launch(forward_kernel<T, kVec16<T>>);
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -320,13 +289,13 @@ void embedding_backward(Ctx& ctx, const EmbeddingBackwardArgs& a) {
       const int padding = int(a.padding_idx);
 
       CUDA_CHECK(cudaMemsetAsync(count, 0, sizeof(int) * 3 * size_t(V), st));
-      count_kernel<<<grid_for(N, block), block, 0, st>>>(count, ids, N, V, padding);
+      count_kernel<<<grid_for(N, block, 32), block, 0, st>>>(count, ids, N, V, padding);
       CUDA_CHECK_LAUNCH();
       scan_kernel<<<1, kScanThreads, 0, st>>>(offsets, count, V);
       CUDA_CHECK_LAUNCH();
       claim_kernel<<<ceil_div(N, block), block, 0, st>>>(tmp, runlen, cursor, offsets, ids, N, V, padding);
       CUDA_CHECK_LAUNCH();
-      order_kernel<<<grid_for(N, block), block, 0, st>>>(sorted, tmp, runlen, offsets, ids, N, V);
+      order_kernel<<<grid_for(N, block, 32), block, 0, st>>>(sorted, tmp, runlen, offsets, ids, N, V);
       CUDA_CHECK_LAUNCH();
       const int vec = choose_vec<T>(C, {dout, dtable, partial});
       const int64_t warps_blocks = ceil_div(int64_t(N) * 32, block);
@@ -334,7 +303,7 @@ void embedding_backward(Ctx& ctx, const EmbeddingBackwardArgs& a) {
         accumulate_kernel<T, 1><<<warps_blocks, block, 0, st>>>(dtable, partial, done, sorted, offsets, ids, dout, V,
                                                                 int(C));
       else
-        accumulate_kernel<T, max_vec<T>()>
+        accumulate_kernel<T, kVec16<T>>
             <<<warps_blocks, block, 0, st>>>(dtable, partial, done, sorted, offsets, ids, dout, V, int(C));
       CUDA_CHECK_LAUNCH();
     }
@@ -344,10 +313,10 @@ void embedding_backward(Ctx& ctx, const EmbeddingBackwardArgs& a) {
       const int vec = choose_vec<T>(C, {dout, dpos});
       const int64_t batches = N / T_len, threads = int64_t(T_len) * (C / vec);
       if (vec == 1)
-        dpos_kernel<T, 1><<<grid_for(threads, block), block, 0, st>>>(dpos, dout, batches, T_len, int(C), a.pos_offset);
+        dpos_kernel<T, 1><<<grid_for(threads, block, 32), block, 0, st>>>(dpos, dout, batches, T_len, int(C), a.pos_offset);
       else
-        dpos_kernel<T, max_vec<T>()>
-            <<<grid_for(threads, block), block, 0, st>>>(dpos, dout, batches, T_len, int(C), a.pos_offset);
+        dpos_kernel<T, kVec16<T>>
+            <<<grid_for(threads, block, 32), block, 0, st>>>(dpos, dout, batches, T_len, int(C), a.pos_offset);
       CUDA_CHECK_LAUNCH();
     }
   });

@@ -3,7 +3,7 @@
 // the clip scale and the NaN/Inf flag. No atomics: identical bits run to run.
 #include "cuda/common.cuh"
 #include "cuda/param_table.cuh"
-#include "cuda/reduce_f64.cuh"
+#include "cuda/reduce.cuh"
 #include "optim/grad_norm.h"
 
 namespace attnlab::cuda {
@@ -47,7 +47,7 @@ sum_of_squares_kernel(const ParamTableEntry* __restrict__ table, int n_entries, 
     s += chunk_sum_of_squares(e, chunk - e.chunk_begin);
   }
   __shared__ double shared[32];
-  s = block_sum_f64(s, shared);
+  s = block_sum(s, shared);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(kFinishThreads)
 finish_kernel(const double* __restrict__ partial, int n_partials, double max_norm, float* __restrict__ norm,
               float* __restrict__ clip_scale, int32_t* __restrict__ nonfinite, double* __restrict__ sumsq_out) {
   __shared__ double shared[32];
-  const double sumsq = block_sum_f64(threadIdx.x < n_partials ? partial[threadIdx.x] : 0.0, shared);
+  const double sumsq = block_sum(threadIdx.x < n_partials ? partial[threadIdx.x] : 0.0, shared);
   if (threadIdx.x != 0) return;
   const double n = sqrt(sumsq);
   *norm = float(n);

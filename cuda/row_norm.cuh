@@ -19,7 +19,8 @@
 
 #include "core/ops/row_norm.h"
 #include "cuda/common.cuh"
-#include "cuda/pack.cuh"
+#include "cuda/reduce.cuh"
+#include "cuda/vec_access.cuh"
 
 namespace attnlab::cuda::rownorm {
 
@@ -53,50 +54,12 @@ inline Layout make_layout(int64_t C, int vec, int target_block) {
   return l;
 }
 
-// The widest pack every pointer allows (null pointers do not constrain).
-template <class T>
-int choose_vec(int64_t C, std::initializer_list<const void*> ptrs) {
-  constexpr int v = max_vec<T>();
-  if (C % v != 0) return 1;
-  for (const void* p : ptrs)
-    if (p && !aligned16(p)) return 1;
-  return v;
-}
-
-// Sums each v[i] over the tpr threads of the calling thread's row group; every thread of the
-// group gets the same bits. All threads of the block must call it (it syncs when tpr > 32).
-// `red` is shared memory of at least 32·N floats.
-template <int N>
-__device__ __forceinline__ void row_sum(float (&v)[N], int tpr, float* red) {
-  if (tpr <= 32) {
-    for (int o = tpr >> 1; o > 0; o >>= 1)
-#pragma unroll
-      for (int i = 0; i < N; ++i) v[i] += __shfl_xor_sync(0xffffffffu, v[i], o);
-    return;
-  }
-#pragma unroll
-  for (int i = 0; i < N; ++i) v[i] = warp_sum(v[i]);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  if (lane == 0)
-#pragma unroll
-    for (int i = 0; i < N; ++i) red[warp * N + i] = v[i];
-  __syncthreads();
-  const int wpr = tpr >> 5, first = warp - warp % wpr;
-#pragma unroll
-  for (int i = 0; i < N; ++i) {
-    float s = 0.f;
-    for (int w = 0; w < wpr; ++w) s += red[(first + w) * N + i];
-    v[i] = s;
-  }
-  __syncthreads();
-}
-
 // One pack held in registers across a row reduction. bf16 packs stay as the raw 32-bit words
 // (half the registers of floats; widening a bf16 is a shift), everything else as floats.
 template <class T, int VEC>
 struct PackRegs {
   float f[VEC];
-  __device__ __forceinline__ void load(const T* base, int p) { load_pack<T, VEC>(f, base, p); }
+  __device__ __forceinline__ void load(const T* base, int p) { load_floats<VEC>(f, base, p); }
   __device__ __forceinline__ float get(int j) const { return f[j]; }
 };
 template <>
@@ -128,7 +91,7 @@ __global__ void __launch_bounds__(1024, 1)
   for (int k = 0; k < K; ++k) {
     const int p = t + k * tpr;
     if (active && p < packs) {
-      load_pack<T, VEC>(v[k], xr, p);
+      load_floats<VEC>(v[k], xr, p);
 #pragma unroll
       for (int j = 0; j < VEC; ++j) sum[0] += v[k][j];
     } else {
@@ -138,7 +101,7 @@ __global__ void __launch_bounds__(1024, 1)
   }
   float mu = 0.f;
   if (kLayerNorm) {
-    row_sum<1>(sum, tpr, red);
+    group_sum<1>(sum, tpr, red);
     mu = sum[0] / float(C);
   }
   float sq[1] = {0.f};  // LayerNorm: centred second pass over registers (no cancellation)
@@ -149,7 +112,7 @@ __global__ void __launch_bounds__(1024, 1)
 #pragma unroll
       for (int j = 0; j < VEC; ++j) sq[0] += (v[k][j] - mu) * (v[k][j] - mu);
   }
-  row_sum<1>(sq, tpr, red);
+  group_sum<1>(sq, tpr, red);
   const float rs = rsqrtf(sq[0] / float(C) + eps);
   if (!active) return;  // no block-wide sync below this point
   if (t == 0) {
@@ -162,8 +125,8 @@ __global__ void __launch_bounds__(1024, 1)
     const int p = t + k * tpr;
     if (p >= packs) continue;
     float wv[VEC], bv[VEC], o[VEC];
-    if (w) load_pack<T, VEC>(wv, w, p);
-    if (kLayerNorm && b) load_pack<T, VEC>(bv, b, p);
+    if (w) load_floats<VEC>(wv, w, p);
+    if (kLayerNorm && b) load_floats<VEC>(bv, b, p);
 #pragma unroll
     for (int j = 0; j < VEC; ++j) {
       const float xh = (v[k][j] - mu) * rs;
@@ -174,26 +137,7 @@ __global__ void __launch_bounds__(1024, 1)
         o[j] = w ? wv[j] * xh_t : xh_t;
       }
     }
-    store_pack<T, VEC>(yr, p, o);
-  }
-}
-
-// acc[j] += v[j] for VEC consecutive floats of shared memory (16-byte accesses when VEC allows).
-template <int VEC>
-__device__ __forceinline__ void smem_add(float* acc, const float (&v)[VEC]) {
-  if constexpr (VEC % 4 == 0) {
-#pragma unroll
-    for (int j = 0; j < VEC; j += 4) {
-      float4 a = *reinterpret_cast<float4*>(acc + j);
-      a.x += v[j];
-      a.y += v[j + 1];
-      a.z += v[j + 2];
-      a.w += v[j + 3];
-      *reinterpret_cast<float4*>(acc + j) = a;
-    }
-  } else {
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) acc[j] += v[j];
+    store_floats<VEC>(yr, p, o);
   }
 }
 
@@ -247,7 +191,7 @@ __global__ void __launch_bounds__(1024, 1)
       xq[k].load(x_row, p);
       dq[k].load(dy_row, p);
       float wv[VEC], dw_part[VEC], db_part[VEC];
-      if (w) load_pack<T, VEC>(wv, w, p);
+      if (w) load_floats<VEC>(wv, w, p);
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
         const float xh = (xq[k].get(j) - mu) * rs, d = dq[k].get(j);
@@ -258,12 +202,12 @@ __global__ void __launch_bounds__(1024, 1)
         db_part[j] = d;
       }
       if (partial) {
-        smem_add<VEC>(my_acc + p * VEC, dw_part);
-        if (kLayerNorm) smem_add<VEC>(my_acc + C + p * VEC, db_part);
+        add_floats<VEC>(my_acc + p * VEC, dw_part);
+        if (kLayerNorm) add_floats<VEC>(my_acc + C + p * VEC, db_part);
       }
     }
     if (dx == nullptr) continue;  // uniform: x needs no gradient, only the weight partials
-    row_sum<2>(sums, tpr, red);
+    group_sum<2>(sums, tpr, red);
     if (!active) continue;
     const float mean_g = kLayerNorm ? sums[0] / float(C) : 0.f, mean_gx = sums[1] / float(C);
 #pragma unroll
@@ -271,8 +215,8 @@ __global__ void __launch_bounds__(1024, 1)
       const int p = t + k * tpr;
       if (p >= packs) continue;
       float o[VEC], prev[VEC], wv[VEC];
-      if (w) load_pack<T, VEC>(wv, w, p);
-      if (accumulate) load_pack<T, VEC>(prev, dx + off, p);
+      if (w) load_floats<VEC>(wv, w, p);
+      if (accumulate) load_floats<VEC>(prev, dx + off, p);
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
         // Scalar rows hold 8 packs per thread: re-reading dy (just loaded, so in L1) instead of
@@ -283,7 +227,7 @@ __global__ void __launch_bounds__(1024, 1)
         o[j] = rs * (g - mean_g - xh * mean_gx);
         if (accumulate) o[j] += prev[j];
       }
-      store_pack<T, VEC>(dx + off, p, o);
+      store_floats<VEC>(dx + off, p, o);
     }
   }
   if (partial == nullptr) return;
@@ -334,7 +278,7 @@ void forward(Ctx& ctx, T* y, float* mean, float* rstd, const T* x, const T* w, c
     forward_kernel<T, 1, kLayerNorm>
         <<<grid, l.block(), 0, stream_of(ctx)>>>(y, mean, rstd, x, w, b, rows, int(C), l.tpr, eps);
   else
-    forward_kernel<T, max_vec<T>(), kLayerNorm>
+    forward_kernel<T, kVec16<T>, kLayerNorm>
         <<<grid, l.block(), 0, stream_of(ctx)>>>(y, mean, rstd, x, w, b, rows, int(C), l.tpr, eps);
   CUDA_CHECK_LAUNCH();
 }
@@ -363,9 +307,9 @@ size_t backward_scratch_floats(const Ctx& ctx, int64_t rows, int64_t C) {
   constexpr int np = kLayerNorm ? 2 : 1;
   if (rows <= 0) return 0;
   int64_t g = backward_grid<T, 1, kLayerNorm>(ctx, make_layout(C, 1, kBackwardBlock), rows, C);
-  if (C % max_vec<T>() == 0)
+  if (C % kVec16<T> == 0)
     g = std::max(
-        g, backward_grid<T, max_vec<T>(), kLayerNorm>(ctx, make_layout(C, max_vec<T>(), kBackwardBlock), rows, C));
+        g, backward_grid<T, kVec16<T>, kLayerNorm>(ctx, make_layout(C, kVec16<T>, kBackwardBlock), rows, C));
   return size_t(g) * np * size_t(C);
 }
 
@@ -401,7 +345,7 @@ void backward(Ctx& ctx, T* dx, float* dw, float* db, float* scratch, size_t scra
     launch_backward<T, 1, kLayerNorm>(ctx, l, dx, dw, db, scratch, scratch_floats, dy, x, w, mean, rstd, rows, C,
                                       accumulate);
   else
-    launch_backward<T, max_vec<T>(), kLayerNorm>(ctx, l, dx, dw, db, scratch, scratch_floats, dy, x, w, mean, rstd,
+    launch_backward<T, kVec16<T>, kLayerNorm>(ctx, l, dx, dw, db, scratch, scratch_floats, dy, x, w, mean, rstd,
                                                  rows, C, accumulate);
 }
 

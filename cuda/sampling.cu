@@ -7,7 +7,8 @@
 #include "core/ops/sampling_math.h"
 #include "core/rng.h"
 #include "cuda/common.cuh"
-#include "cuda/pack.cuh"
+#include "cuda/reduce.cuh"
+#include "cuda/vec_access.cuh"
 
 namespace attnlab::cuda {
 
@@ -78,7 +79,7 @@ struct RowReader {
 // bytes in flight set the bandwidth; the light passes afford more registers for them).
 template <int kUnroll = 4, class T, class F>
 __device__ __forceinline__ void for_each_logit(const RowReader<T>& row, F&& f) {
-  constexpr int kVec = 16 / int(sizeof(T));
+  constexpr int kVec = kVec16<T>;
   int scalar_from = 0;
   if (row.packed) {
     const int packs = row.vocab / kVec;
@@ -135,33 +136,7 @@ __device__ __forceinline__ int claim_slot(int* counter) {
   return g.shfl(base, 0) + int(g.thread_rank());
 }
 
-// ---- block-wide integer reductions (every thread gets the result) -----------------------------
-
-__device__ __forceinline__ uint64_t block_sum_u64(uint64_t v, BlockShared& sh) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  __syncthreads();  // the previous use of sh.red is over
-  if (lane == 0) sh.red[warp] = v;
-  __syncthreads();
-  v = lane < kWarps ? sh.red[lane] : 0u;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-__device__ __forceinline__ uint64_t block_max_u64(uint64_t v, BlockShared& sh) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
-  __syncthreads();
-  if (lane == 0) sh.red[warp] = v;
-  __syncthreads();
-  v = lane < kWarps ? sh.red[lane] : 0u;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
+// ---- block-wide integer scan (every thread gets its prefix) ---------------------------------
 
 // Exclusive prefix sum over the threads in index order; *total gets the sum of all.
 __device__ __forceinline__ uint64_t block_exclusive_scan_u64(uint64_t v, BlockShared& sh, uint64_t* total) {
@@ -388,7 +363,7 @@ __device__ void finish_wide(const Params& p, const RowReader<T>& reader, int row
   for_each_logit(reader, [&](int, float x) {
     if (sampling_order_key(x) >= floor_key) local += sampling_mass(x - m);
   });
-  uint64_t total = block_sum_u64(local, sh);
+  uint64_t total = block_sum(local, sh.red);
   if (p.use_top_p) {  // the last kept token holds the bound's last unit of mass
     const Located cut = radix_locate(reader, m, true, floor_key, sampling_top_p_bound(total, p.top_p) - 1,
                                      false, w, sh);
@@ -423,7 +398,7 @@ __global__ void __launch_bounds__(kThreads, 1) sample_kernel(Params p) {
 
   uint32_t thread_max = 0;  // order key; 0 is below every float's key
   for_each_logit<8>(reader, [&](int, float x) { thread_max = max(thread_max, sampling_order_key(x)); });
-  const float m = sampling_key_float(uint32_t(block_max_u64(thread_max, sh)));
+  const float m = sampling_key_float(uint32_t(block_max(uint64_t(thread_max), sh.red)));
 
   // Lower bound on the k-th largest logit: the k-th largest of the per-thread maxima (k distinct
   // tokens reach it). With no usable bound, small rows gather everything.
@@ -465,13 +440,13 @@ __global__ void __launch_bounds__(kThreads, 1) greedy_kernel(Params p) {
   for_each_logit<8>(reader, [&](int i, float x) {
     best = max(best, (uint64_t(sampling_order_key(x)) << 32) | (0xffffffffu - uint32_t(i)));
   });
-  best = block_max_u64(best, sh);
+  best = block_max(best, sh.red);
   const float m = sampling_key_float(uint32_t(best >> 32));
   uint64_t total = 0;
   if (p.out_logprobs) {
     uint64_t local = 0;
     for_each_logit(reader, [&](int, float x) { local += sampling_mass(x - m); });
-    total = block_sum_u64(local, sh);
+    total = block_sum(local, sh.red);
   }
   if (threadIdx.x == 0) write_result(p, row, 0xffffffffu - uint32_t(best), 0.0f, total);
 }
@@ -498,7 +473,7 @@ void sampling_forward(Ctx& ctx, const SamplingArgs& a) {
   p.out_logprobs = a.out_logprobs.defined() ? dptr<float>(a.out_logprobs) : nullptr;
   p.vocab = int(vocab);
   p.top_k = a.top_k >= vocab ? 0 : int(a.top_k);
-  p.packed = aligned16(a.logits.data) && (vocab * int64_t(dtype_size(a.logits.dtype))) % 16 == 0;
+  p.packed = is_aligned16(a.logits.data) && (vocab * int64_t(dtype_size(a.logits.dtype))) % 16 == 0;
   p.use_top_p = a.top_p < 1.0;
   p.top_p = sampling_top_p_fraction(a.top_p);
   p.rp = a.repetition_penalty;

@@ -1,6 +1,7 @@
 #include "core/cuda_check.h"
 #include "core/ops/simple_rmsnorm.h"
 #include "cuda/common.cuh"
+#include "cuda/reduce.cuh"
 
 // SimpleRMSNorm (METHODS §3.5): one block of 256 threads per row for the forward and dx; dweight
 // by one thread per column walking the rows in order (deterministic, coalesced across columns).
