@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/memory.h"
+#include "core/ops/diff_lambda.h"
 #include "core/nvtx.h"
 #include "core/ops/permute.h"
 
@@ -14,20 +15,6 @@ namespace {
 // Half `half` (0: Q1/K1, 1: Q2/K2) of a [2, B·H, T, d] pair tensor, as [B, H, T, d].
 Tensor half_of(const Tensor& pair, int half, int64_t B, int64_t H, int64_t T, int64_t d) {
   return pair.slice0(half, half + 1).view({B, H, T, d});
-}
-
-double dot(const std::vector<double>& a, const std::vector<double>& b) {
-  double s = 0;
-  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
-  return s;
-}
-
-// grad += delta (host round trip; the vectors are d or H long).
-void accumulate_grad(Ctx& ctx, Param* p, const std::vector<double>& delta) {
-  if (!p || !p->grad.defined()) return;
-  std::vector<double> g = to_host_f64(ctx, p->grad);
-  for (size_t i = 0; i < g.size(); ++i) g[i] += delta[i];
-  from_host_f64(ctx, p->grad, g);
 }
 
 }  // namespace
@@ -161,37 +148,50 @@ void DifferentialAttention::fill_attention_inputs(AttentionInputs& a, AttentionS
   saved.row_sum2 = row_sum2_;
 }
 
+// λ on the device from the parameters (core/ops/diff_lambda.h): no host round trip in the step.
 void DifferentialAttention::compute_lambda(Ctx& ctx) {
+  DiffLambdaArgs la;
+  la.lambda = lambda_;
   if (preset_ == Preset::paper) {
-    std::vector<double> v[4];
-    for (int i = 0; i < 4; ++i) v[i] = to_host_f64(ctx, lambda_vecs_[i]->value);
-    lambda_host_ = {std::exp(dot(v[0], v[1])) - std::exp(dot(v[2], v[3])) + lambda_init_};
+    la.preset = DiffLambdaPreset::paper;
+    la.q1 = lambda_vecs_[0]->value;
+    la.k1 = lambda_vecs_[1]->value;
+    la.q2 = lambda_vecs_[2]->value;
+    la.k2 = lambda_vecs_[3]->value;
+    la.lambda_init = lambda_init_;
   } else {
-    lambda_host_ = to_host_f64(ctx, lambda_raw_->value);
-    for (double& l : lambda_host_) l = std::exp(l) + 0.05;
+    la.preset = DiffLambdaPreset::seed;
+    la.raw = lambda_raw_->value;
   }
-  from_host_f64(ctx, lambda_, lambda_host_);
+  diff_lambda_forward(ctx, la);
+  last_ctx_ = ctx;
 }
 
+// The re-parameterisation's backward from the op's dλ, on the device (accumulates into the grads).
 void DifferentialAttention::lambda_backward(Ctx& ctx, const Tensor& dlambda) {
-  const std::vector<double> dl = to_host_f64(ctx, dlambda);
+  DiffLambdaBackwardArgs lb;
+  lb.dlambda = dlambda;
   if (preset_ == Preset::paper) {
-    std::vector<double> v[4];
-    for (int i = 0; i < 4; ++i) v[i] = to_host_f64(ctx, lambda_vecs_[i]->value);
-    const double e1 = std::exp(dot(v[0], v[1])), e2 = std::exp(dot(v[2], v[3]));
-    // ∂λ/∂λq1 = e1·λk1, ∂λ/∂λk1 = e1·λq1, ∂λ/∂λq2 = −e2·λk2, ∂λ/∂λk2 = −e2·λq2.
-    const double coef[4] = {dl[0] * e1, dl[0] * e1, -dl[0] * e2, -dl[0] * e2};
-    const int partner[4] = {1, 0, 3, 2};
-    for (int i = 0; i < 4; ++i) {
-      std::vector<double> g(static_cast<size_t>(d_));
-      for (int64_t j = 0; j < d_; ++j) g[size_t(j)] = coef[i] * v[partner[i]][size_t(j)];
-      accumulate_grad(ctx, lambda_vecs_[i], g);
-    }
+    lb.preset = DiffLambdaPreset::paper;
+    lb.q1 = lambda_vecs_[0]->value;
+    lb.k1 = lambda_vecs_[1]->value;
+    lb.q2 = lambda_vecs_[2]->value;
+    lb.k2 = lambda_vecs_[3]->value;
+    lb.dq1 = lambda_vecs_[0]->grad;
+    lb.dk1 = lambda_vecs_[1]->grad;
+    lb.dq2 = lambda_vecs_[2]->grad;
+    lb.dk2 = lambda_vecs_[3]->grad;
   } else {
-    std::vector<double> raw = to_host_f64(ctx, lambda_raw_->value);
-    for (size_t h = 0; h < raw.size(); ++h) raw[h] = dl[h] * std::exp(raw[h]);  // dλ' = dλ·exp(λ')
-    accumulate_grad(ctx, lambda_raw_, raw);
+    lb.preset = DiffLambdaPreset::seed;
+    lb.raw = lambda_raw_->value;
+    lb.draw = lambda_raw_->grad;
   }
+  diff_lambda_backward(ctx, lb);
+}
+
+const std::vector<double>& DifferentialAttention::lambda_values() const {
+  lambda_host_ = lambda_.defined() ? to_host_f64(last_ctx_, lambda_) : std::vector<double>();
+  return lambda_host_;
 }
 
 void DifferentialAttention::split_pairs(Ctx& ctx, const Tensor& hf, const Tensor& pair) {

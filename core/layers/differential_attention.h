@@ -16,9 +16,8 @@
 //          λ_i = exp(λ'_i) + 0.05 per head; y = (1 − lambda_init)·LayerNorm_D(concat(O) Woᵀ + bo),
 //          lambda_init = option "lambda_init" (0.8, the model-level default of the seed).
 //
-// λ is a handful of scalars computed from d-length (or H-length) parameters: it is evaluated on
-// the host from the parameter values (a device→host copy of ≤ 4d numbers per layer and step), and
-// its re-parameterisation's backward (§3.2 step 5, §3.3) likewise runs on the host from the op's dλ.
+// λ and its re-parameterisation's backward (§3.2 step 5, §3.3) run on the device (the diff_lambda
+// op): the step has no host synchronisation.
 #include <memory>
 
 #include "core/layers/attention_shell.h"
@@ -36,8 +35,9 @@ class DifferentialAttention : public AttentionShell {
   Preset preset() const { return preset_; }
   const AttentionSpec& spec() const { return spec_; }
   int64_t heads() const { return H_; }
-  // The λ of the last forward: one value (paper) or one per head (seed).
-  const std::vector<double>& lambda_values() const { return lambda_host_; }
+  // The λ of the last forward: one value (paper) or one per head (seed). Read from the device
+  // when asked (analyses, tests); the step itself never copies λ to the host.
+  const std::vector<double>& lambda_values() const;
   double lambda_init() const { return lambda_init_; }
   // Saved maps of the last forward [B, H, T, T] (analyses combine them as A1 − λA2).
   const Tensor& probs1() const { return probs_; }
@@ -75,7 +75,8 @@ class DifferentialAttention : public AttentionShell {
   AttentionSpec spec_;
   Param* lambda_vecs_[4] = {nullptr, nullptr, nullptr, nullptr};  // paper: λq1, λk1, λq2, λk2
   Param* lambda_raw_ = nullptr;                                   // seed: λ' [H]
-  std::vector<double> lambda_host_;
+  mutable std::vector<double> lambda_host_;
+  Ctx last_ctx_;  // the context of the last forward (lambda_values reads λ through it)
   Tensor capture_rows_, capture_probs_;
   int64_t B_ = 0, T_ = 0;
   // saved

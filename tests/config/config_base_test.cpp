@@ -6,7 +6,7 @@
 #include <map>
 
 #include "config/config_test_util.h"
-#include "core/analysis/needle_study.h"
+#include "studies/needle/needle_study.h"
 #include "core/config/printer.h"
 #include "support/testing.h"
 

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "studies/needle/needle_run.h"
+#include "studies/needle/needle_study.h"
 #include "data/data_test_util.h"
 #include "support/subprocess.h"
 #include "support/testing.h"
