@@ -78,7 +78,7 @@ Value slot_value(const CommandState& st, const Slot& s) {
   if (!given) {
     if (f.presence == config::Presence::defaulted) return f.default_value;
     if (f.presence == config::Presence::optional) return std::monostate{};
-    FAIL_WITH(st.command_path, ": ", s.flag.empty() ? f.path : s.flag, " is required");
+    throw ::attnlab::UsageError(::attnlab::detail::cat(st.command_path, ": ", s.flag.empty() ? f.path : s.flag, " is required"));
   }
   if (f.type == FieldType::boolean) return s.flag_value;
   Value v;
@@ -104,7 +104,7 @@ Value slot_value(const CommandState& st, const Slot& s) {
   } else {
     ok = config::parse_scalar(f.type, s.texts.back(), v, why);
   }
-  if (!ok) FAIL_WITH(st.command_path, ": ", s.flag, ": ", why);
+  if (!ok) throw ::attnlab::UsageError(::attnlab::detail::cat(st.command_path, ": ", s.flag, ": ", why));
   return v;
 }
 
@@ -117,7 +117,8 @@ void run(const CommandState& st) {
     const Value v = slot_value(st, s);
     const std::vector<config::ValueProblem> problems = config::check_value(f, v);
     if (!problems.empty())
-      FAIL_WITH(st.command_path, ": ", s.flag.empty() ? f.path : s.flag, ": ", problems.front().message);
+      throw ::attnlab::UsageError(::attnlab::detail::cat(st.command_path, ": ", s.flag.empty() ? f.path : s.flag, ": ",
+                                   problems.front().message));
     f.store(s.in_options ? &options : &fields, v);
   }
   st.study->run_standalone(fields, options);

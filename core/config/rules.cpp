@@ -22,9 +22,6 @@ Violation blame(std::vector<std::string> paths, std::string message) { return {s
 
 std::vector<CrossFieldRule> build_rules() {
   std::vector<CrossFieldRule> r;
-  // Not rules: a warmup or a profiling window longer than the run. Shortening a run with
-  // train.steps=N is the commonest override (smoke tests), and both are well defined (the rate
-  // stays in warmup; the window is cut or never reached), so the trainer says so instead.
 
   r.push_back({"train.steps and train.epochs are exclusive", {"train.steps", "train.epochs"},
                [](const RuleContext& c) -> std::optional<Violation> {
@@ -46,6 +43,15 @@ std::vector<CrossFieldRule> build_rules() {
                  if (p.steps && p.start() >= p.end())
                    return blame({"profile.steps"}, "profile.steps: start (" + std::to_string(p.start()) +
                                                        ") must be less than end (" + std::to_string(p.end()) + ")");
+                 return std::nullopt;
+               }});
+  r.push_back({"profile.steps ends within train.steps", {"profile.steps", "train.steps"},
+               [](const RuleContext& c) -> std::optional<Violation> {
+                 const auto& p = c.cfg.profile;
+                 if (p.steps && c.cfg.train.steps && p.end() > *c.cfg.train.steps)
+                   return blame({"profile.steps", "train.steps"},
+                                "profile.steps ends at step " + std::to_string(p.end()) + ", after the last step (" +
+                                    "train.steps: " + std::to_string(*c.cfg.train.steps) + ")");
                  return std::nullopt;
                }});
   r.push_back({"task kv_only fixes the trainable set to k_proj/v_proj", {"task", "train.trainable"},
@@ -119,6 +125,15 @@ std::vector<CrossFieldRule> build_rules() {
                    return blame({"model.attention.norm"},
                                 "model.attention.norm: ramp needs model.attention.ramp_alpha (the weight of linear in "
                                 "alpha*linear + (1-alpha)*softmax)");
+                 return std::nullopt;
+               }});
+  r.push_back({"schedule.warmup_steps is shorter than train.steps", {"schedule.warmup_steps", "train.steps"},
+               [](const RuleContext& c) -> std::optional<Violation> {
+                 const int64_t w = c.cfg.schedule.warmup_steps;
+                 if (c.cfg.train.steps && w >= *c.cfg.train.steps)
+                   return blame({"schedule.warmup_steps", "train.steps"},
+                                "schedule.warmup_steps (" + std::to_string(w) + ") must be less than train.steps (" +
+                                    std::to_string(*c.cfg.train.steps) + ")");
                  return std::nullopt;
                }});
   r.push_back({"micro_batch * grad_accum * seq_len tokens per step fit in 32 bits",

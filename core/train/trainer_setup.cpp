@@ -1,14 +1,18 @@
 // Trainer construction: device, run folder, data, model, optimizer, resume; and checkpoints.
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/config/printer.h"
 #include "core/log.h"
+#include "core/models/scratch_decoder.h"
 #include "core/models/scratch_decoder_config.h"
 #include "core/train/model_setup.h"
 #include "core/train/resume_check.h"
+
 #include "core/train/trainer_impl.h"
+#include "data/tokenizer_files.h"
 #include "data/assets.h"
 
 namespace attnlab::train {
@@ -119,7 +123,12 @@ void Trainer::Impl::check_resume_config(const std::string& dir) {
   } catch (const std::exception& e) {
     unreadable = e.what();
   }
-  const std::vector<ConfigChange> forbidden = forbidden_changes(changes);
+  std::vector<ConfigChange> forbidden = forbidden_changes(changes);
+  // An explicit checkpoint.resume PATH continues that run into this run's folder: the name may differ.
+  if (!cfg.checkpoint.resume_auto())
+    forbidden.erase(std::remove_if(forbidden.begin(), forbidden.end(),
+                                   [](const ConfigChange& c) { return c.path == "run.name"; }),
+                    forbidden.end());
   if (!opt.continue_changed) {
     if (!unreadable.empty())
       FAIL_WITH("refusing to resume: ", resume_origin(dir), ", and the config it was trained with cannot be read back "
@@ -127,7 +136,22 @@ void Trainer::Impl::check_resume_config(const std::string& dir) {
                 "own run.name, or pass --continue-changed to resume it anyway");
     if (!forbidden.empty()) {
       std::string list;
-      for (const ConfigChange& c : forbidden) list += "\n  " + c.text();
+      bool model_changed = false;
+      for (const ConfigChange& c : forbidden) {
+        list += "\n  " + c.text();
+        model_changed = model_changed || c.path.rfind("model.", 0) == 0;
+      }
+      // Name what the checkpoint holds when the model differs (a from-scratch decoder's file says).
+      const std::string scratch_file = scratch_decoder_file(dir);
+      if (model_changed && fs::exists(scratch_file)) {
+        try {
+          const ScratchDecoderConfig held = read_scratch_decoder_config(scratch_file);
+          list += "\n  (the checkpoint holds a " + std::string(held.differential ? "differential" : "standard") +
+                  " decoder of the " + (held.preset == ScratchDecoderConfig::Preset::seed ? "seed" : "paper") +
+                  " preset)";
+        } catch (const Error&) {
+        }
+      }
       FAIL_WITH("refusing to resume: ", resume_origin(dir), ", and this config differs from the one that run was "
                 "trained with in more than run length and logging:", list,
                 "\nFix: give this experiment its own run.name (e.g. run.name=", cfg.run.name, "-2), or pass "
@@ -336,6 +360,8 @@ std::string Trainer::Impl::save_checkpoint(const std::string& name, bool with_op
     state.loader_state = train_loader->state_json();
     CheckpointWriter w(checkpoint_root(run_dir), name);
     model->save_weights(ctx, w.dir());
+    // The tokenizer travels with the weights: generate/forward open the folder with no --tokenizer.
+    data::write_tokenizer_files(cfg.data.tokenizer, w.dir());
     if (with_optimizer) optimizer->save(ctx, (fs::path(w.dir()) / kOptimizerFile).string());
     write_file_synced((fs::path(w.dir()) / kTrainerStateFile).string(), state.to_json().dump(2) + "\n");
     path = w.commit();

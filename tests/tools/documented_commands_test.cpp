@@ -81,9 +81,10 @@ const std::map<std::string, Quick>& quick_table() {
       {"cmake --workflow --preset default", {"", "", "builds and tests the project: CI's own job"}},
       // experiment headers
       {"attnlab train experiments/gpt2-124m-sotu.yaml", {"train.steps=1 train.micro_batch=1 train.grad_accum=1 "
+                                                         "schedule.warmup_steps=0 profile.steps=null "
                                                          "data.seq_len=64 run.name=gpt2-124m-sotu-quick " SOTU_SHARDS}},
       {"attnlab train experiments/gpt2-124m-sotu.yaml train.micro_batch=1 data.seq_len=64 train.steps=4 "
-       "run.name=gpt2-cpu-smoke",
+       "schedule.warmup_steps=1 profile.steps=null run.name=gpt2-cpu-smoke",
        {SOTU_SHARDS}},
       {"attnlab data prepare experiments/quickstart.yaml data.seq_len=512 data.shard_dir=/tmp/shards",
        {"", "[ -d /tmp/shards ] || cp -r runs/sotu-gpt2-shards /tmp/shards  # tokenised above: reused by hash"}},

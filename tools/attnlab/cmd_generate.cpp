@@ -30,6 +30,7 @@ struct GenerateOptions {
   std::string chat_template;
   bool no_thinking = false;
   std::string tokenizer;
+  std::vector<std::string> attention;  // attention options over the folder's, key=value
   std::optional<int64_t> max_new_tokens;
   bool greedy = false;
   std::optional<float> temperature;
@@ -85,7 +86,7 @@ void run_generate(const GenerateOptions& o) {
   INPUT_CHECK(!prompt.empty(), "generate: --prompt encodes to no tokens");
 
   Ctx ctx = dev == Device::cuda ? Ctx::make_cuda(0, o.seed) : Ctx::make_cpu(o.seed);
-  auto model = load_model(o.model, {dev, dt, false}, ctx);
+  auto model = load_model(o.model, {dev, dt, false}, ctx, o.attention);
   const ModelConfig& mc = model->config();
 
   // Settings: HF's defaults, then generation_config.json, then the flags.
@@ -185,6 +186,9 @@ void setup(CLI::App& root) {
                 "divide positive logits (multiply negative ones) of tokens already in the text by this (1: off)");
   c->add_option("--stop-id", o->stop_ids, "token id that ends a sequence (repeatable; replaces the eos ids)");
   c->add_option("--seed", o->seed, "random seed for sampling (default 0)");
+  c->add_option("--attention", o->attention,
+                "attention option over the folder's, KEY=VALUE (repeatable): norm=linear, controller=temperature, "
+                "variant=differential, ... (attnlab config fields --section model)");
   c->add_option("--device", o->device, "cpu (default) or cuda");
   c->add_option("--dtype", o->dtype, "f32, bf16 (CUDA) or f64 (CPU); default bf16 on cuda, f32 on cpu");
   c->add_option("--batch", o->batch, "generate for N copies of the prompt at once (throughput)")

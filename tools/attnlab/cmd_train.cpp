@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config/buildable.h"
 #include "core/config/experiment.h"
 #include "core/config/printer.h"
 #include "core/train/trainer.h"
@@ -25,7 +26,8 @@ struct TrainOptions {
 void run_train(const TrainOptions& o) {
   config::ExperimentConfig cfg;
   try {
-    cfg = config::load_experiment(o.file, o.overrides);
+    // What validate accepts (the schema, the rules and the model's buildability), before any work.
+    cfg = config::load_runnable_experiment(o.file, o.overrides);
   } catch (const config::ConfigError& e) {
     for (const auto& p : e.problems()) std::fprintf(stderr, "%s\n", p.text().c_str());
     std::fprintf(stderr, "attnlab: %zu problem%s in %s; `attnlab config fields` lists every field\n",
