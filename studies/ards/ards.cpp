@@ -1,5 +1,6 @@
 #include "studies/ards/ards.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <sstream>

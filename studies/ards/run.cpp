@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "core/error.h"
-#include "core/layers/attention_shell.h"
+#include "core/layers/standard_attention.h"
 
 namespace attnlab::ards {
 
@@ -14,9 +14,10 @@ namespace fs = std::filesystem;
 std::vector<double> layer_ramp_alphas(Model& model) {
   std::vector<double> a;
   for (int64_t l = 0; l < model.num_layers(); ++l) {
-    const auto* shell = dynamic_cast<const AttentionShell*>(&model.attention(l));
-    CHECK(shell, "ards: layer ", l, "'s attention is not an attention shell");
-    const AttentionSpec& s = shell->attention_spec();
+    const auto* std_attn = dynamic_cast<const StandardAttention*>(&model.attention(l));
+    INPUT_CHECK(std_attn, "ards: layer ", l, "'s attention is not the standard variant; the study's modes run on "
+                "standard attention (remove attnlab.attention.variant from the folder's config.json)");
+    const AttentionSpec& s = std_attn->spec();
     a.push_back(s.norm == AttnNorm::ramp ? s.ramp_alpha : s.norm == AttnNorm::linear ? 1.0 : 0.0);
   }
   return a;
@@ -61,6 +62,10 @@ std::string write_prompt_files(const std::string& dir, int64_t n, const PromptRu
   j["seed"] = seed;
   j["sampling_rate"] = sampling_rate;
   j["seconds"] = run.seconds;
+  const GenerationStats& st = run.generation.stats;
+  j["timing"] = {{"prefill_seconds", st.prefill_seconds}, {"decode_seconds", st.decode_seconds},
+                 {"decode_steps", st.decode_steps},
+                 {"seconds_per_decode_step", st.decode_steps ? st.decode_seconds / double(st.decode_steps) : 0.0}};
   j["diagnostics"] = to_json(run.diagnostics);
   {
     std::ofstream f(stem + ".json");

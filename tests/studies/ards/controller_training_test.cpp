@@ -4,6 +4,7 @@
 // §4.3's finding), and the temperature controller's loss falls on a stand-in.
 #include <cmath>
 
+#include "core/models/weights.h"
 #include "models/generate_test_util.h"
 
 namespace attnlab::test {
