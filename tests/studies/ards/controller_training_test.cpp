@@ -4,6 +4,7 @@
 // §4.3's finding), and the temperature controller's loss falls on a stand-in.
 #include <cmath>
 
+#include "core/config/experiment.h"
 #include "core/models/weights.h"
 #include "models/generate_test_util.h"
 
@@ -106,6 +107,20 @@ TEST(ControllerTraining, TemperatureLossFallsOnAStandIn) {
   }
   EXPECT_LT(last, first.loss - 0.02) << "loss " << first.loss << " → " << last;
   for (const auto& [name, v] : frozen_values) EXPECT_EQ(to_host_f64(ctx, ctrl.params().at(name).value), v) << name;
+}
+
+// The experiment files load and say what the tests above check: only the controllers train.
+TEST(ControllerTraining, TheExperimentFilesLoadAndTrainOnlyTheControllers) {
+  const std::string dir = std::string(ATTNLAB_SOURCE_DIR) + "/experiments/controllers/";
+  for (const char* kind : {"temperature", "info_density"}) {
+    std::string file = std::string(kind) + "-qwen2.5-sotu.yaml";
+    if (file[4] == '_') file[4] = '-';
+    const config::ExperimentConfig cfg = config::load_experiment(dir + file);
+    EXPECT_EQ(cfg.model.attention.controller, kind) << file;
+    ASSERT_TRUE(cfg.train.trainable.has_value()) << file;
+    EXPECT_EQ(*cfg.train.trainable, std::vector<std::string>{"*.controller.*"}) << file;
+    EXPECT_EQ(cfg.model.from, "runs/inputs/qwen2.5-tiny") << file << ": the stand-in its header makes";
+  }
 }
 
 }  // namespace
