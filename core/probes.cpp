@@ -126,6 +126,22 @@ void ProbeSink::take_activation(Ctx& ctx, int64_t layer, const std::string& what
   captures_.push_back(std::move(c));
 }
 
+bool ProbeSink::wants_controller(int64_t layer) const {
+  for (const ProbeRequest& r : requests_)
+    if (r.controller && names_layer(r, layer)) return true;
+  return false;
+}
+
+void ProbeSink::take_controller(Ctx& ctx, int64_t layer, const Tensor& x) {
+  Capture c;
+  c.what = "controller";
+  c.layer = layer;
+  c.call = next_call(layer, "controller");
+  c.shape.assign(x.shape.begin(), x.shape.begin() + x.ndim);
+  c.values = to_host_f64(ctx, x);
+  captures_.push_back(std::move(c));
+}
+
 namespace {
 
 std::vector<std::string> split(const std::string& s, char sep) {

@@ -44,11 +44,14 @@ struct ProbeRequest {
   bool hidden = false;          // the residual stream after the block
   bool attn_out = false;        // the attention layer's output (before the residual add)
   bool q_proj = false;          // the q projection's output (before RoPE)
+  // Score controllers (option "controller"): the controller's output per row, the whole call
+  // (information density: the adjustment a; temperature: tanh(z), τ = exp of it)   [B, H, T]
+  bool controller = false;
 };
 
 struct Capture {
   std::string what;             // "scores", "scores2", "probs", "entropy", "kl", "variance", "span_mass",
-                                // "hidden", "attn_out", "q_proj"
+                                // "hidden", "attn_out", "q_proj", "controller"
   int64_t layer = 0;
   int64_t call = 0;             // the layer's forward count since clear()
   std::vector<int64_t> shape;
@@ -87,6 +90,9 @@ class ProbeSink {
   // x is [B, T, W]; the rows at the requested positions are copied (positions ≥ T are skipped).
   bool wants(int64_t layer, const std::string& what) const;
   void take_activation(Ctx& ctx, int64_t layer, const std::string& what, const Tensor& x);
+  // Whether `layer` wants its controller's output, and taking it whole (x: [B, H, T]).
+  bool wants_controller(int64_t layer) const;
+  void take_controller(Ctx& ctx, int64_t layer, const Tensor& x);
 
  private:
   bool names_layer(const ProbeRequest& r, int64_t layer) const;

@@ -45,6 +45,10 @@ const std::vector<AttentionOptionDecl>& attention_option_decls() {
          &O::norm);
     number("ramp_alpha", 0, 1, "ramp weight alpha: alpha*linear + (1-alpha)*softmax; set only with norm: ramp",
            &O::ramp_alpha);
+    text("ramp_schedule", {"constant", "by_layer"}, "constant",
+         "ramp weight per layer: constant (ramp_alpha in every layer) or by_layer (alpha_l = (L - l)/L, "
+         "METHODS §4.5: layer 0 fully linear, the last 1/L; takes no ramp_alpha)",
+         &O::ramp_schedule, {"standard"});
     text("controller", {"none", "info_density", "temperature"}, "none",
          "per-row score controller with its own parameters: none, info_density (additive, METHODS §4.3) or "
          "temperature (multiplicative)",
@@ -97,12 +101,19 @@ std::vector<std::pair<std::string, std::string>> attention_option_problems(const
     if (!taken_by(d, o.variant) && !is_default(d, o))
       p.push_back({d.name, k + d.name + " is an option of the " + join(d.variants, ", ") + " variant, not of " +
                                o.variant + "; remove it or set " + k + "variant: " + d.variants[0]});
-  if (o.ramp_alpha && o.norm != "ramp")
+  if (o.ramp_alpha && o.norm != "ramp" && o.ramp_schedule != "by_layer")
     p.push_back({"ramp_alpha", k + "ramp_alpha is set but " + k + "norm is " + o.norm +
                                    "; set norm: ramp or remove ramp_alpha"});
-  if (o.norm == "ramp" && !o.ramp_alpha)
+  const bool by_layer = o.ramp_schedule == "by_layer";
+  if (by_layer && o.norm != "ramp")
+    p.push_back({"ramp_schedule", k + "ramp_schedule: by_layer is set but " + k + "norm is " + o.norm +
+                                      "; set norm: ramp or remove ramp_schedule"});
+  if (by_layer && o.ramp_alpha)
+    p.push_back({"ramp_alpha", k + "ramp_alpha is set with " + k + "ramp_schedule: by_layer, which takes each "
+                                   "layer's alpha_l = (L - l)/L; remove ramp_alpha or set ramp_schedule: constant"});
+  if (o.norm == "ramp" && !o.ramp_alpha && !by_layer)
     p.push_back({"norm", k + "norm: ramp needs " + k + "ramp_alpha (the weight of linear in alpha*linear + "
-                         "(1-alpha)*softmax)"});
+                         "(1-alpha)*softmax), or " + k + "ramp_schedule: by_layer"});
   if (o.variant == "differential" && o.preset == "paper" && o.lambda_init)
     p.push_back({"lambda_init", k + "lambda_init is the seed preset's constant; the paper preset uses "
                                     "0.8 - 0.6*exp(-0.3*l). Set " + k + "preset: seed or remove lambda_init"});
@@ -174,6 +185,15 @@ nlohmann::ordered_json attention_options_to_json(const AttentionOptions& o) {
     else j[d.name] = *(o.*d.number);
   }
   return j;
+}
+
+double ramp_alpha_for_layer(const AttentionOptions& o, int64_t layer, int64_t num_layers) {
+  if (o.ramp_schedule == "by_layer") {
+    CHECK(num_layers >= 1 && layer >= 0 && layer < num_layers, "ramp_schedule: by_layer: layer ", layer,
+          " is outside the model's ", num_layers, " layers");
+    return double(num_layers - layer) / double(num_layers);
+  }
+  return o.ramp_alpha.value_or(0.0);
 }
 
 }  // namespace attnlab

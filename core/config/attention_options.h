@@ -22,7 +22,8 @@ namespace attnlab {
 struct AttentionOptions {
   std::string variant = "standard";   // standard | differential
   std::string norm = "softmax";       // softmax | linear | ramp
-  std::optional<double> ramp_alpha;   // ramp only
+  std::optional<double> ramp_alpha;   // ramp with ramp_schedule constant only
+  std::string ramp_schedule = "constant";  // ramp only: constant (ramp_alpha) | by_layer (alpha_l = (L - l)/L)
   std::string controller = "none";    // none | info_density | temperature
   std::string preset = "paper";       // differential: paper | seed
   std::optional<double> lambda_init;  // differential seed preset only
@@ -58,5 +59,9 @@ std::vector<std::pair<std::string, std::string>> attention_option_problems(const
 AttentionOptions attention_options_from_json(const nlohmann::ordered_json& block, const std::string& source);
 // Options → the "attention" object (only values that differ from the defaults; empty object when none).
 nlohmann::ordered_json attention_options_to_json(const AttentionOptions& o);
+
+// The ramp weight of block `layer` of `num_layers` (norm: ramp): ramp_alpha, or with ramp_schedule:
+// by_layer METHODS §4.5's alpha_l = (L - l)/L (layer 0: 1, fully linear; the last layer: 1/L).
+double ramp_alpha_for_layer(const AttentionOptions& o, int64_t layer, int64_t num_layers);
 
 }  // namespace attnlab

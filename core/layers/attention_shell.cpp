@@ -220,7 +220,10 @@ void AttentionShell::forward(Ctx& ctx, const Tensor& x, const Tensor& y) {
   CHECK(x.ndim == 3 && x.dim(0) == B_ && x.dim(1) == T_ && x.dim(2) == l.D, "attention '", name_.name,
         "': x must be [", B_, ", ", T_, ", ", l.D, "], got ", x.shape_str());
   before_forward(ctx);
-  if (controller_.active()) controller_.forward(ctx, x, ctrl_out_);
+  if (controller_.active()) {
+    controller_.forward(ctx, x, ctrl_out_);
+    if (ctx.probes && ctx.probes->wants_controller(layer_)) ctx.probes->take_controller(ctx, layer_, ctrl_out_);
+  }
   branch_forward(ctx, q_, x);
   branch_forward(ctx, k_, x);
   Tensor v_tok = tok_.prefix({B_, T_, l.v_heads, l.v_dim});
@@ -398,6 +401,7 @@ void AttentionShell::forward_cached(Ctx& ctx, const CachedAttentionArgs& a) {
     const size_t mark = a.scratch->used();
     controller_.forward_inference(ctx, a.x, c.ctrl_out, *a.scratch);
     a.scratch->rewind(mark);
+    if (ctx.probes && ctx.probes->wants_controller(layer_)) ctx.probes->take_controller(ctx, layer_, c.ctrl_out);
   }
 
   // q and k: projection → (per-head RMSNorm) → RoPE at the given positions. q goes heads-first for

@@ -59,7 +59,7 @@ StandardAttention::StandardAttention(const AttentionLayerArgs& args) : Attention
   spec_.causal = true;
   const AttentionOptions o = attention_options_from_json(args.options, c.source);
   spec_.norm = norm_of(o);
-  if (o.ramp_alpha) spec_.ramp_alpha = *o.ramp_alpha;
+  if (spec_.norm == AttnNorm::ramp) spec_.ramp_alpha = ramp_alpha_for_layer(o, args.layer, c.num_layers);
 }
 
 void StandardAttention::plan_attend(ActivationPlanner& p, DType dt, int64_t B, int64_t T) {
