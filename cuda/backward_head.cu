@@ -7,6 +7,7 @@
 #include "core/ops/backward_head_math.h"
 #include "core/ops/backward_head_rows.h"
 #include "cuda/common.cuh"
+#include "cuda/reduce.cuh"
 
 namespace attnlab::cuda {
 

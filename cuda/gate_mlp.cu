@@ -11,6 +11,7 @@
 #include "core/ops/gate_mlp_math.h"
 #include "core/ops/matmul.h"
 #include "cuda/common.cuh"
+#include "cuda/reduce.cuh"
 
 namespace attnlab::cuda {
 

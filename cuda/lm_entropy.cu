@@ -5,6 +5,7 @@
 #include "core/ops/lm_entropy.h"
 #include "core/ops/lm_entropy_math.h"
 #include "cuda/common.cuh"
+#include "cuda/reduce.cuh"
 
 namespace attnlab::cuda {
 
