@@ -100,7 +100,7 @@ const std::map<std::string, Quick>& quick_table() {
        {"", "", "needs the Qwen2.5-1.5B-Instruct weights, OpenR1-Math and a GPU (the real run)", true}},
       // --help examples
       {"attnlab train experiments/quickstart.yaml train.steps=50 optim.lr=1e-3 run.name=try2", {kFewSteps}},
-      {"attnlab bench all", {"--repeats 1"}},
+      {"attnlab bench all", {"", "", "every benchmark at its default, GPU-sized shape: tens of minutes on a 2-core CPU (the CPU entries are run one by one by BenchCpu.*)"}},
       {"attnlab analyze needle --ckpt std.safetensors --ckpt diff.safetensors --depths 0,0.25,0.5,0.75",
        {kStudyNeedleQuick,
         "cp runs/diff-vs-standard-standard/checkpoints/best/model.safetensors std.safetensors\n"
