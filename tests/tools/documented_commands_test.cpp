@@ -91,6 +91,12 @@ const std::map<std::string, Quick>& quick_table() {
        {"", "[ -d /tmp/shards ] || cp -r runs/sotu-gpt2-shards /tmp/shards  # tokenised above: reused by hash"}},
       {"attnlab train experiments/quickstart.yaml train.steps=2000 run.name=longer", {kFewSteps}},
       {"attnlab train experiments/kv-only-qwen3-sst2.yaml", {"train.epochs=null train.steps=2"}},
+      {"attnlab train experiments/controllers/info-density-qwen2.5-sotu.yaml", {"train.steps=2"}},
+      {"attnlab train experiments/controllers/temperature-qwen2.5-sotu.yaml", {"train.steps=2"}},
+      {"attnlab train experiments/controllers/info-density-qwen2.5-sotu.yaml model.from=/models/Qwen2.5-1.5B-Instruct",
+       {"", "", "needs the Qwen2.5-1.5B-Instruct weights (the real run)"}},
+      {"attnlab train experiments/controllers/temperature-qwen2.5-sotu.yaml model.from=/models/Qwen2.5-1.5B-Instruct",
+       {"", "", "needs the Qwen2.5-1.5B-Instruct weights (the real run)"}},
       {"attnlab train experiments/kv-only-qwen3-sst2.yaml model.from=/models/Qwen3-0.6B-Base "
        "data.path=/data/sst2-demos-seed0.tsv",
        {"", "", "needs the Qwen3-0.6B-Base weights and the SST-2 rows (the real run)"}},
