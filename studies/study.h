@@ -3,7 +3,7 @@
 // question, written once and reached from three places:
 //   - training: `analysis.study: <name>` in an experiment file selects it, the rest of the
 //     `analysis:` section holds its fields, and the trainer calls its hooks after every optimizer
-//     step and evaluation (core/train/study_hooks.h) without knowing which study it is;
+//     step and evaluation (train/study_hooks.h) without knowing which study it is;
 //   - generation: hooks around a generation call (GenerationHooks below; interface only: no
 //     command calls them yet);
 //   - standalone: `attnlab analyze <command>` runs it on saved models.
@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "core/config/field.h"
-#include "core/train/study_hooks.h"
+#include "train/study_hooks.h"
 
 namespace attnlab {
 class Model;

@@ -1,5 +1,5 @@
 #pragma once
-// What the trainer (core/train) needs of a model: its parameters, the planned forward/backward of a
+// What the trainer (train/) needs of a model: its parameters, the planned forward/backward of a
 // causal LM with a loss, and how it writes and reads its weights in a checkpoint folder. Both the
 // HF-config models (Model) and the from-scratch decoders of METHODS §3 (ScratchDecoder) implement
 // it, so one trainer trains either.

@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "core/models/scratch_decoder.h"
-#include "core/train/metrics.h"
+#include "train/metrics.h"
 #include "data/tokenizer.h"
 #include "studies/needle/needle_study.h"
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "core/dist/communicator.h"
-#include "core/dist/launch_env.h"
+#include "dist/communicator.h"
+#include "dist/launch_env.h"
 #include "core/error.h"
 #include "support/testing.h"
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "core/dist/launch_env.h"
+#include "dist/launch_env.h"
 #include "core/error.h"
 #include "train/train_test_util.h"
 

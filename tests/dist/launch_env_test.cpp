@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "core/dist/launch_env.h"
+#include "dist/launch_env.h"
 #include "core/error.h"
 
 namespace attnlab::dist {

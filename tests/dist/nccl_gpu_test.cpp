@@ -8,9 +8,9 @@
 #include <memory>
 #include <vector>
 
-#include "core/dist/communicator.h"
-#include "core/dist/launch_env.h"
-#include "core/dist/rendezvous.h"
+#include "dist/communicator.h"
+#include "dist/launch_env.h"
+#include "dist/rendezvous.h"
 #include "core/error.h"
 #include "support/testing.h"
 

@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/dist/rendezvous.h"
+#include "dist/rendezvous.h"
 #include "core/error.h"
 
 namespace attnlab::dist {

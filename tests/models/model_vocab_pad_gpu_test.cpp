@@ -4,7 +4,7 @@
 // that never emits a padding id when the padding rows are made adversarial. V = 97 → Vp = 128.
 #include <algorithm>
 
-#include "core/train/optimizer.h"
+#include "train/optimizer.h"
 #include "models/generate_test_util.h"
 #include "models/vocab_pad_test_util.h"
 

@@ -8,7 +8,7 @@
 #include "core/io/safetensors.h"
 #include "core/models/scratch_decoder.h"
 #include "core/models/weights.h"
-#include "core/train/optimizer.h"
+#include "train/optimizer.h"
 #include "io/io_test_util.h"
 #include "models/generate_test_util.h"
 #include "models/vocab_pad_test_util.h"

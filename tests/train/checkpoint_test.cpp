@@ -2,7 +2,7 @@
 // the trainer state's JSON, and a trainer resuming past a save that never finished.
 #include <filesystem>
 
-#include "core/train/checkpoint.h"
+#include "train/checkpoint.h"
 #include "train/train_test_util.h"
 
 namespace attnlab::test {

@@ -1,11 +1,11 @@
-// GradSync (core/train/grad_sync.h) with a recording communicator: the bucket plan, the shares of
+// GradSync (train/grad_sync.h) with a recording communicator: the bucket plan, the shares of
 // ZeRO-1, and the launch of buckets during the backward of a real model (overlap), without MPI.
 #include <algorithm>
 
-#include "core/dist/communicator.h"
+#include "dist/communicator.h"
 #include "core/models/model.h"
 #include "core/models/weights.h"
-#include "core/train/grad_sync.h"
+#include "train/grad_sync.h"
 #include "train/train_test_util.h"
 
 namespace attnlab::test {

@@ -1,10 +1,10 @@
-// Resuming checks that it is the same run (core/train/resume_check.h): a config that differs in
+// Resuming checks that it is the same run (train/resume_check.h): a config that differs in
 // more than run length and reporting is refused before any work, naming the keys and the fix;
 // --continue-changed (TrainerOptions::continue_changed) resumes anyway; a weights mismatch on an
 // auto-resume says it was one.
 #include <filesystem>
 
-#include "core/train/resume_check.h"
+#include "train/resume_check.h"
 #include "train/train_test_util.h"
 
 namespace attnlab::test {

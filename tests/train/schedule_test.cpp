@@ -1,7 +1,7 @@
 // Learning-rate schedules against METHODS P13, written out here from the spec's formulas.
 #include <cmath>
 
-#include "core/train/schedule.h"
+#include "train/schedule.h"
 #include "support/testing.h"
 
 namespace attnlab::test {

@@ -8,7 +8,7 @@
 #include "core/io/safetensors.h"
 #include "core/models/scratch_decoder.h"
 #include "core/models/scratch_decoder_config.h"
-#include "core/train/metrics.h"
+#include "train/metrics.h"
 #include "data/data_test_util.h"
 #include "train/train_test_util.h"
 

@@ -1,8 +1,8 @@
-// The trainer calls the hooks of the study analysis.study selects (core/train/study_hooks.h)
+// The trainer calls the hooks of the study analysis.study selects (train/study_hooks.h)
 // through the interface: after every optimizer step, after every evaluation, with the run's
 // numbers; analysis.study none makes no hooks.
 #include "core/config/analysis_config.h"
-#include "core/train/study_hooks.h"
+#include "train/study_hooks.h"
 #include "train/train_test_util.h"
 
 namespace attnlab::test {

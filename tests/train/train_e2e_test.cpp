@@ -8,7 +8,7 @@
 #include <fstream>
 
 #include "core/config/printer.h"
-#include "core/train/metrics.h"
+#include "train/metrics.h"
 #include "support/subprocess.h"
 #include "train/train_test_util.h"
 

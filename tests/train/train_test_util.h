@@ -12,7 +12,7 @@
 #include "core/config/experiment.h"
 #include "core/memory.h"
 #include "core/models/weights.h"
-#include "core/train/trainer.h"
+#include "train/trainer.h"
 #include "data/data_test_util.h"
 #include "data/dataset.h"
 #include "support/testing.h"

@@ -6,9 +6,9 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/dist/rendezvous.h"
+#include "dist/rendezvous.h"
 #include "core/io/safetensors.h"
-#include "core/train/metrics.h"
+#include "train/metrics.h"
 #include "train/train_test_util.h"
 
 namespace attnlab::test {

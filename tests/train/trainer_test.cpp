@@ -4,7 +4,7 @@
 #include <filesystem>
 
 #include "core/io/safetensors.h"
-#include "core/train/metrics.h"
+#include "train/metrics.h"
 #include "train/train_test_util.h"
 
 namespace attnlab::test {

@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "core/ctx.h"
-#include "core/dist/communicator.h"
-#include "core/dist/launch_env.h"
-#include "core/dist/rendezvous.h"
+#include "dist/communicator.h"
+#include "dist/launch_env.h"
+#include "dist/rendezvous.h"
 #include "core/log.h"
 #include "core/memory.h"
 #include "tools/attnlab/command.h"

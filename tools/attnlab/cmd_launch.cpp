@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "core/dist/rendezvous.h"
+#include "dist/rendezvous.h"
 #include "core/error.h"
 #include "tools/attnlab/command.h"
 

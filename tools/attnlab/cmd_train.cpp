@@ -9,7 +9,7 @@
 #include "core/config/buildable.h"
 #include "core/config/experiment.h"
 #include "core/config/printer.h"
-#include "core/train/trainer.h"
+#include "train/trainer.h"
 #include "tools/attnlab/command.h"
 #include "tools/attnlab/exit_codes.h"
 

@@ -5,7 +5,7 @@
 
 #include "core/config/printer.h"
 #include "core/error.h"
-#include "core/train/study_hooks.h"
+#include "train/study_hooks.h"
 #include "studies/needle/needle_study.h"
 #include "studies/registry.h"
 #include "studies/study_command.h"

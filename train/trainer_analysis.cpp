@@ -1,7 +1,7 @@
 // The study a config's `analysis:` section selects, during training: its hooks are made with the
-// trainer (core/train/study_hooks.h) and called after every optimizer step and evaluation. The
+// trainer (train/study_hooks.h) and called after every optimizer step and evaluation. The
 // trainer knows no study by name; the studies layer installs them (studies/registry.h).
-#include "core/train/trainer_impl.h"
+#include "train/trainer_impl.h"
 
 namespace attnlab::train {
 

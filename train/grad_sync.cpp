@@ -1,4 +1,4 @@
-#include "core/train/grad_sync.h"
+#include "train/grad_sync.h"
 
 #include <algorithm>
 

@@ -30,7 +30,7 @@
 #include "core/config/experiment.h"
 #include "core/models/model.h"
 #include "core/models/trainable_model.h"
-#include "core/train/checkpoint.h"
+#include "train/checkpoint.h"
 
 namespace attnlab::dist {
 class Communicator;

@@ -1,4 +1,4 @@
-#include "core/dist/launch_env.h"
+#include "dist/launch_env.h"
 
 #include <cerrno>
 #include <climits>

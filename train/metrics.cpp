@@ -1,4 +1,4 @@
-#include "core/train/metrics.h"
+#include "train/metrics.h"
 
 #include <cerrno>
 #include <cstring>

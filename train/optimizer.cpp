@@ -1,12 +1,12 @@
-#include "core/train/optimizer.h"
+#include "train/optimizer.h"
 
 #include <algorithm>
 #include <cmath>
 #include <map>
 
-#include "core/dist/communicator.h"
+#include "dist/communicator.h"
 #include "core/io/safetensors.h"
-#include "core/train/grad_sync.h"
+#include "train/grad_sync.h"
 #include "optim/adamw.h"
 #include "optim/grad_norm.h"
 

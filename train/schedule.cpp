@@ -1,4 +1,4 @@
-#include "core/train/schedule.h"
+#include "train/schedule.h"
 
 #include <algorithm>
 #include <cmath>

@@ -5,8 +5,8 @@
 //   after it:            record the slot's event on the comm stream; handle.wait() makes the
 //                        compute stream wait on that event.
 // Compiled always; its content only when CMake found NCCL (ATTNLAB_WITH_NCCL).
-#include "core/dist/communicator.h"
-#include "core/dist/launch_env.h"
+#include "dist/communicator.h"
+#include "dist/launch_env.h"
 #include "core/error.h"
 
 #if ATTNLAB_WITH_NCCL
@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "core/cuda_check.h"
-#include "core/dist/rendezvous.h"
+#include "dist/rendezvous.h"
 #include "core/log.h"
 
 namespace attnlab::dist {

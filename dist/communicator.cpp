@@ -1,10 +1,10 @@
 // The Communicator front end shared by every backend (argument checks, handles, choosing a
 // backend) and the world-size-1 backend.
-#include "core/dist/communicator.h"
+#include "dist/communicator.h"
 
 #include <cstring>
 
-#include "core/dist/launch_env.h"
+#include "dist/launch_env.h"
 #include "core/error.h"
 #include "core/log.h"
 

@@ -8,10 +8,10 @@
 #include "core/log.h"
 #include "core/models/scratch_decoder.h"
 #include "core/models/scratch_decoder_config.h"
-#include "core/train/model_setup.h"
-#include "core/train/resume_check.h"
+#include "train/model_setup.h"
+#include "train/resume_check.h"
 
-#include "core/train/trainer_impl.h"
+#include "train/trainer_impl.h"
 #include "data/tokenizer_files.h"
 #include "data/assets.h"
 

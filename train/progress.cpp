@@ -1,4 +1,4 @@
-#include "core/train/progress.h"
+#include "train/progress.h"
 
 #include <omp.h>
 #include <unistd.h>

@@ -6,16 +6,16 @@
 #include <string>
 #include <vector>
 
-#include "core/dist/communicator.h"
+#include "dist/communicator.h"
 #include "core/memory.h"
-#include "core/dist/launch_env.h"
-#include "core/train/grad_sync.h"
-#include "core/train/metrics.h"
-#include "core/train/optimizer.h"
-#include "core/train/progress.h"
-#include "core/train/schedule.h"
-#include "core/train/study_hooks.h"
-#include "core/train/trainer.h"
+#include "dist/launch_env.h"
+#include "train/grad_sync.h"
+#include "train/metrics.h"
+#include "train/optimizer.h"
+#include "train/progress.h"
+#include "train/schedule.h"
+#include "train/study_hooks.h"
+#include "train/trainer.h"
 #include "data/dataset.h"
 #include "data/tokenizer.h"
 
@@ -55,7 +55,7 @@ struct Trainer::Impl {
 
   MetricsLog metrics;
   int64_t steps_per_epoch = 1;  // optimizer steps per pass over the training split (rank's share)
-  // The hooks of the study analysis.study selects (core/train/study_hooks.h); null with none.
+  // The hooks of the study analysis.study selects (train/study_hooks.h); null with none.
   std::unique_ptr<StudyHooks> study;
   std::unique_ptr<Progress> progress;
   double model_flops_per_token = 0;

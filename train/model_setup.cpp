@@ -1,4 +1,4 @@
-#include "core/train/model_setup.h"
+#include "train/model_setup.h"
 
 #include <filesystem>
 

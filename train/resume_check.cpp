@@ -1,4 +1,4 @@
-#include "core/train/resume_check.h"
+#include "train/resume_check.h"
 
 #include "core/config/value.h"
 

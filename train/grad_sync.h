@@ -27,7 +27,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/dist/communicator.h"
+#include "dist/communicator.h"
 #include "core/layers/param.h"
 
 namespace attnlab::train {

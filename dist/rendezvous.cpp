@@ -1,4 +1,4 @@
-#include "core/dist/rendezvous.h"
+#include "dist/rendezvous.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>

@@ -1,4 +1,4 @@
-#include "core/train/study_hooks.h"
+#include "train/study_hooks.h"
 
 #include <map>
 

@@ -1,4 +1,4 @@
-#include "core/train/checkpoint.h"
+#include "train/checkpoint.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -4,8 +4,8 @@
 #include <filesystem>
 
 #include "core/ops/residual.h"
-#include "core/train/signals.h"
-#include "core/train/trainer_impl.h"
+#include "train/signals.h"
+#include "train/trainer_impl.h"
 
 #if ATTNLAB_WITH_CUDA
 #include <cuda_profiler_api.h>

@@ -14,8 +14,8 @@
 #include <mutex>
 #include <vector>
 
-#include "core/dist/communicator.h"
-#include "core/dist/launch_env.h"
+#include "dist/communicator.h"
+#include "dist/launch_env.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/log.h"
