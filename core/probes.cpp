@@ -132,11 +132,21 @@ bool ProbeSink::wants_controller(int64_t layer) const {
   return false;
 }
 
-void ProbeSink::take_controller(Ctx& ctx, int64_t layer, const Tensor& x) {
+void ProbeSink::take_controller(Ctx& ctx, int64_t layer, const Tensor& x) { take_whole(ctx, layer, "controller", x); }
+
+bool ProbeSink::wants_gates(int64_t layer) const {
+  for (const ProbeRequest& r : requests_)
+    if (r.gates && names_layer(r, layer)) return true;
+  return false;
+}
+
+void ProbeSink::take_gates(Ctx& ctx, int64_t layer, const Tensor& m) { take_whole(ctx, layer, "gate_magnitude", m); }
+
+void ProbeSink::take_whole(Ctx& ctx, int64_t layer, const std::string& what, const Tensor& x) {
   Capture c;
-  c.what = "controller";
+  c.what = what;
   c.layer = layer;
-  c.call = next_call(layer, "controller");
+  c.call = next_call(layer, what);
   c.shape.assign(x.shape.begin(), x.shape.begin() + x.ndim);
   c.values = to_host_f64(ctx, x);
   captures_.push_back(std::move(c));
@@ -219,9 +229,14 @@ ProbeRequest parse_probe_request(const std::string& spec, int64_t T, int64_t num
   } else if (what == "hidden" || what == "attn_out" || what == "q_proj") {
     (what == "hidden" ? r.hidden : what == "attn_out" ? r.attn_out : r.q_proj) = true;
     positions(r.positions);
+  } else if (what == "controller" || what == "gate_magnitude") {
+    INPUT_CHECK(sel.empty(), "capture '", spec, "': ", what, " is captured for every row; drop ':", sel, "'", usage);
+    (what == "controller" ? r.controller : r.gates) = true;
   } else {
     FAIL_WITH("capture '", spec, "': unknown capture '", what,
-              "'; use scores, probs, entropy, kl, variance, span_mass, hidden, attn_out or q_proj", usage);
+              "'; use scores, probs, entropy, kl, variance, span_mass, hidden, attn_out, q_proj, controller or "
+              "gate_magnitude",
+              usage);
   }
   return r;
 }

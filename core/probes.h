@@ -47,11 +47,15 @@ struct ProbeRequest {
   // Score controllers (option "controller"): the controller's output per row, the whole call
   // (information density: the adjustment a; temperature: tanh(z), τ = exp of it)   [B, H, T]
   bool controller = false;
+  // Two-pass gated attention (variant "two_pass"): per token, (‖adj_q‖ + ‖adj_k‖ + ‖adj_v‖)/3 of the
+  // gated pass's adjustments (METHODS §1.8), the whole call                                 [B, T]
+  bool gates = false;
 };
 
 struct Capture {
   std::string what;             // "scores", "scores2", "probs", "entropy", "kl", "variance", "span_mass",
-                                // "hidden", "attn_out", "q_proj", "controller"
+                                // "hidden", "attn_out", "q_proj", "controller",
+                                // "gate_magnitude"
   int64_t layer = 0;
   int64_t call = 0;             // the layer's forward count since clear()
   std::vector<int64_t> shape;
@@ -59,7 +63,8 @@ struct Capture {
 };
 
 // A request from its command-line spelling WHAT[@LAYERS][:SELECTION] (attnlab forward --capture):
-//   WHAT       scores | probs | entropy | kl | variance | span_mass | hidden | attn_out | q_proj
+//   WHAT       scores | probs | entropy | kl | variance | span_mass | hidden | attn_out | q_proj |
+//              controller | gate_magnitude
 //   LAYERS     comma-separated layer indices, or all (the default)
 //   SELECTION  scores/probs: query rows; hidden/attn_out/q_proj: positions (indices; last; −k counts
 //              from the end); span_mass: key spans B-E (end exclusive), comma-separated
@@ -93,9 +98,13 @@ class ProbeSink {
   // Whether `layer` wants its controller's output, and taking it whole (x: [B, H, T]).
   bool wants_controller(int64_t layer) const;
   void take_controller(Ctx& ctx, int64_t layer, const Tensor& x);
+  // Whether `layer` wants its gate magnitudes, and taking them whole (m: [B, T]).
+  bool wants_gates(int64_t layer) const;
+  void take_gates(Ctx& ctx, int64_t layer, const Tensor& m);
 
  private:
   bool names_layer(const ProbeRequest& r, int64_t layer) const;
+  void take_whole(Ctx& ctx, int64_t layer, const std::string& what, const Tensor& x);
   int64_t next_call(int64_t layer, const std::string& kind);
   std::vector<ProbeRequest> requests_;
   std::vector<Capture> captures_;
