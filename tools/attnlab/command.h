@@ -16,6 +16,18 @@ struct CommandRegistrar {
   explicit CommandRegistrar(CommandSetup f) { command_setups().push_back(f); }
 };
 
+// `attnlab eval <what>`: the evaluation group. Files that add an evaluation (eval gsm8k, eval lm, ...)
+// take the group from here, whichever of them registers first creates it.
+inline CLI::App& eval_command(CLI::App& root) {
+  try {
+    return *root.get_subcommand("eval");
+  } catch (const CLI::OptionNotFound&) {
+    CLI::App* g = root.add_subcommand("eval", "Evaluate trained models on held-out data (one subcommand per benchmark)");
+    g->require_subcommand(1);
+    return *g;
+  }
+}
+
 // A callback's way to end the program with a status (CLI11 turns it into the exit code).
 [[noreturn]] inline void exit_with(int code) { throw CLI::RuntimeError(code); }
 
