@@ -77,6 +77,37 @@ __device__ __forceinline__ void load_hidden(float (*s)[HG], const float* src, in
   }
 }
 
+// This thread's column d of the three fc2 layers in registers: weights w[g][0..H) and bias c[g]
+// (zeros for an inactive column, d ≥ D).
+template <class T>
+__device__ __forceinline__ void load_fc2_column(const GateSet<T>& gs, int64_t d, bool active, float (&w)[G][H],
+                                                float (&c)[G]) {
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    c[g] = active ? to_f(gs.b2[g][d]) : 0.f;
+#pragma unroll
+    for (int j = 0; j < H; ++j) w[g][j] = active ? to_f(gs.w2[g][d * H + j]) : 0.f;
+  }
+}
+
+// The row walk of the per-element kernels: each of the grid's row chunks has its a2 = gelu(a1)
+// loaded into a2s (and stored to a2_out when given), then row(rr, i) runs for this thread's rows
+// rr of the chunk, i = the element (r0 + rr, d), when its column is active.
+template <class T, class Row>
+__device__ __forceinline__ void for_each_row(float (*a2s)[HG], const float* a1, int64_t rows, int64_t D, int64_t d,
+                                             bool active, T* a2_out, Row row) {
+  const int64_t chunks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  for (int64_t ch = blockIdx.y; ch < chunks; ch += gridDim.y) {
+    const int64_t r0 = ch * kRowsPerBlock;
+    const int nr = int(min(int64_t(kRowsPerBlock), rows - r0));
+    __syncthreads();  // the previous chunk's readers are done with a2s
+    load_hidden<T>(a2s, a1, r0, nr, true, a2_out);
+    __syncthreads();
+    if (!active) continue;
+    for (int rr = threadIdx.y; rr < nr; rr += kRowLanes) row(rr, (r0 + rr) * D + d);
+  }
+}
+
 // y_g = x ⊙ (1 + 0.2·tanh(a2_g A2_gᵀ + c2_g)) for the three gates.
 template <class T>
 __global__ void __launch_bounds__(kThreads, 2)
@@ -85,30 +116,15 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int64_t d = int64_t(blockIdx.x) * kColThreads + threadIdx.x;
   const bool active = d < D;
   float w[G][H], c[G];
+  load_fc2_column(gs, d, active, w, c);
+  for_each_row<T>(a2s, a1, rows, D, d, active, nullptr, [&](int rr, int64_t i) {
+    const float xv = to_f(x[i]);
 #pragma unroll
-  for (int g = 0; g < G; ++g) {
-    c[g] = active ? to_f(gs.b2[g][d]) : 0.f;
-#pragma unroll
-    for (int j = 0; j < H; ++j) w[g][j] = active ? to_f(gs.w2[g][d * H + j]) : 0.f;
-  }
-  const int64_t chunks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
-  for (int64_t ch = blockIdx.y; ch < chunks; ch += gridDim.y) {
-    const int64_t r0 = ch * kRowsPerBlock;
-    const int nr = int(min(int64_t(kRowsPerBlock), rows - r0));
-    __syncthreads();  // the previous chunk's readers are done with a2s
-    load_hidden<T>(a2s, a1, r0, nr, true, nullptr);
-    __syncthreads();
-    if (!active) continue;
-    for (int rr = threadIdx.y; rr < nr; rr += kRowLanes) {
-      const int64_t i = (r0 + rr) * D + d;
-      const float xv = to_f(x[i]);
-#pragma unroll
-      for (int g = 0; g < G; ++g) {
-        const float adj = gate_adj<float>(gate_fc2_row<float>(w[g], c[g], &a2s[rr][g * H]));
-        y.p[g][i] = from_f<T>(xv * (1.f + adj));
-      }
+    for (int g = 0; g < G; ++g) {
+      const float adj = gate_adj<float>(gate_fc2_row<float>(w[g], c[g], &a2s[rr][g * H]));
+      y.p[g][i] = from_f<T>(xv * (1.f + adj));
     }
-  }
+  });
 }
 
 // ‖adj_g‖₂ per row: one block per row (analysis only; decode steps have a single row).
@@ -147,35 +163,20 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t d = int64_t(blockIdx.x) * kColThreads + threadIdx.x;
   const bool active = d < D;
   float w[G][H], c[G];
+  load_fc2_column(gs, d, active, w, c);
+  for_each_row<T>(a2s, a1, rows, D, d, active, blockIdx.x == 0 ? a2_out : nullptr, [&](int rr, int64_t i) {
+    const float xv = to_f(x[i]);
+    float sum = accumulate ? to_f(dx[i]) : 0.f;
 #pragma unroll
-  for (int g = 0; g < G; ++g) {
-    c[g] = active ? to_f(gs.b2[g][d]) : 0.f;
-#pragma unroll
-    for (int j = 0; j < H; ++j) w[g][j] = active ? to_f(gs.w2[g][d * H + j]) : 0.f;
-  }
-  const int64_t chunks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
-  for (int64_t ch = blockIdx.y; ch < chunks; ch += gridDim.y) {
-    const int64_t r0 = ch * kRowsPerBlock;
-    const int nr = int(min(int64_t(kRowsPerBlock), rows - r0));
-    __syncthreads();
-    load_hidden<T>(a2s, a1, r0, nr, true, blockIdx.x == 0 ? a2_out : nullptr);
-    __syncthreads();
-    if (!active) continue;
-    for (int rr = threadIdx.y; rr < nr; rr += kRowLanes) {
-      const int64_t i = (r0 + rr) * D + d;
-      const float xv = to_f(x[i]);
-      float sum = accumulate ? to_f(dx[i]) : 0.f;
-#pragma unroll
-      for (int g = 0; g < G; ++g) {
-        const float a3 = gate_fc2_row<float>(w[g], c[g], &a2s[rr][g * H]);
-        float direct, d3;
-        gate_elem_grad<float>(a3, xv, to_f(dy.p[g][i]), &direct, &d3);
-        da3.p[g][i] = from_f<T>(d3);
-        sum += direct;
-      }
-      dx[i] = from_f<T>(sum);
+    for (int g = 0; g < G; ++g) {
+      const float a3 = gate_fc2_row<float>(w[g], c[g], &a2s[rr][g * H]);
+      float direct, d3;
+      gate_elem_grad<float>(a3, xv, to_f(dy.p[g][i]), &direct, &d3);
+      da3.p[g][i] = from_f<T>(d3);
+      sum += direct;
     }
-  }
+    dx[i] = from_f<T>(sum);
+  });
 }
 
 // da1 = da2 ⊙ gelu'(a1), in place over the f32 da2 and as T (for the fc1 weight-gradient GEMM).

@@ -17,6 +17,7 @@
 #include "train/study_hooks.h"
 #include "train/trainer.h"
 #include "data/dataset.h"
+#include "train/data_config.h"
 #include "data/tokenizer.h"
 
 namespace attnlab::train {

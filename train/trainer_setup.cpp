@@ -65,11 +65,11 @@ void Trainer::Impl::setup_data() {
   } else {
     data::PrepareOptions prep;
     prep.quiet = rank != 0 || opt.console == nullptr;
-    if (rank == 0) data = std::make_shared<const data::PreparedData>(data::prepare_data(cfg, prep));
+    if (rank == 0) data = std::make_shared<const data::PreparedData>(data::prepare_data(dataset_config(cfg), prep));
     comm->barrier();
-    if (rank != 0) data = std::make_shared<const data::PreparedData>(data::open_prepared_data(cfg));
+    if (rank != 0) data = std::make_shared<const data::PreparedData>(data::open_prepared_data(dataset_config(cfg)));
   }
-  data::LoaderOptions lo = data::loader_options(cfg, rank, world);
+  data::LoaderOptions lo = data::loader_options(dataset_config(cfg), rank, world);
   // The model is planned for [B, T] once: SFT rows are padded to seq_len rather than to the
   // batch's longest record.
   lo.pad_to_seq_len = true;

@@ -117,10 +117,6 @@ std::vector<std::pair<std::string, std::string>> attention_option_problems(const
   if (o.variant == "differential" && o.preset == "paper" && o.lambda_init)
     p.push_back({"lambda_init", k + "lambda_init is the seed preset's constant; the paper preset uses "
                                     "0.8 - 0.6*exp(-0.3*l). Set " + k + "preset: seed or remove lambda_init"});
-  if (o.variant == "differential" && rope)
-    p.push_back({"variant", k + "variant: differential does not implement RoPE, and this model has rotary "
-                                "positions (Qwen); use it on models with learned positions (init:gpt2, "
-                                "init:decoder_paper, init:decoder_seed)"});
   if (o.impl == "fused")
     p.push_back({"impl", k + "impl: fused: the fused (flash-style) attention kernels are not built yet; use auto or "
                              "materialized"});

@@ -68,12 +68,27 @@ void attention_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) 
                        "init:decoder_" + m.attention.preset + ")"});
 }
 
+// model.decoder.* shapes the from-scratch decoders' blocks; the HF architectures have their own
+// positions and FFN (config.json), so the options are refused there rather than ignored.
+void decoder_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) {
+  const std::string arch = cfg.model.init_arch();
+  if (arch == "decoder_paper" || arch == "decoder_seed") return;
+  for (const DecoderOptionDecl& d : decoder_option_decls()) {
+    const std::string path = "model.decoder." + d.name;
+    if (decoder_option_is_default(d, cfg.model.decoder) && !cfg.resolved.is_given(path)) continue;
+    out.push_back({where_of(cfg, path), path + " is an option of the from-scratch decoders (model.from "
+                                            "init:decoder_paper or init:decoder_seed); model.from " + cfg.model.from +
+                                            " takes its positions and FFN from its config.json. Remove " + path});
+  }
+}
+
 }  // namespace
 
 std::vector<Problem> buildability_problems(const ExperimentConfig& cfg) {
   std::vector<Problem> out;
   arch_problems(cfg, out);
   attention_problems(cfg, out);
+  decoder_problems(cfg, out);
   return out;
 }
 

@@ -61,6 +61,19 @@ void declare_fields(FieldBinder<ModelSetupConfig>& f) {
       a.field(d.name, d.number, d.doc).range_closed(d.lo, d.hi);
     }
   }
+
+  // One field per from-scratch decoder option, from the table their checkpoints use.
+  FieldBinder<DecoderOptions> dec = f.nested("decoder", &ModelSetupConfig::decoder);
+  for (const DecoderOptionDecl& d : decoder_option_decls()) {
+    if (d.flag) {
+      dec.field(d.name, d.flag, d.doc).def(false);
+    } else {
+      FieldSpec& spec = dec.field(d.name, d.text, d.doc);
+      spec.type = FieldType::enumeration;
+      spec.choices = d.choices;
+      spec.def(d.def);
+    }
+  }
 }
 
 }  // namespace attnlab::config

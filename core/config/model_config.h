@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/config/attention_options.h"
+#include "core/config/decoder_options.h"
 #include "core/config/field.h"
 
 namespace attnlab::config {
@@ -22,6 +23,9 @@ struct ModelSetupConfig {
   std::string from;  // an HF model folder, or "init:<arch>"
   StringMap arch;    // config.json keys to override, e.g. {num_hidden_layers: 4}
   AttentionConfig attention;
+  // model.decoder: the from-scratch decoders' block options (rope, ffn), declared once in
+  // core/config/decoder_options.h (the same table their checkpoints record them with).
+  DecoderOptions decoder;
   // Embedding / LM head rows rounded up to a multiple of this (aligned logits rows for the head's
   // GEMMs; checkpoints keep [V, C]). 1 = no padding.
   int64_t vocab_multiple = 64;

@@ -32,6 +32,9 @@ struct ModelConfig {
   int64_t max_position_embeddings = 0;  // gpt2: n_positions
   double norm_eps = 0;                  // gpt2: layer_norm_epsilon (LayerNorm); qwen: rms_norm_eps
   double rope_theta = 0;                // qwen only; 0 for GPT-2 (learned positions)
+  // Pairs of the rotation: false = rotate-half (i, i + d/2), HF's Qwen; true = interleaved (2i, 2i+1),
+  // set by the from-scratch differential decoders with rope (METHODS §3.5). Not a config.json key.
+  bool rope_interleaved = false;
   std::string activation;               // gpt2: activation_function ("gelu_new"); qwen: hidden_act ("silu")
   bool tie_word_embeddings = true;      // lm_head shares the embedding matrix (HF default: gpt2 true, qwen false)
   bool attention_bias = true;           // q/k/v biases: implied for gpt2 and qwen2; qwen3: attention_bias

@@ -34,6 +34,12 @@ struct AttentionLayerArgs {
   const nlohmann::ordered_json& options;  // the "attention" object of the attnlab block (null when absent)
 };
 
+// The K and V buffers one layer's KV cache holds per sequence: K [k_heads, S_cap, k_dim] and
+// V [v_heads, S_cap, v_dim]. All zeros: the model config's Hkv × head_dim for both.
+struct KvCacheShape {
+  int64_t k_heads = 0, k_dim = 0, v_heads = 0, v_dim = 0;
+};
+
 // One call of KV-cache inference (core/models/cached_forward.h): T new tokens for each of B
 // sequences, whose keys and values the layer appends to its cache before attending over it.
 // Rows may sit at different lengths (right-padded prompts): `positions` says where each token
@@ -42,8 +48,9 @@ struct AttentionLayerArgs {
 struct CachedAttentionArgs {
   Tensor x;                  // in  [B, T, D] the block's normalised input
   Tensor y;                  // out [B, T, D]
-  Tensor k_cache;            // in/out [B, Hkv, S_cap, d] this layer's keys (heads-first, the attention op's layout)
-  Tensor v_cache;            // in/out [B, Hkv, S_cap, d] this layer's values
+  Tensor k_cache;            // in/out [B, k_heads, S_cap, k_dim] this layer's keys (kv_cache_shape(); heads-first,
+                             //    the attention op's layout unless the variant keeps its own)
+  Tensor v_cache;            // in/out [B, v_heads, S_cap, v_dim] this layer's values
   Tensor positions;          // in i32 [B, T]: token t of row b sits at this position: its cache slot and
                              //    its RoPE (or learned) position
   Tensor key_lengths;        // in i32 [B]: keys row b sees after this call's writes
@@ -84,6 +91,8 @@ class AttentionLayer {
   virtual void forward_cached(Ctx& ctx, const CachedAttentionArgs& args) {
     FAIL_WITH("attention layer '", name(), "' does not implement KV-cache inference (generation)");
   }
+  // The cache buffers forward_cached reads and writes (zeros: the model config's Hkv × head_dim).
+  virtual KvCacheShape kv_cache_shape() const { return {}; }
 };
 
 using AttentionFactory = std::function<std::unique_ptr<AttentionLayer>(const AttentionLayerArgs&)>;

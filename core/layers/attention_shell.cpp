@@ -13,6 +13,16 @@
 
 namespace attnlab {
 
+RopeSpec model_rope_spec(const ModelConfig& c) {
+  CHECK(c.rope_theta > 0, "config '", c.source, "': rope_theta ", c.rope_theta, " is not a RoPE base");
+  RopeSpec s;
+  s.layout = c.rope_interleaved ? RopeLayout::interleaved : RopeLayout::rotate_half;
+  s.theta = c.rope_theta;
+  s.rotary_dim = c.head_dim;
+  s.heads_first = true;
+  return s;
+}
+
 AttentionShell::AttentionShell(const AttentionLayerArgs& args, const ShellLayout& l)
     : name_(args.prefix), layer_(args.layer), layout_(l) {
   CHECK(l.D > 0 && l.q_heads > 0 && l.kv_heads > 0 && l.head_dim > 0 && l.v_heads > 0 && l.v_dim > 0 &&
@@ -377,6 +387,51 @@ AttentionShell::CachedBuffers AttentionShell::cached_buffers(Arena* arena, DType
   return c;
 }
 
+size_t AttentionShell::cached_op_bytes(const AttentionSpec& spec, int64_t B, int64_t T, int64_t S, DType dt,
+                                       bool has_score_mul) {
+  const size_t stat = Arena::aligned(size_t(B * spec.Hq * T) * dtype_size(acc_dtype(dt)));  // i32 row_min fits
+  const size_t maps = spec.differential ? 2 : 1;
+  return 3 * maps * stat + Arena::aligned(attention_workspace_bytes(spec, B, T, S, dt, false, has_score_mul, true));
+}
+
+void AttentionShell::take_cached_op_memory(Arena& s, AttentionArgs& a, int64_t B, int64_t T, int64_t S, DType dt) {
+  const AttentionSpec& spec = a.spec;
+  const DType acc = acc_dtype(dt);
+  const int64_t H = spec.Hq;
+  const bool lse = spec.norm == AttnNorm::softmax || spec.norm == AttnNorm::ramp;
+  const bool min_sum = spec.norm == AttnNorm::linear || spec.norm == AttnNorm::ramp;
+  for (int map = 0; map < (spec.differential ? 2 : 1); ++map) {
+    if (lse) (map ? a.lse2 : a.lse) = s.alloc(acc, {B, H, T}, "attn.cached.lse");
+    if (min_sum) {
+      (map ? a.row_min2 : a.row_min) = s.alloc(DType::i32, {B, H, T}, "attn.cached.row_min");
+      (map ? a.row_sum2 : a.row_sum) = s.alloc(acc, {B, H, T}, "attn.cached.row_sum");
+    }
+  }
+  const size_t ws = attention_workspace_bytes(spec, B, T, S, dt, false, a.score_mul.defined(), true);
+  a.workspace = s.alloc(DType::i32, {int64_t((ws + 3) / 4)}, "attn.cached.workspace");
+}
+
+void AttentionShell::set_op_inputs(AttentionInputs& a, const AttendInputs& in) {
+  a.q = in.q;
+  a.k = in.k;
+  a.v = in.v;
+  a.keys = in.keys;
+  a.key_lengths = in.key_lengths;
+  a.query_offset = in.query_offset;
+  a.score_add = in.score_add;
+  a.score_mul = in.score_mul;
+}
+
+KvCacheShape AttentionShell::kv_cache_shape() const {
+  return {layout_.kv_heads, layout_.head_dim, layout_.v_heads, layout_.v_dim};
+}
+
+void AttentionShell::write_kv_cache(Ctx& ctx, const CachedAttentionArgs& a, const Tensor& k_tok, const Tensor& v_tok,
+                                    Arena&) {
+  kv_cache_write_forward(ctx, {a.k_cache, k_tok, a.positions});
+  kv_cache_write_forward(ctx, {a.v_cache, v_tok, a.positions});
+}
+
 size_t AttentionShell::cached_scratch_bytes(DType dt, int64_t B, int64_t T, int64_t S) const {
   size_t bytes = 0;
   cached_buffers(nullptr, dt, B, T, &bytes);
@@ -436,8 +491,9 @@ void AttentionShell::forward_cached(Ctx& ctx, const CachedAttentionArgs& a) {
     }
   }
   v_proj_.forward(ctx, a.x, c.v_tok.view({B, T, l.v_heads * l.v_dim}));
-  kv_cache_write_forward(ctx, {a.k_cache, c.k_tok, a.positions});
-  kv_cache_write_forward(ctx, {a.v_cache, c.v_tok, a.positions});
+  const size_t mark = a.scratch->used();
+  write_kv_cache(ctx, a, c.k_tok, c.v_tok, *a.scratch);
+  a.scratch->rewind(mark);
 
   AttendInputs in;
   in.q = c.q_hf;

@@ -59,6 +59,11 @@ struct ShellLayout {
   bool post_norm = false;              // LayerNorm(D) after o_proj, "<prefix>.out_norm", eps 1e-5
 };
 
+// The rotation of a RoPE model (rope_theta > 0): rotate-half (HF Qwen) or interleaved
+// (config.rope_interleaved) pairs over each head of config.head_dim dims, heads-first output.
+// Differential attention applies it to each of its two sub-heads of dim d.
+RopeSpec model_rope_spec(const ModelConfig& config);
+
 // What the shell hands the variant's step. q [B, q_heads, T, head_dim], k [B, kv_heads, S_cap,
 // head_dim], v [B, v_heads, S_cap, v_dim], heads-first. In training S = S_cap = T.
 struct AttendInputs {
@@ -85,6 +90,8 @@ class AttentionShell : public AttentionLayer {
   void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx) final;
   size_t cached_scratch_bytes(DType dt, int64_t B, int64_t T, int64_t S) const final;
   void forward_cached(Ctx& ctx, const CachedAttentionArgs& args) final;
+  // K: kv_heads × head_dim, V: v_heads × v_dim (the layout's).
+  KvCacheShape kv_cache_shape() const final;
 
   const ShellLayout& layout() const { return layout_; }
   const ScoreController& controller() const { return controller_; }
@@ -101,10 +108,26 @@ class AttentionShell : public AttentionLayer {
   // Bytes attend() takes from AttendInputs::scratch in forward_cached; a variant without a
   // KV-cache path throws here (the default), naming the layer.
   virtual size_t attend_cached_bytes(DType dt, int64_t B, int64_t T, int64_t S) const;
+  // forward_cached: writes this call's keys k_tok [B, T, kv_heads, head_dim] (rotated) and values
+  // v_tok [B, T, v_heads, v_dim] into the caches at args.positions. The default keeps the attention
+  // op's heads-first layout; a variant that reads its cache its own way writes it its own way
+  // (memory from `scratch`, given back by the caller).
+  virtual void write_kv_cache(Ctx& ctx, const CachedAttentionArgs& args, const Tensor& k_tok, const Tensor& v_tok,
+                              Arena& scratch);
   // Called once per forward (training and cached) before the projections (e.g. λ of differential).
   virtual void before_forward(Ctx& ctx) {}
   // The attention op's spec (heads, normalisation, differential): what probes can capture.
   virtual const AttentionSpec& attention_spec() const = 0;
+
+  // forward_cached steps: the attention op's row statistics of `maps` maps (lse for softmax and
+  // ramp, row min and sum for linear and ramp) and its workspace, with the maps kept in it (no
+  // backward follows), from the call's scratch; cached_op_bytes is what they take.
+  static size_t cached_op_bytes(const AttentionSpec& spec, int64_t B, int64_t T, int64_t S, DType dt,
+                                bool has_score_mul);
+  static void take_cached_op_memory(Arena& scratch, AttentionArgs& a, int64_t B, int64_t T, int64_t S, DType dt);
+  // The op's inputs from the step's: q, k, v, the key count and lengths, the query offset and the
+  // controllers (the spec, and a differential step's halves, are the variant's).
+  static void set_op_inputs(AttentionInputs& a, const AttendInputs& in);
 
   // Whether the step gets a multiplicative controller (score_mul): the op's workspace depends on it.
   bool has_score_mul() const { return controller_.active() && controller_.kind() == ControllerKind::multiplicative; }

@@ -5,6 +5,7 @@
 
 #include "core/memory.h"
 #include "core/ops/diff_lambda.h"
+#include "core/ops/kv_cache_write.h"
 #include "core/nvtx.h"
 #include "core/ops/permute.h"
 
@@ -40,9 +41,6 @@ double lambda_init_of(const AttentionLayerArgs& args, DifferentialAttention::Pre
 ShellLayout differential_layout(const AttentionLayerArgs& args) {
   const ModelConfig& c = args.config;
   const DifferentialAttention::Preset preset = preset_of(args);
-  // The layer applies no positional rotation: on a RoPE model it would silently drop positions.
-  CHECK(c.rope_theta == 0, "config '", c.source, "': the differential attention layer does not implement RoPE "
-        "(rope_theta ", c.rope_theta, "); use it in models with learned positions (the scratch decoders, GPT-2)");
   const bool paper = preset == DifferentialAttention::Preset::paper;
   if (paper)
     CHECK(c.num_heads % 2 == 0, "config '", c.source, "': the paper's differential attention halves num_heads (",
@@ -56,6 +54,15 @@ ShellLayout differential_layout(const AttentionLayerArgs& args) {
   l.v_dim = l.out_dim = paper ? 2 * d : d;
   l.shell_keeps_qk = false;
   l.out_scale = 1.0 - lambda_init_of(args, preset);
+  // A RoPE model's positions on each of the 2H sub-heads of dim d: the model's own rotation
+  // (rotate-half on Qwen, interleaved on the from-scratch decoders with rope), after the model's
+  // own per-head q/k RMSNorm (Qwen3).
+  if (c.rope_theta > 0) {
+    l.rope = true;
+    l.rope_spec = model_rope_spec(c);
+    l.qk_norm = c.qk_norm;
+    l.qk_norm_eps = c.norm_eps;
+  }
   if (paper) {
     l.head_norm = true;
     l.head_norm_eps = 1e-5;
@@ -149,9 +156,9 @@ void DifferentialAttention::fill_attention_inputs(AttentionInputs& a, AttentionS
 }
 
 // λ on the device from the parameters (core/ops/diff_lambda.h): no host round trip in the step.
-void DifferentialAttention::compute_lambda(Ctx& ctx) {
+void DifferentialAttention::compute_lambda(Ctx& ctx, const Tensor& out) {
   DiffLambdaArgs la;
-  la.lambda = lambda_;
+  la.lambda = out;
   if (preset_ == Preset::paper) {
     la.preset = DiffLambdaPreset::paper;
     la.q1 = lambda_vecs_[0]->value;
@@ -204,7 +211,7 @@ void DifferentialAttention::merge_pairs(Ctx& ctx, const Tensor& dpair, const Ten
 }
 
 void DifferentialAttention::attend(Ctx& ctx, const AttendInputs& in, const Tensor& out) {
-  CHECK(!in.scratch, "attention layer '", name(), "' does not implement KV-cache inference (generation)");
+  if (in.scratch) return attend_cached(ctx, in, out);
   split_pairs(ctx, in.q, q_pair_);
   split_pairs(ctx, in.k, k_pair_);
   AttentionArgs a;
@@ -241,6 +248,50 @@ void DifferentialAttention::attend_backward(Ctx& ctx, const AttendInputs& in, co
   lambda_backward(ctx, dlambda_);
   merge_pairs(ctx, dq_pair_, g.dq);
   merge_pairs(ctx, dk_pair_, g.dk);
+}
+
+// ---- KV-cache inference ------------------------------------------------------------------------
+
+size_t DifferentialAttention::attend_cached_bytes(DType dt, int64_t B, int64_t T, int64_t S) const {
+  // The q halves (the write's k halves, as large, are given back before the step), λ, the op's memory.
+  const size_t pair = Arena::aligned(size_t(2 * B * H_ * T * d_) * dtype_size(dt));
+  const size_t lambda = Arena::aligned(size_t(preset_ == Preset::paper ? 1 : H_) * dtype_size(acc_dtype(dt)));
+  return pair + lambda + cached_op_bytes(spec_, B, T, S, dt, has_score_mul());
+}
+
+void DifferentialAttention::write_kv_cache(Ctx& ctx, const CachedAttentionArgs& a, const Tensor& k_tok,
+                                           const Tensor& v_tok, Arena& scratch) {
+  const int64_t B = k_tok.dim(0), T = k_tok.dim(1), S_cap = a.k_cache.dim(2), BTH = B * T * H_;
+  // k_tok [B, T, 2H, d] = [1, B·T·H, 2, d] → [1, 2, B·T·H, d]: K1 tokens, then K2 tokens.
+  Tensor halves = scratch.alloc(k_tok.dtype, {2, BTH, d_}, "dattn.cached.k12");
+  permute_forward(ctx, {halves.view({1, 2, BTH, d_}), k_tok.view({1, BTH, 2, d_})});
+  const Tensor cache = a.k_cache.view({2, B * H_, S_cap, d_});
+  for (int half = 0; half < 2; ++half)
+    kv_cache_write_forward(ctx, {half_of(cache, half, B, H_, S_cap, d_), halves.slice0(half, half + 1).view({B, T, H_, d_}),
+                                 a.positions});
+  kv_cache_write_forward(ctx, {a.v_cache, v_tok, a.positions});
+}
+
+void DifferentialAttention::attend_cached(Ctx& ctx, const AttendInputs& in, const Tensor& out) {
+  const int64_t B = in.q.dim(0), T = in.q.dim(2), S_cap = in.k.dim(2), BH = B * H_;
+  const DType dt = in.q.dtype;
+  Arena& s = *in.scratch;
+  AttentionArgs a;
+  a.spec = spec_;
+  a.lambda = s.alloc(acc_dtype(dt), {preset_ == Preset::paper ? 1 : H_}, "dattn.cached.lambda");
+  compute_lambda(ctx, a.lambda);
+  Tensor q_pair = s.alloc(dt, {2, BH, T, d_}, "dattn.cached.q12");
+  permute_forward(ctx, {q_pair.view({1, 2, BH, T * d_}), in.q.view({1, BH, 2, T * d_})});
+  const Tensor k_pair = in.k.view({2, BH, S_cap, d_});
+  set_op_inputs(a, in);  // then q and k: the two halves
+  a.q = half_of(q_pair, 0, B, H_, T, d_);
+  a.q2 = half_of(q_pair, 1, B, H_, T, d_);
+  a.k = half_of(k_pair, 0, B, H_, S_cap, d_);
+  a.k2 = half_of(k_pair, 1, B, H_, S_cap, d_);
+  take_cached_op_memory(s, a, B, T, in.keys, dt);  // no backward follows: both maps live in the workspace
+  a.out = out;
+  if (in.captures) a.captures = *in.captures;
+  attention_forward(ctx, a);
 }
 
 std::unique_ptr<AttentionLayer> make_differential_attention(const AttentionLayerArgs& args) {

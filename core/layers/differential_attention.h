@@ -18,6 +18,14 @@
 //
 // λ and its re-parameterisation's backward (§3.2 step 5, §3.3) run on the device (the diff_lambda
 // op): the step has no host synchronisation.
+//
+// Positions: on a RoPE model (Qwen2/Qwen3, or a from-scratch decoder with model.decoder.rope) the
+// shell rotates each of the 2H sub-heads of dim d with the model's own rotation (rotate-half on
+// Qwen after its q/k norm, interleaved on the scratch decoders); otherwise none (learned positions).
+//
+// Generation (forward_cached): the layer's K cache [B, 2H, S_cap, d] holds the two halves apart,
+// as [2, B, H, S_cap, d] (K1 of every head, then K2), so the attention op reads K1 and K2 in place;
+// the V cache is [B, H, S_cap, dv]. λ and the maps come from the call's scratch.
 #include <memory>
 
 #include "core/layers/attention_shell.h"
@@ -54,12 +62,20 @@ class DifferentialAttention : public AttentionShell {
   void plan_attend(ActivationPlanner& p, DType dt, int64_t B, int64_t T) override;
   void attend(Ctx& ctx, const AttendInputs& in, const Tensor& out) override;
   void attend_backward(Ctx& ctx, const AttendInputs& in, const AttendGrads& g) override;
+  size_t attend_cached_bytes(DType dt, int64_t B, int64_t T, int64_t S) const override;
+  void write_kv_cache(Ctx& ctx, const CachedAttentionArgs& args, const Tensor& k_tok, const Tensor& v_tok,
+                      Arena& scratch) override;
   const AttentionSpec& attention_spec() const override { return spec_; }
-  void before_forward(Ctx& ctx) override { compute_lambda(ctx); }
+  // Training: λ into the saved slot (a forward_cached without a plan evaluates its own in attend).
+  void before_forward(Ctx& ctx) override {
+    if (lambda_.defined()) compute_lambda(ctx, lambda_);
+  }
 
  private:
-  // Evaluates λ on the host from the parameters and uploads it to lambda_.
-  void compute_lambda(Ctx& ctx);
+  // Evaluates λ on the device from the parameters into `out` ([1] paper, [H] seed).
+  void compute_lambda(Ctx& ctx, const Tensor& out);
+  // attend() of forward_cached: q heads-first [B, 2H, T, d], k the half-major K cache.
+  void attend_cached(Ctx& ctx, const AttendInputs& in, const Tensor& out);
   // Backward of λ's re-parameterisation from the op's dλ (accumulates into the parameters' grads).
   void lambda_backward(Ctx& ctx, const Tensor& dlambda);
   // The shell's heads-first [B, 2H, T, d] (sub-head 2h = half 1 of head h) → [2, B·H, T, d], and back.

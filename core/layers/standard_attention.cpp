@@ -27,6 +27,8 @@ ShellLayout standard_layout(const AttentionLayerArgs& args) {
     l.qkv_bias = l.o_bias = seed;
     l.post_norm = seed;
     l.o_name = "out_proj";
+    // model.decoder.rope: rotate-half RoPE (METHODS §3.5) in place of the learned positions.
+    if (c.rope_theta > 0) l.rope = true, l.rope_spec = model_rope_spec(c);
   } else if (c.arch == ModelArch::gpt2) {
     CHECK(c.num_heads == c.num_kv_heads && c.num_heads * c.head_dim == c.hidden_size,
           "GPT-2 attention needs Hkv = Hq and Hq·d = D");
@@ -41,10 +43,7 @@ ShellLayout standard_layout(const AttentionLayerArgs& args) {
     l.qk_norm = c.qk_norm;
     l.qk_norm_eps = c.norm_eps;
     l.rope = true;
-    l.rope_spec.layout = RopeLayout::rotate_half;
-    l.rope_spec.theta = c.rope_theta;
-    l.rope_spec.rotary_dim = c.head_dim;
-    l.rope_spec.heads_first = true;
+    l.rope_spec = model_rope_spec(c);
   }
   return l;
 }
@@ -78,21 +77,12 @@ void StandardAttention::plan_attend(ActivationPlanner& p, DType dt, int64_t B, i
 }
 
 size_t StandardAttention::attend_cached_bytes(DType dt, int64_t B, int64_t T, int64_t S) const {
-  const int64_t rows = B * spec_.Hq * T;
-  const size_t stat = Arena::aligned(size_t(rows) * dtype_size(acc_dtype(dt)));
-  return 3 * stat + Arena::aligned(attention_workspace_bytes(spec_, B, T, S, dt, false, false, true));
+  return cached_op_bytes(spec_, B, T, S, dt, has_score_mul());
 }
 
 void StandardAttention::fill_inputs(AttentionInputs& a, const AttendInputs& in) const {
   a.spec = spec_;
-  a.q = in.q;
-  a.k = in.k;
-  a.v = in.v;
-  a.keys = in.keys;
-  a.key_lengths = in.key_lengths;
-  a.query_offset = in.query_offset;
-  a.score_add = in.score_add;
-  a.score_mul = in.score_mul;
+  set_op_inputs(a, in);
 }
 
 void StandardAttention::attend(Ctx& ctx, const AttendInputs& in, const Tensor& out) {
@@ -108,16 +98,7 @@ void StandardAttention::attend(Ctx& ctx, const AttendInputs& in, const Tensor& o
     a.workspace = workspace_;
   } else {
     // KV-cache inference: no backward follows, so the map lives in the workspace.
-    const int64_t B = in.q.dim(0), T = in.q.dim(2), Hq = spec_.Hq;
-    const DType acc = acc_dtype(in.q.dtype);
-    Arena& s = *in.scratch;
-    if (spec_.norm == AttnNorm::softmax || spec_.norm == AttnNorm::ramp) a.lse = s.alloc(acc, {B, Hq, T}, "attn.cached.lse");
-    if (spec_.norm == AttnNorm::linear || spec_.norm == AttnNorm::ramp) {
-      a.row_min = s.alloc(DType::i32, {B, Hq, T}, "attn.cached.row_min");
-      a.row_sum = s.alloc(acc, {B, Hq, T}, "attn.cached.row_sum");
-    }
-    const size_t ws = attention_workspace_bytes(spec_, B, T, in.keys, in.q.dtype, false, in.score_mul.defined(), true);
-    a.workspace = s.alloc(DType::i32, {int64_t((ws + 3) / 4)}, "attn.cached.workspace");
+    take_cached_op_memory(*in.scratch, a, in.q.dim(0), in.q.dim(2), in.keys, in.q.dtype);
   }
   attention_forward(ctx, a);
 }

@@ -27,7 +27,14 @@ CachedForward::CachedForward(Model& model, const Ctx& ctx, int64_t batch, int64_
   wte_ = model.token_embedding();
   wpe_ = gpt2_ ? &model.params().at("transformer.wpe.weight") : nullptr;
 
-  cache_ = KvCache::for_config(ctx, c, dt_, B_, max_length);
+  // Each layer's own cache shape (a variant may differ from the config's Hkv × head_dim).
+  std::vector<KvCacheShape> shapes;
+  for (int64_t l = 0; l < model.num_layers(); ++l) {
+    KvCacheShape s = model.block(l).attention().kv_cache_shape();
+    if (s.k_heads == 0) s = {c.num_kv_heads, c.head_dim, c.num_kv_heads, c.head_dim};
+    shapes.push_back(s);
+  }
+  cache_ = KvCache(ctx, dt_, B_, max_length, shapes);
   size_t bytes = 0;
   carve(nullptr, &bytes);
   buffers_ = Arena(ctx.device, bytes);

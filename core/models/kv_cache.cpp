@@ -14,14 +14,26 @@ size_t KvCache::bytes_for(DType dt, int64_t layers, int64_t batch, int64_t kv_he
 
 KvCache::KvCache(const Ctx& ctx, DType dt, int64_t layers, int64_t batch, int64_t kv_heads, int64_t capacity,
                  int64_t head_dim)
+    : KvCache(ctx, dt, batch, capacity,
+              std::vector<KvCacheShape>(size_t(std::max<int64_t>(layers, 0)), {kv_heads, head_dim, kv_heads, head_dim})) {
+  CHECK(layers > 0, "KV cache: sizes must be positive, got layers ", layers);
+}
+
+KvCache::KvCache(const Ctx& ctx, DType dt, int64_t batch, int64_t capacity, const std::vector<KvCacheShape>& layers)
     : batch_(batch), capacity_(capacity), dtype_(dt) {
-  CHECK(layers > 0 && batch > 0 && kv_heads > 0 && capacity > 0 && head_dim > 0,
-        "KV cache: sizes must be positive, got layers ", layers, ", batch ", batch, ", kv heads ", kv_heads,
-        ", capacity ", capacity, ", head dim ", head_dim);
-  arena_ = Arena(ctx.device, bytes_for(dt, layers, batch, kv_heads, capacity, head_dim));
-  for (int64_t l = 0; l < layers; ++l) {
-    k_.push_back(arena_.alloc(dt, {batch, kv_heads, capacity, head_dim}, "kv_cache.k"));
-    v_.push_back(arena_.alloc(dt, {batch, kv_heads, capacity, head_dim}, "kv_cache.v"));
+  CHECK(!layers.empty() && batch > 0 && capacity > 0, "KV cache: sizes must be positive, got layers ", layers.size(),
+        ", batch ", batch, ", capacity ", capacity);
+  size_t bytes = Arena::kAlign;
+  for (const KvCacheShape& s : layers) {
+    CHECK(s.k_heads > 0 && s.k_dim > 0 && s.v_heads > 0 && s.v_dim > 0, "KV cache: sizes must be positive, got kv ",
+          "heads ", s.k_heads, ", head dim ", s.k_dim, ", value heads ", s.v_heads, ", value dim ", s.v_dim);
+    bytes += Arena::aligned(size_t(batch * s.k_heads * capacity * s.k_dim) * dtype_size(dt)) +
+             Arena::aligned(size_t(batch * s.v_heads * capacity * s.v_dim) * dtype_size(dt));
+  }
+  arena_ = Arena(ctx.device, bytes);
+  for (const KvCacheShape& s : layers) {
+    k_.push_back(arena_.alloc(dt, {batch, s.k_heads, capacity, s.k_dim}, "kv_cache.k"));
+    v_.push_back(arena_.alloc(dt, {batch, s.v_heads, capacity, s.v_dim}, "kv_cache.v"));
   }
   reset(ctx);
 }

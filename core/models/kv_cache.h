@@ -1,7 +1,8 @@
 #pragma once
 // The key/value cache of generation: per layer one K and one V buffer [B, Hkv, S_max, d]
-// (heads-first: the layout the attention op reads, with S_max as the slot stride), carved once
-// from one arena for (B, S_max), and the number of tokens each sequence holds.
+// (heads-first: the layout the attention op reads, with S_max as the slot stride; a layer may ask
+// for other head counts and dims, AttentionLayer::kv_cache_shape), carved once from one arena for
+// (B, S_max), and the number of tokens each sequence holds.
 //
 // Sequences of one batch may hold different numbers of tokens: prompts of different lengths are
 // right-padded, row b's tokens occupy slots [0, lengths[b]), and the attention masks every slot at
@@ -15,6 +16,7 @@
 #include "core/arena.h"
 #include "core/ctx.h"
 #include "core/io/hf_config.h"
+#include "core/layers/attention_layer.h"
 
 namespace attnlab {
 
@@ -24,6 +26,8 @@ class KvCache {
   // Allocates (and zeroes) K and V for `layers` layers of B sequences of up to `capacity` tokens.
   KvCache(const Ctx& ctx, DType dt, int64_t layers, int64_t batch, int64_t kv_heads, int64_t capacity,
           int64_t head_dim);
+  // Per-layer shapes (one entry per layer; every size positive).
+  KvCache(const Ctx& ctx, DType dt, int64_t batch, int64_t capacity, const std::vector<KvCacheShape>& layers);
   // The cache of a model of this config (Hkv, d, L) in dtype dt.
   static KvCache for_config(const Ctx& ctx, const ModelConfig& config, DType dt, int64_t batch, int64_t capacity);
   // Bytes such a cache occupies (arena alignment included).

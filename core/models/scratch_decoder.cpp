@@ -22,6 +22,12 @@
 
 namespace attnlab {
 
+int64_t scratch_swiglu_hidden(int64_t hidden) {
+  CHECK(hidden > 0, "scratch decoder: hidden size must be positive, got ", hidden);
+  const int64_t ratio = (8 * hidden + 2) / 3;  // ⌈8·D/3⌉
+  return (ratio + 63) / 64 * 64;
+}
+
 ScratchDecoderConfig::Preset scratch_preset_from_name(const std::string& name) {
   if (name == "paper") return ScratchDecoderConfig::Preset::paper;
   if (name == "seed") return ScratchDecoderConfig::Preset::seed;
@@ -63,7 +69,8 @@ Norm make_norm(NormKind kind, const std::string& name, Param* weight, Param* bia
 
 // One block of METHODS §3.4/§3.5 as a DecoderBlock: pre-norm (the seed preset's single norm serves
 // both sub-layers: two Norms over the same parameters), the attention variant, FFN Linear(D→F,
-// bias) → GELU(erf) → Dropout → Linear(F→D, bias); no residual dropout.
+// bias) → GELU(erf) → Dropout → Linear(F→D, bias), or with ffn: swiglu the gated FFN
+// down(silu(gate(x)) ⊙ up(x)) without biases; no residual dropout.
 BlockParts scratch_block_parts(const ScratchDecoderConfig& c, const ModelConfig& layer_config, int64_t layer,
                                ParamStore& ps) {
   const std::string p = "blocks." + std::to_string(layer);
@@ -90,6 +97,13 @@ BlockParts scratch_block_parts(const ScratchDecoderConfig& c, const ModelConfig&
   }
   parts.attention_prefix = p + ".attn";
   parts.attention = make_attention_layer({layer_config, layer, parts.attention_prefix, ps, attention_options(layer_config)});
+  if (c.decoder.ffn == "swiglu") {
+    Linear gate(&ps.add(p + ".ffn.gate.weight", {c.ffn, c.hidden}), nullptr);
+    Linear up(&ps.add(p + ".ffn.up.weight", {c.ffn, c.hidden}), nullptr);
+    Linear down(&ps.add(p + ".ffn.down.weight", {c.hidden, c.ffn}), nullptr);
+    parts.mlp = Mlp::swiglu(p + ".ffn", gate, up, down);
+    return parts;
+  }
   Linear fc(&ps.add(p + ".ffn.fc.weight", {c.ffn, c.hidden}), &ps.add(p + ".ffn.fc.bias", {c.ffn}));
   Linear proj(&ps.add(p + ".ffn.proj.weight", {c.hidden, c.ffn}), &ps.add(p + ".ffn.proj.bias", {c.hidden}));
   parts.mlp = Mlp::gelu(p + ".ffn", fc, proj, GeluKind::erf_exact, c.dropout);
@@ -109,6 +123,10 @@ ScratchDecoder::ScratchDecoder(const ScratchDecoderConfig& config, const ModelOp
   CHECK(c.heads * c.head_dim == c.hidden, "scratch decoder: heads·head_dim (", c.heads, "·", c.head_dim,
         ") must equal hidden (", c.hidden, ")");
   CHECK(c.dropout >= 0 && c.dropout < 1, "scratch decoder: dropout must be in [0, 1), got ", c.dropout);
+  CHECK(c.decoder.ffn == "gelu" || c.decoder.ffn == "swiglu", "scratch decoder: ffn must be gelu or swiglu, got ",
+        c.decoder.ffn);
+  CHECK(!c.decoder.rope || c.head_dim % 2 == 0, "scratch decoder: rope rotates pairs of dims, so head_dim must be "
+        "even, got ", c.head_dim, ". Fix: change model.arch.head_dim (or hidden_size / num_attention_heads)");
   CHECK(ctx.device == options_.device, "scratch decoder on ", device_name(options_.device), " built with a ",
         device_name(ctx.device), " context");
   const bool seed = c.preset == ScratchDecoderConfig::Preset::seed;
@@ -119,7 +137,10 @@ ScratchDecoder::ScratchDecoder(const ScratchDecoderConfig& config, const ModelOp
   layer_config_.num_layers = c.layers;
   layer_config_.num_heads = layer_config_.num_kv_heads = c.heads;
   layer_config_.head_dim = c.head_dim;
-  layer_config_.rope_theta = 0;  // learned positions: the attention layers rotate nothing
+  // Learned positions: the attention layers rotate nothing. rope: θ = 10,000, interleaved pairs for
+  // differential attention (the official Diff-Transformer code), rotate-half for the baseline.
+  layer_config_.rope_theta = c.decoder.rope ? 1e4 : 0;
+  layer_config_.rope_interleaved = c.decoder.rope && c.differential;
   layer_config_.source = seed ? "init:decoder_seed" : "init:decoder_paper";
   layer_config_.attnlab = nlohmann::ordered_json::object();
   // Both attentions are variants on the attention shell; the baseline's projections follow the
@@ -134,7 +155,7 @@ ScratchDecoder::ScratchDecoder(const ScratchDecoderConfig& config, const ModelOp
   layer_config_.attnlab["attention"]["variant"] = opts.variant;
 
   tok_emb_ = &params_.add("tok_emb.weight", {V, D});
-  pos_emb_ = &params_.add("pos_emb.weight", {c.context, D});
+  if (!c.decoder.rope) pos_emb_ = &params_.add("pos_emb.weight", {c.context, D});
   // ORIGINAL: the standard seed model adds √D·pos; every other model adds pos unscaled.
   pos_scale_ = seed && !c.differential ? std::sqrt(double(D)) : 1.0;
   tok_embedding_ = TokenEmbedding("tok_emb", tok_emb_, nullptr);
@@ -167,8 +188,9 @@ std::string ScratchDecoder::describe() const {
   const std::string heads = !c.differential ? std::to_string(c.heads) + "x" + std::to_string(c.head_dim)
                             : seed ? std::to_string(c.heads) + "x(2 maps of " + std::to_string(c.head_dim) + ")"
                                    : std::to_string(c.heads / 2) + "x(2 maps of " + std::to_string(c.head_dim) + ")";
+  const std::string options = decoder_options_words(c.decoder);
   return std::string("scratch decoder (") + (seed ? "seed" : "paper") + " preset, " +
-         (c.differential ? "differential" : "standard") + ") L=" + std::to_string(c.layers) + " D=" +
+         (c.differential ? "differential" : "standard") + (options.empty() ? "" : ", " + options) + ") L=" + std::to_string(c.layers) + " D=" +
          std::to_string(c.hidden) + " heads " + heads + " V=" + std::to_string(c.vocab_size) + " context " +
          std::to_string(c.context);
 }
@@ -188,6 +210,9 @@ void ScratchDecoder::load_weights(Ctx& ctx, const std::string& folder) {
         saved.preset == ScratchDecoderConfig::Preset::seed ? "seed" : "paper", " preset; this model is ",
         c.differential ? "differential" : "standard", " (", c.preset == ScratchDecoderConfig::Preset::seed ? "seed" : "paper",
         "). Fix: point model.from / checkpoint.resume at a checkpoint of the same model");
+  CHECK(saved.decoder == c.decoder, "'", path, "' holds a decoder with options {", decoder_options_to_json(saved.decoder).dump(),
+        "}; this model has {", decoder_options_to_json(c.decoder).dump(), "} (model.decoder). Fix: set model.decoder as "
+        "the checkpoint was trained, or point at a checkpoint of this model");
   load_scratch_decoder(*this, ctx, path);
 }
 
@@ -238,9 +263,11 @@ Tensor ScratchDecoder::forward(Ctx& ctx, const Tensor& ids, const Tensor& target
   ids_ = ids;
   const int64_t D = config_.hidden;
   tok_embedding_.forward(ctx, ids, residual_[0]);
-  const Tensor pos = pos_emb_->value.slice0(0, T_);
-  for (int64_t b = 0; b < B_; ++b)
-    scale_forward(ctx, {residual_[0].slice0(b, b + 1).view({T_ * D}), pos.view({T_ * D}), pos_scale_, 1.0});
+  if (pos_emb_) {  // learned positions (rope rotates q and k in the attention layers instead)
+    const Tensor pos = pos_emb_->value.slice0(0, T_);
+    for (int64_t b = 0; b < B_; ++b)
+      scale_forward(ctx, {residual_[0].slice0(b, b + 1).view({T_ * D}), pos.view({T_ * D}), pos_scale_, 1.0});
+  }
   emb_drop_.forward(ctx, residual_[0]);
   for (size_t l = 0; l < blocks_.size(); ++l) blocks_[l]->forward(ctx, residual_[l], residual_[l + 1]);
   final_norm_.forward(ctx, residual_.back(), final_out_);
@@ -287,7 +314,7 @@ void ScratchDecoder::backward(Ctx& ctx) {
   if (emb_drop_.applied()) emb_drop_.backward(ctx, d_residual_, d_residual_);
   tok_embedding_.backward(ctx, d_residual_, ids_);
   const int64_t D = config_.hidden;
-  if (pos_emb_->grad.defined()) {
+  if (pos_emb_ && pos_emb_->grad.defined()) {
     const Tensor dpos = pos_emb_->grad.slice0(0, T_);
     for (int64_t b = 0; b < B_; ++b)
       accumulate_scaled(ctx, dpos.view({T_ * D}), d_residual_.slice0(b, b + 1).view({T_ * D}), one_, pos_scale_);
@@ -419,6 +446,9 @@ void save_scratch_decoder(const ScratchDecoder& m, Ctx& ctx, const std::string& 
   // The other attention options (norm, controller, ...) as config.json's attnlab block would hold them.
   const nlohmann::ordered_json options = attention_options_to_json(c.attention);
   if (!options.empty()) meta["attention_options"] = options.dump();
+  // The block options (rope, ffn) from their table; absent = the defaults (older checkpoints too).
+  const nlohmann::ordered_json decoder = decoder_options_to_json(c.decoder);
+  if (!decoder.empty()) meta["decoder_options"] = decoder.dump();
   write_safetensors(path, tensors, meta);
 }
 
@@ -451,6 +481,11 @@ ScratchDecoderConfig read_scratch_decoder_config(const std::string& path) {
     const auto j = nlohmann::ordered_json::parse(it->second, nullptr, false);
     CHECK(!j.is_discarded(), "'", path, "': metadata attention_options is not JSON");
     c.attention = attention_options_from_json(j, path);
+  }
+  if (auto it = meta.find("decoder_options"); it != meta.end()) {
+    const auto j = nlohmann::ordered_json::parse(it->second, nullptr, false);
+    CHECK(!j.is_discarded(), "'", path, "': metadata decoder_options is not JSON");
+    c.decoder = decoder_options_from_json(j, path);
   }
   c.attention.preset = c.preset == ScratchDecoderConfig::Preset::seed ? "seed" : "paper";
   return c;

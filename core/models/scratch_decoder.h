@@ -12,6 +12,12 @@
 //   both:  token Embedding(V, D, padding_idx = pad_id: the row starts at zero and its gradient is
 //          dropped), learned positions [context, D], FFN Linear(D→F, bias) → GELU(erf) → Dropout →
 //          Linear(F→D, bias), dropout on the embedding sum, untied output Linear(D→V, bias).
+//   options (model.decoder, core/config/decoder_options.h; METHODS §3.5 --rope / --ffn swiglu):
+//          rope: RoPE θ = 10,000 on q and k instead of the learned position table (no pos_emb):
+//          rotate-half for the standard baseline, interleaved pairs per sub-head of dim d for
+//          differential attention; ffn: swiglu: down(silu(gate(x)) ⊙ up(x)), no biases, no inner
+//          dropout, hidden `ffn` (scratch_swiglu_hidden(D) = 8/3·D rounded up to a multiple of 64
+//          unless intermediate_size is given).
 //   The inverted mask of the original is NOT reproduced: attention is causal (METHODS §3.5 BUG).
 //
 // Use like Model: ScratchDecoder m(cfg, {dev, dt}, ctx); init_scratch_decoder(m, ctx, seed);
@@ -20,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config/decoder_options.h"
 #include "core/io/hf_config.h"
 #include "core/layers/attention_layer.h"
 #include "core/layers/dropout.h"
@@ -41,7 +48,14 @@ struct ScratchDecoderConfig {
   double dropout = 0.1;
   // The attention options (norm, controller, lambda_init, ...); variant and preset above win.
   AttentionOptions attention;
+  // The block options (rope, ffn); ffn above is the FFN's hidden size for either kind.
+  DecoderOptions decoder;
 };
+
+// The SwiGLU FFN's hidden size when none is given: 8/3·D (the Differential Transformer's and
+// LLaMA's ratio, which matches the 4·D GELU FFN's 8·D² weights with three matrices) rounded up to
+// a multiple of 64 for aligned GEMM tiles: D = 512 → 1408.
+int64_t scratch_swiglu_hidden(int64_t hidden);
 
 // "paper" / "seed" (throws otherwise).
 ScratchDecoderConfig::Preset scratch_preset_from_name(const std::string& name);

@@ -21,7 +21,8 @@ ScratchDecoderConfig scratch_decoder_config(const config::ModelSetupConfig& m) {
   // the preset and the baseline's layout follow the architecture.
   c.attention = m.attention;
   c.attention.preset = c.preset == ScratchDecoderConfig::Preset::seed ? "seed" : "paper";
-  bool head_dim_given = false;
+  c.decoder = m.decoder;
+  bool head_dim_given = false, ffn_given = false;
   for (const auto& [key, text] : m.arch) {
     const auto v = nlohmann::json::parse(text, nullptr, false);
     CHECK(!v.is_discarded() && v.is_number(), "model.arch.", key, " must be a number, got '", text, "'");
@@ -34,7 +35,7 @@ ScratchDecoderConfig scratch_decoder_config(const config::ModelSetupConfig& m) {
     else if (key == "num_hidden_layers") c.layers = integer();
     else if (key == "num_attention_heads") c.heads = integer();
     else if (key == "head_dim") c.head_dim = integer(), head_dim_given = true;
-    else if (key == "intermediate_size") c.ffn = integer();
+    else if (key == "intermediate_size") c.ffn = integer(), ffn_given = true;
     else if (key == "vocab_size") c.vocab_size = integer();
     else if (key == "max_position_embeddings") c.context = integer();
     else if (key == "pad_token_id") c.pad_id = integer();
@@ -49,6 +50,7 @@ ScratchDecoderConfig scratch_decoder_config(const config::ModelSetupConfig& m) {
           " is not a multiple of num_attention_heads ", c.heads);
     c.head_dim = c.hidden / c.heads;
   }
+  if (c.decoder.ffn == "swiglu" && !ffn_given) c.ffn = scratch_swiglu_hidden(c.hidden);
   return c;
 }
 

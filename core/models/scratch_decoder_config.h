@@ -3,7 +3,9 @@
 // picks the preset, `model.attention.variant: standard | differential` the attention, and
 // `model.arch` overrides sizes with HF-style keys (hidden_size, num_hidden_layers,
 // num_attention_heads, head_dim, intermediate_size, vocab_size, max_position_embeddings,
-// pad_token_id, dropout). head_dim defaults to hidden_size / num_attention_heads.
+// pad_token_id, dropout). head_dim defaults to hidden_size / num_attention_heads. `model.decoder`
+// (rope, ffn) shapes the blocks; with ffn: swiglu and no intermediate_size the hidden size is
+// scratch_swiglu_hidden(hidden_size).
 #include "core/config/model_config.h"
 #include "core/models/scratch_decoder.h"
 

@@ -42,8 +42,10 @@ TEST(AttentionOptions, EveryUserOptionIsAYamlFieldWithTheTablesChoices) {
 TEST(AttentionOptions, ValidateRefusesWhatNoLayerBuildsAtItsLine) {
   const std::vector<Refusal> cases = {
       {"two_pass", "init:qwen2", "  attention:\n    variant: two_pass\n", "two_pass", "variant"},
-      {"differential on rope", "init:qwen2", "  attention:\n    variant: differential\n", "variant: differential",
-       "does not implement RoPE"},
+      {"decoder option on an HF architecture", "init:qwen2", "  decoder:\n    rope: true\n", "rope: true",
+       "model.decoder.rope is an option of the from-scratch decoders"},
+      {"decoder ffn on gpt2", "init:gpt2", "  decoder:\n    ffn: swiglu\n", "ffn: swiglu",
+       "takes its positions and FFN from its config.json"},
       {"lambda_init on standard", "init:gpt2", "  attention:\n    lambda_init: 0.5\n", "lambda_init",
        "lambda_init is an option of the differential variant"},
       {"lambda_init on paper", "init:gpt2", "  attention:\n    variant: differential\n    lambda_init: 0.5\n",
@@ -82,7 +84,14 @@ TEST(AttentionOptions, ValidateAcceptsWhatTheLayersBuild) {
     SCOPED_TRACE(extra);
     EXPECT_TRUE(buildability_problems(load_experiment_text(base_yaml("init:gpt2", extra), "ok.yaml")).empty());
   }
-  // The scratch decoders take norms, controllers and (seed) lambda_init too.
+  // Differential attention on RoPE models (the model's own rotation per sub-head).
+  for (const char* from : {"init:qwen2", "init:qwen3"})
+    EXPECT_TRUE(buildability_problems(load_experiment_text(
+        base_yaml(from, "  attention:\n    variant: differential\n    norm: linear\n"), "q.yaml")).empty()) << from;
+  // The scratch decoders take the block options, norms, controllers and (seed) lambda_init too.
+  EXPECT_TRUE(buildability_problems(load_experiment_text(
+      base_yaml("init:decoder_paper", "  attention:\n    variant: differential\n  decoder:\n    rope: true\n"
+                "    ffn: swiglu\n"), "d.yaml")).empty());
   EXPECT_TRUE(buildability_problems(load_experiment_text(
       base_yaml("init:decoder_seed", "  attention:\n    variant: differential\n    lambda_init: 0.6\n"), "s.yaml")).empty());
   EXPECT_TRUE(buildability_problems(load_experiment_text(

@@ -95,7 +95,7 @@ TEST(Assets, CacheFolderFollowsTheEnvironment) {
 }
 
 // "assets:REL" in an experiment's data.path names the cache; any consumer of the data section
-// (training, `attnlab data prepare`) resolves it through corpus_options.
+// (training, `attnlab data prepare`) resolves it through data::corpus_source.
 TEST(Assets, DataPathsNameTheCache) {
   const char* saved = std::getenv("ATTNLAB_ASSETS");
   std::string keep = saved ? saved : "";
@@ -104,9 +104,9 @@ TEST(Assets, DataPathsNameTheCache) {
   std::ofstream(dir / "text" / "a.txt") << "some text";
   setenv("ATTNLAB_ASSETS", dir.c_str(), 1);
   EXPECT_EQ(data::resolve_data_path("assets:text/a.txt"), (dir / "text/a.txt").string());
-  config::DataConfig d;
-  d.path = "assets:text";
-  EXPECT_EQ(data::corpus_options(d).path, (dir / "text").string());
+  data::DatasetConfig d;
+  d.source.path = "assets:text";
+  EXPECT_EQ(data::corpus_source(d).path, (dir / "text").string());
   EXPECT_EQ(data::resolve_data_path("/data/wikitext-2"), "/data/wikitext-2");  // not an asset: unchanged
   const std::string err = error_of([] { data::resolve_data_path("assets:text/missing"); });
   EXPECT_NE(err.find("assets:text/missing"), std::string::npos) << err;

@@ -31,17 +31,35 @@ ModelConfig tiny_config() {
   return c;
 }
 
-TEST(DifferentialAttention, RefusesRopeModels) {
-  ModelConfig c = tiny_config();
-  c.rope_theta = 10000;
+// On a RoPE model the layer rotates each of its 2H sub-heads of dim d with the model's rotation:
+// rotate-half (Qwen, with its q/k norm when the model has one) or interleaved (the from-scratch
+// decoders with rope). The whole-model finite differences and the cached generation of these
+// models are in model_fd_test.cpp, generate_test.cpp and scratch_decoder_test.cpp.
+TEST(DifferentialAttention, TakesTheModelsRopePerSubHead) {
   const auto opts = nlohmann::ordered_json::parse(R"({"variant": "differential"})");
-  ParamStore ps;
-  try {
-    make_differential_attention({c, 0, "blk.attn", ps, opts});
-    FAIL() << "a RoPE config was accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("RoPE"), std::string::npos) << e.what();
+  for (bool interleaved : {false, true}) {
+    for (bool qk_norm : {false, true}) {
+      ModelConfig c = tiny_config();
+      c.rope_theta = 10000;
+      c.rope_interleaved = interleaved;
+      c.qk_norm = qk_norm;
+      ParamStore ps;
+      const auto layer = make_differential_attention({c, 0, "blk.attn", ps, opts});
+      const auto& shell = dynamic_cast<const AttentionShell&>(*layer);
+      const ShellLayout& l = shell.layout();
+      EXPECT_TRUE(l.rope);
+      EXPECT_EQ(l.rope_spec.layout, interleaved ? RopeLayout::interleaved : RopeLayout::rotate_half);
+      EXPECT_EQ(l.rope_spec.theta, 10000);
+      EXPECT_EQ(l.rope_spec.rotary_dim, c.head_dim);  // each sub-head of dim d, not the head's 2d
+      EXPECT_EQ(l.q_heads, c.num_heads);              // 2H sub-heads of the paper's H = num_heads / 2 heads
+      EXPECT_EQ(l.qk_norm, qk_norm);
+      EXPECT_EQ(ps.find("blk.attn.q_norm.weight") != nullptr, qk_norm);
+    }
   }
+  // Learned positions: nothing rotates.
+  ParamStore ps;
+  const auto layer = make_differential_attention({tiny_config(), 0, "blk.attn", ps, opts});
+  EXPECT_FALSE(dynamic_cast<const AttentionShell&>(*layer).layout().rope);
 }
 
 struct Harness {

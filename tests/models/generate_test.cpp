@@ -30,6 +30,10 @@ const GenCase kCases[] = {
     {"qwen2_gqa_untied", ModelArch::qwen2, false, nullptr},
     {"qwen3_tied", ModelArch::qwen3, true, nullptr},
     {"qwen2_ramp", ModelArch::qwen2, true, R"({"attention": {"norm": "ramp", "ramp_alpha": 0.3}})"},
+    // Differential attention on RoPE models: its own cache layout (K halves apart, V of 2d).
+    {"qwen2_differential", ModelArch::qwen2, false, R"({"attention": {"variant": "differential"}})"},
+    {"qwen3_differential_seed", ModelArch::qwen3, true,
+     R"({"attention": {"variant": "differential", "preset": "seed", "norm": "ramp", "ramp_alpha": 0.4}})"},
 };
 
 struct DecodeCase {

@@ -74,7 +74,11 @@ INSTANTIATE_TEST_SUITE_P(
                       FdCase{"qwen3_qknorm_gqa_tied", ModelArch::qwen3, true, false},
                       FdCase{"qwen3_qknorm_gqa_untied", ModelArch::qwen3, false, false},
                       FdCase{"qwen2_ramp_attention", ModelArch::qwen2, false, false,
-                             R"({"norm": "ramp", "ramp_alpha": 0.3})"}),
+                             R"({"norm": "ramp", "ramp_alpha": 0.3})"},
+                      // Differential attention on RoPE models: rotate-half per sub-head (Qwen3: after q/k norm).
+                      FdCase{"qwen2_differential_rope", ModelArch::qwen2, false, false, R"({"variant": "differential"})"},
+                      FdCase{"qwen3_differential_rope_seed", ModelArch::qwen3, true, false,
+                             R"({"variant": "differential", "preset": "seed", "norm": "linear"})"}),
     [](const auto& i) { return std::string(i.param.name); });
 
 TEST(ModelDropout, ChangesTheLossOnlyInTrainingMode) {

@@ -34,7 +34,8 @@ inline ModelConfig tiny_config(ModelArch arch, bool tied, const TinyShape& s = {
   return c;
 }
 
-// Every parameter random: matrices N(0, (scale/sqrt(in))²), norm weights U(0.6, 1.4), biases U(-0.3, 0.3).
+// Every parameter random: matrices N(0, (scale/sqrt(in))²), norm weights U(0.6, 1.4), biases U(-0.3, 0.3),
+// differential λ parameters U(-0.4, 0.4).
 // Padding rows of a padded vocabulary stay zero (the same draws with padding on or off).
 inline void randomize_params(Model& m, Ctx& ctx, uint64_t seed, double scale = 1.0) {
   uint64_t k = seed;
@@ -43,7 +44,10 @@ inline void randomize_params(Model& m, Ctx& ctx, uint64_t seed, double scale = 1
     const size_t n = size_t(dst.numel());
     std::vector<double> v;
     const bool bias = p.name.size() > 5 && p.name.compare(p.name.size() - 5, 5, ".bias") == 0;
+    // Differential attention's λ vectors / λ' stay small so exp(λq·λk) stays moderate.
+    const bool lambda = p.name.find(".lambda") != std::string::npos;
     if (p.shape.size() == 2) v = rand_normal(n, scale / std::sqrt(double(p.shape[1])), ++k);
+    else if (lambda) v = rand_uniform(n, -0.4, 0.4, ++k);
     else if (bias) v = rand_uniform(n, -0.3, 0.3, ++k);
     else v = rand_uniform(n, 0.6, 1.4, ++k);
     from_host_f64(ctx, dst, v);

@@ -79,8 +79,9 @@ TEST(ScratchDecoder, SeedPresetParameterCountsMatchTheFormulas) {
   EXPECT_LT(extra_per_block, 0.55e6);
 }
 
-ScratchDecoderConfig tiny(Preset preset, bool differential, double dropout) {
+ScratchDecoderConfig tiny(Preset preset, bool differential, double dropout, const DecoderOptions& options = {}) {
   ScratchDecoderConfig c;
+  c.decoder = options;
   c.preset = preset;
   c.differential = differential;
   c.vocab_size = 11;
@@ -92,6 +93,10 @@ ScratchDecoderConfig tiny(Preset preset, bool differential, double dropout) {
   c.ffn = 16;
   c.context = 7;
   c.dropout = dropout;
+  if (options.rope) {  // head_dim 4: with 2 dims interleaved and rotate-half pairs coincide
+    c.hidden = 16;
+    c.head_dim = 4;
+  }
   return c;
 }
 
@@ -118,6 +123,7 @@ struct FdCase {
   Preset preset;
   bool differential;
   double dropout;
+  DecoderOptions options = {};
 };
 
 class ScratchDecoderFd : public ::testing::TestWithParam<FdCase> {};
@@ -125,7 +131,7 @@ class ScratchDecoderFd : public ::testing::TestWithParam<FdCase> {};
 TEST_P(ScratchDecoderFd, EveryParameterMatchesFiniteDifferences) {
   const FdCase fc = GetParam();
   Ctx& ctx = cpu_ctx();
-  const ScratchDecoderConfig c = tiny(fc.preset, fc.differential, fc.dropout);
+  const ScratchDecoderConfig c = tiny(fc.preset, fc.differential, fc.dropout, fc.options);
   ScratchDecoder m(c, {Device::cpu, DType::f64}, ctx);
   init_scratch_decoder(m, ctx, 5);
   // The λ vectors start at N(0, 0.1²): their gradients are then so small that the finite
@@ -160,8 +166,9 @@ TEST_P(ScratchDecoderFd, EveryParameterMatchesFiniteDifferences) {
       for (int64_t j = c.pad_id * c.hidden; j < (c.pad_id + 1) * c.hidden; ++j) EXPECT_EQ(g[size_t(j)], 0.0);
       n = size_t(c.pad_id * c.hidden);
     }
-    if (p.name.find("k_proj.bias") != std::string::npos) {
+    if (p.name.find("k_proj.bias") != std::string::npos && !c.decoder.rope) {
       // Softmax ignores a key bias (it shifts a row's scores by q·b): the true gradient is zero.
+      // (With RoPE the bias is rotated by each key's position, so it does move the scores.)
       for (double x : g) EXPECT_LT(std::fabs(x), 1e-12) << p.name;
       continue;
     }
@@ -182,7 +189,12 @@ INSTANTIATE_TEST_SUITE_P(Tiny, ScratchDecoderFd,
                                            FdCase{"paper_differential_dropout", Preset::paper, true, 0.3},
                                            FdCase{"seed_standard", Preset::seed, false, 0.0},
                                            FdCase{"seed_differential", Preset::seed, true, 0.0},
-                                           FdCase{"seed_standard_dropout", Preset::seed, false, 0.3}),
+                                           FdCase{"seed_standard_dropout", Preset::seed, false, 0.3},
+                                           // METHODS §3.5 --rope / --ffn swiglu (model.decoder)
+                                           FdCase{"paper_standard_rope_swiglu", Preset::paper, false, 0.0, {true, "swiglu"}},
+                                           FdCase{"paper_differential_rope_swiglu", Preset::paper, true, 0.0, {true, "swiglu"}},
+                                           FdCase{"seed_differential_rope", Preset::seed, true, 0.0, {true, "gelu"}},
+                                           FdCase{"seed_standard_swiglu_dropout", Preset::seed, false, 0.3, {false, "swiglu"}}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 TEST(ScratchDecoder, InitLeavesThePadRowZeroAndLambdaVectorsSmall) {

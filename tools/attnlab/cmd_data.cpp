@@ -7,6 +7,7 @@
 #include "core/config/experiment.h"
 #include "core/log.h"
 #include "data/dataset.h"
+#include "train/data_config.h"
 #include "data/input_check.h"
 #include "data/synth.h"
 #include "tools/attnlab/command.h"
@@ -72,7 +73,8 @@ void run_prepare(const PrepareCli& o) {
   data::PrepareOptions prep;
   prep.threads = o.threads;
   prep.quiet = false;
-  const data::PreparedData d = data::prepare_data(cfg, prep);
+  const data::DatasetConfig dc = train::dataset_config(cfg);
+  const data::PreparedData d = data::prepare_data(dc, prep);
   const data::ShardInfo& info = d.shards->info();
   std::printf("shards: %s (%s)\n", d.shard_dir.c_str(),
               d.prepared.reused ? "reused: same data and tokenizer" : "tokenised now");
@@ -81,7 +83,7 @@ void run_prepare(const PrepareCli& o) {
               d.sft ? "records" : "documents", (unsigned long long)d.prepared.token_count, info.token_bytes * 8,
               info.vocab_size, info.eos_id);
   std::printf("  dataset hash %s\n", data::hash_hex(d.prepared.hash).c_str());
-  data::LoaderOptions lo = data::loader_options(cfg, 0, o.world);
+  data::LoaderOptions lo = data::loader_options(dc, 0, o.world);
   for (data::Split split : {data::Split::train, data::Split::validation}) {
     if (split == data::Split::validation && cfg.data.val_fraction == 0) {
       std::printf("validation: none (data.val_fraction is 0)\n");
