@@ -165,9 +165,9 @@ void setup(CLI::App& root) {
       "tokens, layers, magnitude [token][layer], per_layer_mean, overall_mean, max_token (the last turn at the\n"
       "top, every turn under \"turns\").\n"
       "Examples:\n"
-      "  attnlab init --arch qwen2 --tiny --out /tmp/chat-qwen --force\n"
-      "  attnlab chat --model /tmp/chat-qwen --prompt 'What is 7 * 8?' --max-new-tokens 8 --greedy --out /tmp/chat.json\n"
-      "  echo 'Hello' | attnlab chat --model /tmp/chat-qwen --system 'Be brief.' --max-new-tokens 6 --seed 1\n"
+      "  attnlab init --arch qwen2 --tiny --out /tmp/chat-qwen --tokenizer none --force\n"
+      "  attnlab chat --model /tmp/chat-qwen --tokenizer qwen2.5 --prompt 'What is 7 * 8?' --max-new-tokens 8 --greedy --out /tmp/chat.json\n"
+      "  echo 'Hello' | attnlab chat --model /tmp/chat-qwen --tokenizer qwen2.5 --system 'Be brief.' --max-new-tokens 6 --seed 1\n"
       "  attnlab chat --model ./two-pass-sft --analyze-gates --temperature 0.7 --top-p 0.9 --device cuda");
   c->add_option("--model", o->model, "model folder (HF folder, or a from-scratch decoder's checkpoint folder)")
       ->required();

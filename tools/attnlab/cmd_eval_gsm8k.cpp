@@ -158,10 +158,10 @@ void setup(CLI::App& root) {
       "Models run one after the other, each with the same --seed.\n"
       "Examples:\n"
       "  attnlab data synth gsm8k --n 6 --seed 3 --out /tmp/gsm8k-demo.jsonl\n"
-      "  attnlab init --arch qwen2 --tiny --out /tmp/gsm8k-qwen --seed 1 --force\n"
-      "  attnlab init --arch qwen2 --tiny --out /tmp/gsm8k-qwen-b --seed 2 --force\n"
+      "  attnlab init --arch qwen2 --tiny --out /tmp/gsm8k-qwen --seed 1 --tokenizer none --force\n"
+      "  attnlab init --arch qwen2 --tiny --out /tmp/gsm8k-qwen-b --seed 2 --tokenizer none --force\n"
       "  attnlab eval gsm8k --data /tmp/gsm8k-demo.jsonl --model /tmp/gsm8k-qwen --model /tmp/gsm8k-qwen-b "
-      "--name original --name two_pass --out /tmp/gsm8k-eval --batch-size 3 --max-new-tokens 8 --greedy\n"
+      "--name original --name two_pass --tokenizer qwen2.5 --out /tmp/gsm8k-eval --batch-size 3 --max-new-tokens 8 --greedy\n"
       "  attnlab eval gsm8k --data gsm8k_test.jsonl --model ./Qwen2.5-1.5B-Instruct --model ./two-pass-sft "
       "--name original --name two_pass --out runs/gsm8k --temperature 0.6 --batch-size 32 --device cuda");
   c->add_option("--data", o->data, "GSM8K JSONL: one {\"question\", \"answer\"} object per line")->required();

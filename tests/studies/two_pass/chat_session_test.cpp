@@ -58,7 +58,7 @@ TEST(ChatPrompt, PlainTranscriptWithoutATemplate) {
 }
 
 TEST(ChatPrompt, EncodedTurnsAndStopTokensWithTheQwenTokenizer) {
-  ATTNLAB_REQUIRE_ASSET("qwen2.5/tokenizer.json");
+  ATTNLAB_REQUIRE_ASSET("qwen3/tokenizer.json");  // the qwen2.5 tokenizer is read from these files
   const data::Tokenizer& tok = cached_tokenizer("qwen2.5");
   two_pass::PromptFormat f;
   f.family = data::ChatFamily::qwen2_5;

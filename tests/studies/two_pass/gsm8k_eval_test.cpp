@@ -66,8 +66,8 @@ TEST(Gsm8kEval, BatchedLeftoverBatchesEqualOneByOne) {
   randomize_params(m, ctx, 17);
   const auto records = synth_records(5, 3);
   const auto prompts = two_pass::gsm8k_prompt_ids(tok, two_pass::PromptFormat{}, records);
-  // The plain transcript of §1.7's prompt: byte ids of "User: <prompt>\nAssistant:".
-  EXPECT_EQ(prompts[1], bytes_of("User: " + data::gsm8k_prompt(records[1].question) + "\nAssistant:"));
+  // The plain transcript of §1.7's prompt: "User: <prompt>\nAssistant:".
+  EXPECT_EQ(tok.decode(prompts[1]), "User: " + data::gsm8k_prompt(records[1].question) + "\nAssistant:");
   EXPECT_NE(prompts[0].size(), prompts[1].size());  // lengths differ: the batch is ragged
   GenerationConfig g;
   g.max_new_tokens = 6;
