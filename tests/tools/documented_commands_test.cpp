@@ -135,6 +135,13 @@ const std::map<std::string, Quick>& quick_table() {
        {"", "attnlab init --arch qwen2 --tiny --out tmp/inspect-me && cp tmp/inspect-me/model.safetensors ."}},
       {"attnlab launch --nproc 4 -- train experiments/quickstart.yaml", {"", "", kNeedsGpu, true}},
       {"srun -N 2 --ntasks-per-node 8 attnlab dist selftest --backend nccl", {"", "", "needs a Slurm cluster with GPUs"}},
+      // eval gsm8k / chat (README and --help): the real runs
+      {"attnlab eval gsm8k --data gsm8k_test.jsonl --model ./Qwen2.5-1.5B-Instruct --model ./two-pass-sft --name original "
+       "--name two_pass --out runs/gsm8k --temperature 0.6 --batch-size 32 --device cuda",
+       {"", "", "needs GSM8K, the Qwen2.5-1.5B-Instruct weights, a trained two-pass checkpoint and a GPU (the real run)",
+        true}},
+      {"attnlab chat --model ./two-pass-sft --analyze-gates --temperature 0.7 --top-p 0.9 --device cuda",
+       {"", "", "needs a trained two-pass checkpoint and a GPU; interactive (the real run)", true}},
   };
   return t;
 }
