@@ -90,10 +90,13 @@ std::vector<std::string> write_tokenizer_files(const std::string& name_or_path, 
     written.push_back("vocab.json");
     written.push_back("merges.txt");
   }
-  // The chat family (for --chat and SFT), from the name or the source folder's own config.
+  // The chat family (for --chat and SFT), from the source folder's own config or the name. qwen2.5
+  // is derived from Qwen3's files, whose tokenizer_config.json names the Qwen3 template: it writes
+  // its own family instead.
+  const bool derived = s.max_added_id >= 0;
   const fs::path src_config = (s.tokenizer_json.empty() ? s.vocab_json : s.tokenizer_json).parent_path() /
                               "tokenizer_config.json";
-  if (fs::exists(src_config) && fs::absolute(src_config) != fs::absolute(out / "tokenizer_config.json")) {
+  if (!derived && fs::exists(src_config) && fs::absolute(src_config) != fs::absolute(out / "tokenizer_config.json")) {
     copy_tokenizer_file(src_config, out / "tokenizer_config.json");
     written.push_back("tokenizer_config.json");
   } else if (auto family = chat_family_for_tokenizer(name_or_path)) {

@@ -6,7 +6,10 @@
 #include <fstream>
 
 #include "data/asset_cache.h"
+#include "data/assets.h"
 #include "data/bpe.h"
+#include "data/chat_template.h"
+#include "data/tokenizer_files.h"
 #include "data/pretokenize.h"
 #include "data/tokenizer.h"
 #include "data/unicode_nfc.h"
@@ -337,3 +340,21 @@ TEST(TokenizerErrors, InvalidUtf8AndUnknownIdsAreReported) {
 
 }  // namespace
 }  // namespace attnlab::test
+
+// qwen2.5 is served from Qwen3's files: a folder written for it must name the Qwen2.5 chat
+// template, not copy Qwen3's tokenizer_config.json (whose template has the think block).
+TEST(TokenizerFiles, Qwen25FolderKeepsTheQwen25ChatFamily) {
+  ATTNLAB_REQUIRE_ASSET("qwen3/tokenizer.json");
+  const std::string dir = ::testing::TempDir() + "/tokfiles_qwen25";
+  std::filesystem::remove_all(dir);
+  attnlab::data::write_tokenizer_files("qwen2.5", dir);
+  const auto family = attnlab::data::chat_family_for_tokenizer(dir);
+  ASSERT_TRUE(family.has_value());
+  EXPECT_STREQ(attnlab::data::chat_family_name(*family), "qwen2.5");
+  const std::string dir3 = ::testing::TempDir() + "/tokfiles_qwen3";
+  std::filesystem::remove_all(dir3);
+  attnlab::data::write_tokenizer_files("qwen3", dir3);
+  const auto family3 = attnlab::data::chat_family_for_tokenizer(dir3);
+  ASSERT_TRUE(family3.has_value());
+  EXPECT_STREQ(attnlab::data::chat_family_name(*family3), "qwen3");
+}
