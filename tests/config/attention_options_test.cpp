@@ -41,7 +41,12 @@ TEST(AttentionOptions, EveryUserOptionIsAYamlFieldWithTheTablesChoices) {
 
 TEST(AttentionOptions, ValidateRefusesWhatNoLayerBuildsAtItsLine) {
   const std::vector<Refusal> cases = {
-      {"two_pass", "init:qwen2", "  attention:\n    variant: two_pass\n", "two_pass", "variant"},
+      {"draft_mask on standard", "init:qwen2", "  attention:\n    draft_mask: none\n", "draft_mask: none",
+       "draft_mask is an option of the two_pass variant"},
+      {"cached_gather typo", "init:qwen2", "  attention:\n    variant: two_pass\n    cached_gather: draft\n", "draft\n",
+       "draft_keys"},
+      {"two_pass on a scratch decoder", "init:decoder_paper", "  attention:\n    variant: two_pass\n", "two_pass",
+       "from-scratch decoder"},
       {"differential on rope", "init:qwen2", "  attention:\n    variant: differential\n", "variant: differential",
        "does not implement RoPE"},
       {"lambda_init on standard", "init:gpt2", "  attention:\n    lambda_init: 0.5\n", "lambda_init",
@@ -78,10 +83,15 @@ TEST(AttentionOptions, ValidateAcceptsWhatTheLayersBuild) {
        {std::string("  attention:\n    variant: differential\n    norm: linear\n    controller: temperature\n"),
         std::string("  attention:\n    variant: differential\n    preset: seed\n    lambda_init: 0.5\n"),
         std::string("  attention:\n    norm: ramp\n    ramp_alpha: 0.25\n    controller: info_density\n"),
-        std::string("  attention:\n    impl: materialized\n")}) {
+        std::string("  attention:\n    impl: materialized\n"),
+        std::string("  attention:\n    variant: two_pass\n    draft_mask: none\n    cached_gather: draft_keys\n")}) {
     SCOPED_TRACE(extra);
     EXPECT_TRUE(buildability_problems(load_experiment_text(base_yaml("init:gpt2", extra), "ok.yaml")).empty());
   }
+  // two_pass builds on every pretrained-shaped architecture (Qwen2/2.5, Qwen3, GPT-2).
+  for (const char* from : {"init:qwen2", "init:qwen3"})
+    EXPECT_TRUE(buildability_problems(load_experiment_text(base_yaml(from, "  attention:\n    variant: two_pass\n"),
+                                                           "tp.yaml")).empty()) << from;
   // The scratch decoders take norms, controllers and (seed) lambda_init too.
   EXPECT_TRUE(buildability_problems(load_experiment_text(
       base_yaml("init:decoder_seed", "  attention:\n    variant: differential\n    lambda_init: 0.6\n"), "s.yaml")).empty());
