@@ -55,8 +55,11 @@ TEST(TwoPassSft, GatedRunStartsAtThePlainLossTrainsEverythingAndLogsGateGradNorm
       EXPECT_TRUE(std::isfinite(value.get<double>())) << key;
       // fc2 starts at zero, so fc1's gradient (through fc2) is exactly 0 at step 1 and not after.
       const bool fc1 = key.find(".fc1.") != std::string::npos;
-      if (!fc1 || r["step"].get<int>() > 1) EXPECT_GT(value.get<double>(), 0.0) << key << " step " << r["step"];
-      else EXPECT_EQ(value.get<double>(), 0.0) << key;
+      if (!fc1 || r["step"].get<int>() > 1) {
+        EXPECT_GT(value.get<double>(), 0.0) << key << " step " << r["step"];
+      } else {
+        EXPECT_EQ(value.get<double>(), 0.0) << key;
+      }
     }
     EXPECT_EQ(norms, gate_tensors) << "step " << r["step"];
   }
