@@ -45,7 +45,7 @@ TEST(AttentionOptions, ValidateRefusesWhatNoLayerBuildsAtItsLine) {
        "draft_mask is an option of the two_pass variant"},
       {"cached_gather typo", "init:qwen2", "  attention:\n    variant: two_pass\n    cached_gather: draft\n", "draft\n",
        "draft_keys"},
-      {"two_pass on a scratch decoder", "init:decoder_paper", "  attention:\n    variant: two_pass\n", "two_pass",
+      {"two_pass on a scratch decoder", "init:decoder_paper", "  attention:\n    variant: two_pass\n", "variant: two_pass",
        "from-scratch decoder"},
       {"differential on rope", "init:qwen2", "  attention:\n    variant: differential\n", "variant: differential",
        "does not implement RoPE"},

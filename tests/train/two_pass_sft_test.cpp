@@ -42,7 +42,7 @@ TEST(TwoPassSft, GatedRunStartsAtThePlainLossTrainsEverythingAndLogsGateGradNorm
   const auto after = param_values(gated.ctx(), gated.model());
   for (const auto& [name, v] : before) EXPECT_NE(v, after.at(name)) << name << " did not train";
 
-  const auto records = train::read_metrics(d / "gated" / "metrics.jsonl");
+  const auto records = train::read_metrics(d / "gated/metrics.jsonl");
   int train_records = 0;
   for (const auto& r : records) {
     if (r["kind"] != "train") continue;
@@ -64,7 +64,7 @@ TEST(TwoPassSft, GatedRunStartsAtThePlainLossTrainsEverythingAndLogsGateGradNorm
     EXPECT_EQ(norms, gate_tensors) << "step " << r["step"];
   }
   EXPECT_EQ(train_records, 3);
-  const auto plain_records = train::read_metrics(d / "plain" / "metrics.jsonl");
+  const auto plain_records = train::read_metrics(d / "plain/metrics.jsonl");
   for (const auto& r : plain_records)
     for (const auto& [key, value] : r.items()) EXPECT_NE(key.rfind("grads_norm/", 0), 0u) << "plain run logs none";
 }
