@@ -193,7 +193,9 @@ TEST(TwoPass, NoGradientFlowsThroughTheDraftAndEntropyPath) {
            n == "model.norm.weight";
   };
   std::string report;
-  EXPECT_LT(fd_check(loss, inputs_of(downstream), 1e-5, 6, &report), 1e-6) << report;
+  // 1e-5, not 1e-6: with u live some gate rows sit on tanh's tails, where the gradients are small
+  // enough that the central difference's roundoff shows (3e-6 measured; a wrong gradient is O(1)).
+  EXPECT_LT(fd_check(loss, inputs_of(downstream), 1e-5, 6, &report), 1e-5) << report;
 
   // The draft's share is real in the forward: the total derivative of q_proj (FD) differs from the
   // analytic gradient, which leaves it out.

@@ -114,7 +114,7 @@ const std::map<std::string, Quick>& quick_table() {
        "data.path=/data/openr1-math-220k.jsonl data.seq_len=2048 run.device=cuda",
        {"", "", "needs the Qwen2.5-1.5B-Instruct weights, OpenR1-Math and a GPU (the real run)", true}},
       {"bash tools/two_pass_standin.sh",
-       {"", "", "trains two stand-in SFT runs of 40 steps, evaluates and chats (minutes); its SFT commands run here "
+       {"", "", "trains two stand-in SFT runs of 8 steps, evaluates and chats (minutes); its SFT commands run here "
                 "from the README and the experiment headers, a few steps each"}},
       {"attnlab train experiments/sft-qwen2.5-openr1.yaml model.from=/models/Qwen2.5-1.5B-Instruct "
        "data.path=/data/openr1-math-220k.jsonl data.seq_len=2048 run.device=cuda",
