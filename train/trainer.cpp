@@ -136,6 +136,19 @@ double Trainer::Impl::evaluate() {
   return v[0] / v[1];
 }
 
+void Trainer::Impl::log_grad_norms(nlohmann::ordered_json& record) const {
+  if (cfg.log.grad_norms.empty()) return;
+  for (const Param& p : model->params()) {
+    if (!p.grad.defined()) continue;
+    bool wanted = false;
+    for (const std::string& glob : cfg.log.grad_norms) wanted = wanted || name_matches(glob, p.name);
+    if (!wanted) continue;
+    double sq = 0;
+    for (double g : to_host_f64(ctx, p.unpadded(p.grad))) sq += g * g;
+    record["grads_norm/" + p.name] = std::sqrt(sq);
+  }
+}
+
 TrainResult Trainer::Impl::run() {
   TrainResult res;
   res.run_dir = run_dir;
@@ -257,6 +270,7 @@ TrainResult Trainer::Impl::run() {
         if (pl.mfu >= 0) j["mfu"] = pl.mfu;
         j["elapsed_s"] = state.elapsed_s;
         j["skipped_steps"] = state.skipped_steps;
+        log_grad_norms(j);
         metrics.write(j);
       }
       state.log_loss_sum = 0;

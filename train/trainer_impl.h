@@ -94,6 +94,8 @@ struct Trainer::Impl {
   };
   StepStats train_step(bool& stop_requested);
   double evaluate();
+  // log.grad_norms: adds "grads_norm/<name>" (L2 of the step's gradient) for every matched parameter.
+  void log_grad_norms(nlohmann::ordered_json& record) const;
   // Sums host values over the ranks (world size 1: the same values).
   void all_reduce(std::vector<double>& values);
   // Copies `rows` of a loader batch into the host step buffers at row offset `row0`, padding

@@ -208,6 +208,16 @@ void Trainer::Impl::setup_model(const std::string& resume_dir) {
   optimizer = std::make_unique<TrainOptimizer>(model->params(), cfg.optim, ctx,
                                                built.master_source ? &built.master_source->params() : nullptr,
                                                grad_sync.get(), comm);
+  // log.grad_norms: every glob names at least one trainable parameter, and whole gradients exist.
+  for (const std::string& glob : cfg.log.grad_norms) {
+    bool any = false;
+    for (const Param& p : model->params()) any = any || (p.grad.defined() && name_matches(glob, p.name));
+    CHECK(any, "log.grad_norms: '", glob, "' matches no trainable parameter (e.g. \"*attn.gate_*\" for the two-pass ",
+          "gates, \"*.q_proj.weight\"); fix the glob or remove it");
+  }
+  CHECK(cfg.log.grad_norms.empty() || !cfg.distributed.zero1,
+        "log.grad_norms needs every parameter's whole gradient, but distributed.zero1 leaves each rank a shard; ",
+        "turn one of them off");
 }
 
 void Trainer::Impl::restore(const std::string& dir) {

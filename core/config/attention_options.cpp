@@ -8,7 +8,7 @@
 namespace attnlab {
 
 const std::vector<std::string>& attention_variant_choices() {
-  static const std::vector<std::string> v = {"standard", "differential"};
+  static const std::vector<std::string> v = {"standard", "differential", "two_pass"};
   return v;
 }
 
@@ -39,7 +39,8 @@ const std::vector<AttentionOptionDecl>& attention_option_decls() {
       d.push_back(std::move(x));
     };
     text("variant", attention_variant_choices(), "standard",
-         "attention operator: standard, or differential (two maps and lambda, METHODS §3.2)", &O::variant);
+         "attention operator: standard, differential (two maps and lambda, METHODS §3.2) or two_pass "
+         "(uncertainty-gated q/k/v inputs from a draft pass and the LM-head entropy, METHODS §1.3)", &O::variant);
     text("norm", {"softmax", "linear", "ramp"}, "softmax",
          "score normalisation: softmax, linear (shift by the row min, METHODS §4.4) or ramp (mix of both, §4.5)",
          &O::norm);
@@ -62,6 +63,14 @@ const std::vector<AttentionOptionDecl>& attention_option_decls() {
          "attention kernels: auto (fused where supported, else materialized), materialized (maps in memory) or "
          "fused (flash-style; not built yet)",
          &O::impl);
+    text("draft_mask", {"causal", "none"}, "causal",
+         "two_pass only: the draft pass's mask: causal (the default) or none (every token sees every token, the "
+         "original's likely behaviour, METHODS §1.9)",
+         &O::draft_mask, {"two_pass"});
+    text("cached_gather", {"self", "draft_keys"}, "self",
+         "two_pass only, KV-cache decoding: self (u_t = e_t, the token's own entropy, the original) or draft_keys "
+         "(the draft attention over cached draft keys and entropies, METHODS §1.9)",
+         &O::cached_gather, {"two_pass"});
     AttentionOptionDecl s;
     s.name = "scratch";
     s.choices = {"", "paper", "seed"};

@@ -20,7 +20,7 @@
 namespace attnlab {
 
 struct AttentionOptions {
-  std::string variant = "standard";   // standard | differential
+  std::string variant = "standard";   // standard | differential | two_pass
   std::string norm = "softmax";       // softmax | linear | ramp
   std::optional<double> ramp_alpha;   // ramp with ramp_schedule constant only
   std::string ramp_schedule = "constant";  // ramp only: constant (ramp_alpha) | by_layer (alpha_l = (L - l)/L)
@@ -28,6 +28,8 @@ struct AttentionOptions {
   std::string preset = "paper";       // differential: paper | seed
   std::optional<double> lambda_init;  // differential seed preset only
   std::string impl = "auto";          // auto | materialized | fused
+  std::string draft_mask = "causal";  // two_pass: causal | none (the draft pass's mask, METHODS §1.9)
+  std::string cached_gather = "self"; // two_pass: self (u_t = e_t when decoding) | draft_keys (§1.9)
   std::string scratch;                // set by the from-scratch decoders (their baseline's layout), not by users
 };
 

@@ -61,6 +61,15 @@ void attention_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) 
     if (name == "ramp_alpha" || (name == "norm" && m.attention.norm == "ramp")) continue;
     out.push_back({where_of(cfg, "model.attention." + name), text});
   }
+  if (m.attention.variant == "two_pass" && scratch)
+    out.push_back({where_of(cfg, "model.attention.variant"),
+                   "model.attention.variant: two_pass gates Qwen2/2.5, Qwen3 and GPT-2 models (it reads their lm_head); "
+                   "the from-scratch decoder " + m.from + " takes standard or differential (use init:qwen2, init:qwen3, "
+                   "init:gpt2 or a pretrained folder)"});
+  if (m.attention.variant == "two_pass" && cfg.run.dtype == DType::bf16)
+    out.push_back({where_of(cfg, "run.dtype"),
+                   "run.dtype: bf16 is not built for model.attention.variant two_pass (its entropies are the draft "
+                   "attention's values and there is no bf16 cast op yet); set run.dtype: f32"});
   if (scratch && preset_given && m.attention.preset != arch.substr(8))
     out.push_back({where_of(cfg, "model.attention.preset"),
                    "model.attention.preset: model.from " + m.from + " is the " + arch.substr(8) +

@@ -54,6 +54,10 @@ void declare_fields(FieldBinder<LogConfig>& f) {
       .def("metrics.jsonl")
       .as_path();
   f.field("progress", &LogConfig::progress, "live progress line (step, loss, lr, tokens/s, MFU, ETA)").def(true);
+  f.field("grad_norms", &LogConfig::grad_norms,
+          "globs over parameter names (e.g. \"*attn.gate_*\"): each logged step also records grads_norm/<name>, the L2 "
+          "norm of that parameter's gradient (not with distributed.zero1, whose ranks hold gradient shards)")
+      .def(std::vector<std::string>{});
 }
 
 }  // namespace attnlab::config

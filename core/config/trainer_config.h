@@ -44,6 +44,9 @@ struct LogConfig {
   int64_t every_steps = 0;
   std::string metrics_file;  // relative to the run folder
   bool progress = true;
+  // Globs over parameter names: each logged train record also carries "grads_norm/<name>" = the
+  // L2 norm of that parameter's gradient in the step (the two-pass study's per-gate norms).
+  std::vector<std::string> grad_norms;
 };
 
 void declare_fields(FieldBinder<TrainConfig>& f);

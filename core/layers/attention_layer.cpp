@@ -4,6 +4,7 @@
 #include "core/layers/differential_attention.h"
 #include "core/layers/named_registry.h"
 #include "core/layers/standard_attention.h"
+#include "core/layers/two_pass_attention.h"
 
 namespace attnlab {
 
@@ -14,6 +15,7 @@ namespace {
 void builtin_attention_variants(std::map<std::string, AttentionFactory>& r) {
   r["standard"] = make_standard_attention;
   r["differential"] = make_differential_attention;
+  r["two_pass"] = make_two_pass_attention;
 }
 
 NamedRegistry<AttentionFactory>& registry() {

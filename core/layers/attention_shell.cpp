@@ -134,16 +134,16 @@ AttendInputs AttentionShell::training_inputs() const {
   return in;
 }
 
-void AttentionShell::branch_forward(Ctx& ctx, Branch& b, const Tensor& x) {
+void AttentionShell::branch_forward(Ctx& ctx, Branch& b, const Tensor& x, bool probe) {
   const int64_t H = b.heads, d = layout_.head_dim;
   Tensor tok = tok_.prefix({B_, T_, H, d});
   if (layout_.qk_norm) {
     b.proj.forward(ctx, x, b.raw.view({B_, T_, H * d}));
-    if (&b == &q_) probe_activation(ctx, "q_proj", b.raw.view({B_, T_, H * d}));
+    if (probe && &b == &q_) probe_activation(ctx, "q_proj", b.raw.view({B_, T_, H * d}));
     b.norm.forward(ctx, b.raw, tok);
   } else {
     b.proj.forward(ctx, x, tok.view({B_, T_, H * d}));
-    if (&b == &q_) probe_activation(ctx, "q_proj", tok.view({B_, T_, H * d}));
+    if (probe && &b == &q_) probe_activation(ctx, "q_proj", tok.view({B_, T_, H * d}));
   }
   if (layout_.rope) rope_forward(ctx, {b.heads_first, tok, layout_.rope_spec});
   else permute_forward(ctx, {b.heads_first, tok});
@@ -234,10 +234,21 @@ void AttentionShell::forward(Ctx& ctx, const Tensor& x, const Tensor& y) {
     controller_.forward(ctx, x, ctrl_out_);
     if (ctx.probes && ctx.probes->wants_controller(layer_)) ctx.probes->take_controller(ctx, layer_, ctrl_out_);
   }
-  branch_forward(ctx, q_, x);
-  branch_forward(ctx, k_, x);
+  GatedInputs in{x, x, x};
+  if (gates_inputs()) {
+    // The draft q̃, k̃: the same branches on the ungated x (probes see only the gated pass).
+    branch_forward(ctx, q_, x, false);
+    branch_forward(ctx, k_, x, false);
+    DraftInputs draft;
+    draft.x = x;
+    draft.q = q_.heads_first;
+    draft.k = k_.heads_first;
+    in = gate_forward(ctx, draft);
+  }
+  branch_forward(ctx, q_, in.q);
+  branch_forward(ctx, k_, in.k);
   Tensor v_tok = tok_.prefix({B_, T_, l.v_heads, l.v_dim});
-  v_proj_.forward(ctx, x, v_tok.view({B_, T_, l.v_heads * l.v_dim}));
+  v_proj_.forward(ctx, in.v, v_tok.view({B_, T_, l.v_heads * l.v_dim}));
   permute_forward(ctx, {v_hf_, v_tok});
 
   attend_probed(ctx, training_inputs(), out_hf_);
@@ -324,11 +335,21 @@ void AttentionShell::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const
 
   // q, k and v each run to their projection's backward before the next starts: they share the
   // token-major scratch.
-  branch_backward(ctx, q_, dq_hf_, x, dx, false);
-  branch_backward(ctx, k_, dk_hf_, x, dx, true);
   Tensor dv_tok = tok_.prefix({B, T, l.v_heads, l.v_dim});
-  permute_backward(ctx, {dv_tok, dv_hf_});
-  v_proj_.backward(ctx, dv_tok.view({B, T, l.v_heads * l.v_dim}), x, dx, true);
+  if (!gates_inputs()) {
+    branch_backward(ctx, q_, dq_hf_, x, dx, false);
+    branch_backward(ctx, k_, dk_hf_, x, dx, true);
+    permute_backward(ctx, {dv_tok, dv_hf_});
+    v_proj_.backward(ctx, dv_tok.view({B, T, l.v_heads * l.v_dim}), x, dx, true);
+  } else {
+    const GatedInputs in = gate_inputs_again(ctx, x);
+    const GatedInputs din = gate_input_grads();
+    branch_backward(ctx, q_, dq_hf_, in.q, din.q, false);
+    branch_backward(ctx, k_, dk_hf_, in.k, din.k, false);
+    permute_backward(ctx, {dv_tok, dv_hf_});
+    v_proj_.backward(ctx, dv_tok.view({B, T, l.v_heads * l.v_dim}), in.v, din.v, false);
+    gate_backward(ctx, x, din, dx);
+  }
   if (controller_.active()) controller_.backward(ctx, d_ctrl_, x, dx);
 }
 
@@ -435,6 +456,7 @@ void AttentionShell::write_kv_cache(Ctx& ctx, const CachedAttentionArgs& a, cons
 size_t AttentionShell::cached_scratch_bytes(DType dt, int64_t B, int64_t T, int64_t S) const {
   size_t bytes = 0;
   cached_buffers(nullptr, dt, B, T, &bytes);
+  bytes += gates_inputs() ? Arena::aligned(gate_cached_bytes(dt, B, T, S)) : 0;
   return bytes + attend_cached_bytes(dt, B, T, S);
 }
 
@@ -463,13 +485,13 @@ void AttentionShell::forward_cached(Ctx& ctx, const CachedAttentionArgs& a) {
   // the step; k stays token-major (rotated in place), the layout the cache write reads.
   RopeSpec rope = l.rope_spec;
   rope.positions = a.positions;
-  for (Branch* b : {&q_, &k_}) {
+  auto project_qk = [&](Branch* b, const Tensor& x, bool probe) {
     const Tensor& tok = b == &q_ ? c.q_tok : c.k_tok;
     const int64_t H = b->heads;
     if (l.qk_norm) {
       Tensor raw = c.raw.prefix({B, T, H, d});
-      b->proj.forward(ctx, a.x, raw.view({B, T, H * d}));
-      if (b == &q_) probe_activation(ctx, "q_proj", raw.view({B, T, H * d}));
+      b->proj.forward(ctx, x, raw.view({B, T, H * d}));
+      if (probe && b == &q_) probe_activation(ctx, "q_proj", raw.view({B, T, H * d}));
       RmsNormArgs n;
       n.y = tok;
       n.rstd = c.rstd.prefix({B * T * H});
@@ -478,8 +500,8 @@ void AttentionShell::forward_cached(Ctx& ctx, const CachedAttentionArgs& a) {
       n.eps = l.qk_norm_eps;
       rmsnorm_forward(ctx, n);
     } else {
-      b->proj.forward(ctx, a.x, tok.view({B, T, H * d}));
-      if (b == &q_) probe_activation(ctx, "q_proj", tok.view({B, T, H * d}));
+      b->proj.forward(ctx, x, tok.view({B, T, H * d}));
+      if (probe && b == &q_) probe_activation(ctx, "q_proj", tok.view({B, T, H * d}));
     }
     if (b == &q_) {
       rope.heads_first = true;
@@ -489,8 +511,25 @@ void AttentionShell::forward_cached(Ctx& ctx, const CachedAttentionArgs& a) {
       rope.heads_first = false;
       rope_forward(ctx, {tok, tok, rope});
     }
+  };
+  GatedInputs gated{a.x, a.x, a.x};
+  if (gates_inputs()) {
+    // The draft q̃, k̃ (when the call needs them) go into the same buffers, consumed by the gates
+    // before the gated pass overwrites them.
+    DraftInputs draft;
+    draft.x = a.x;
+    draft.cached = &a;
+    if (draft_needed(a)) {
+      project_qk(&q_, a.x, false);
+      project_qk(&k_, a.x, false);
+      draft.q = c.q_hf;
+      draft.k = c.k_tok;
+    }
+    gated = gate_forward_cached(ctx, draft);
   }
-  v_proj_.forward(ctx, a.x, c.v_tok.view({B, T, l.v_heads * l.v_dim}));
+  project_qk(&q_, gated.q, true);
+  project_qk(&k_, gated.k, true);
+  v_proj_.forward(ctx, gated.v, c.v_tok.view({B, T, l.v_heads * l.v_dim}));
   const size_t mark = a.scratch->used();
   write_kv_cache(ctx, a, c.k_tok, c.v_tok, *a.scratch);
   a.scratch->rewind(mark);

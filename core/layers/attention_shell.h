@@ -10,7 +10,13 @@
 // forward / backward / forward_cached are final here: they open the NVTX range, check their
 // arguments, run the shared parts and call the variant's step (attend / attend_backward). A
 // variant declares its projection and output shapes in a ShellLayout and implements the step;
-// StandardAttention and DifferentialAttention are the two today.
+// StandardAttention, DifferentialAttention and TwoPassAttention are the three today.
+//
+// Input gating (TwoPassAttention, METHODS §1.3): a variant whose gates_inputs() is true makes the
+// q, k and v projections read three gated copies of x. The shell first runs the q and k branches
+// (projection, q/k norm, RoPE) on the ungated x — the draft q̃, k̃ — hands them to gate_forward,
+// and then projects the gated inputs it returns; the backward hands the projections' input
+// gradients to gate_backward, which writes dx. The draft gets no gradient.
 //
 // Every variant also gets, from the shell, a per-row score controller (option "controller":
 // info_density or temperature, core/layers/score_controller.h) with its own parameters, trained
@@ -76,6 +82,20 @@ struct AttendInputs {
   AttentionCaptures* captures = nullptr;  // probes: what the op should capture (may be null)
 };
 
+// Input gating: the three gated inputs of the q, k and v projections (or their gradients), [B, T, D].
+struct GatedInputs {
+  Tensor q, k, v;
+};
+
+// What the shell hands gate_forward / gate_forward_cached.
+struct DraftInputs {
+  Tensor x;      // [B, T, D] the layer's input
+  Tensor q;      // draft q̃ [B, Hq, T, d] heads-first (after q norm and RoPE)
+  Tensor k;      // draft k̃: training [B, Hkv, T, d] heads-first; forward_cached [B, T, Hkv, d]
+                 //   token-major (the layout the cache write reads); both rotated
+  const CachedAttentionArgs* cached = nullptr;  // forward_cached: the call
+};
+
 struct AttendGrads {
   Tensor dout;                 // in  [B, out_heads, T, out_dim]
   Tensor dq, dk, dv;           // out, shaped like q, k, v
@@ -116,6 +136,21 @@ class AttentionShell : public AttentionLayer {
                               Arena& scratch);
   // Called once per forward (training and cached) before the projections (e.g. λ of differential).
   virtual void before_forward(Ctx& ctx) {}
+  // Input gating (see the file comment). gates_inputs(): the variant gates; the rest is called
+  // only then. gate_forward: the gated inputs of a training forward (the variant's slots).
+  // gate_inputs_again: the same values in the backward (saved or recomputed). gate_input_grads:
+  // [B, T, D] scratch for the projections' input gradients (not the shell's own scratch).
+  // gate_backward: dx (overwritten) from those gradients. Cached: draft_needed says whether the
+  // call needs the draft q̃/k̃; gate_forward_cached takes its memory from args.scratch (counted by
+  // gate_cached_bytes) and returns the gated inputs there.
+  virtual bool gates_inputs() const { return false; }
+  virtual GatedInputs gate_forward(Ctx& ctx, const DraftInputs& in) { return {}; }
+  virtual GatedInputs gate_inputs_again(Ctx& ctx, const Tensor& x) { return {}; }
+  virtual GatedInputs gate_input_grads() { return {}; }
+  virtual void gate_backward(Ctx& ctx, const Tensor& x, const GatedInputs& d, const Tensor& dx) {}
+  virtual bool draft_needed(const CachedAttentionArgs& a) const { return false; }
+  virtual size_t gate_cached_bytes(DType dt, int64_t B, int64_t T, int64_t S) const { return 0; }
+  virtual GatedInputs gate_forward_cached(Ctx& ctx, const DraftInputs& in) { return {}; }
   // The attention op's spec (heads, normalisation, differential): what probes can capture.
   virtual const AttentionSpec& attention_spec() const = 0;
 
@@ -146,7 +181,7 @@ class AttentionShell : public AttentionLayer {
   };
   struct CachedBuffers;
   CachedBuffers cached_buffers(Arena* arena, DType dt, int64_t B, int64_t T, size_t* bytes) const;
-  void branch_forward(Ctx& ctx, Branch& b, const Tensor& x);
+  void branch_forward(Ctx& ctx, Branch& b, const Tensor& x, bool probe = true);
   // The step with the probes' captures attached (when a sink names this layer).
   void attend_probed(Ctx& ctx, AttendInputs in, const Tensor& out);
   void probe_activation(Ctx& ctx, const char* what, const Tensor& x);

@@ -14,6 +14,7 @@ const char* param_init_name(const ParamInit& init) {
     case ParamInit::Kind::zeros: return "zeros";
     case ParamInit::Kind::ones: return "ones";
     case ParamInit::Kind::normal: return "normal";
+    case ParamInit::Kind::uniform: return "uniform";
   }
   return "?";
 }

@@ -25,9 +25,9 @@ namespace attnlab {
 // How a parameter starts, declared by the module that registers it. model_default: the
 // architecture's rule (core/models/weights.h: matrices N(0, σ²), norm weights 1, biases 0).
 struct ParamInit {
-  enum class Kind : uint8_t { model_default, zeros, ones, normal };
+  enum class Kind : uint8_t { model_default, zeros, ones, normal, uniform };
   Kind kind = Kind::model_default;
-  double stddev = 0;  // normal only
+  double stddev = 0;  // normal: the standard deviation; uniform: the bound b of U(−b, b)
   // Added by a variant, a controller or a head to an architecture whose pretrained checkpoints do
   // not have it: loading such a checkpoint initialises it by this rule and lists it in the log,
   // while a missing pretrained tensor stays an error.
@@ -35,6 +35,8 @@ struct ParamInit {
   static ParamInit zeros_added() { return {Kind::zeros, 0, true}; }
   static ParamInit ones_added() { return {Kind::ones, 0, true}; }
   static ParamInit normal_added(double s) { return {Kind::normal, s, true}; }
+  // PyTorch nn.Linear's default: U(−1/√fan_in, 1/√fan_in) for the weight and the bias.
+  static ParamInit uniform_added(double bound) { return {Kind::uniform, bound, true}; }
 };
 const char* param_init_name(const ParamInit& init);
 

@@ -162,7 +162,11 @@ void load_weights(Model& model, Ctx& ctx, const std::string& folder) {
   std::vector<std::string> initialised;
   for (Param& p : model.params()) {
     if (absent.count(p.name)) {
-      init_param(p, model.config(), ctx, 0, 0);
+      // Each added parameter draws from its own stretch of the stream, keyed by its name (FNV-1a),
+      // so the gates of different layers (and q, k, v) do not all start from the same values.
+      uint64_t stream = 1469598103934665603ull;
+      for (unsigned char ch : p.name) stream = (stream ^ ch) * 1099511628211ull;
+      init_param(p, model.config(), ctx, 0, stream >> 16);
       initialised.push_back(p.name + " (" + param_init_name(p.init) + ")");
       continue;
     }
@@ -297,6 +301,10 @@ void init_param(Param& p, const ModelConfig& c, Ctx& ctx, uint64_t seed, uint64_
     case ParamInit::Kind::zeros: break;
     case ParamInit::Kind::ones: std::fill(v.begin(), v.end(), 1.0); break;
     case ParamInit::Kind::normal: s = p.init.stddev; break;
+    case ParamInit::Kind::uniform:
+      for (size_t i = 0; i < v.size(); ++i)
+        v[i] = p.init.stddev * (2.0 * (double(philox_u32(seed, base, i) >> 8) + 0.5) / 16777216.0 - 1.0);
+      break;
     case ParamInit::Kind::model_default:
       if (p.shape.size() == 1) {
         // Biases 0, norm weights 1 (every 1-D parameter these architectures declare without a

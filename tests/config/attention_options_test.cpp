@@ -41,11 +41,16 @@ TEST(AttentionOptions, EveryUserOptionIsAYamlFieldWithTheTablesChoices) {
 
 TEST(AttentionOptions, ValidateRefusesWhatNoLayerBuildsAtItsLine) {
   const std::vector<Refusal> cases = {
-      {"two_pass", "init:qwen2", "  attention:\n    variant: two_pass\n", "two_pass", "variant"},
       {"decoder option on an HF architecture", "init:qwen2", "  decoder:\n    rope: true\n", "rope: true",
        "model.decoder.rope is an option of the from-scratch decoders"},
       {"decoder ffn on gpt2", "init:gpt2", "  decoder:\n    ffn: swiglu\n", "ffn: swiglu",
        "takes its positions and FFN from its config.json"},
+      {"draft_mask on standard", "init:qwen2", "  attention:\n    draft_mask: none\n", "draft_mask: none",
+       "draft_mask is an option of the two_pass variant"},
+      {"cached_gather typo", "init:qwen2", "  attention:\n    variant: two_pass\n    cached_gather: draft\n", "draft\n",
+       "draft_keys"},
+      {"two_pass on a scratch decoder", "init:decoder_paper", "  attention:\n    variant: two_pass\n", "variant: two_pass",
+       "from-scratch decoder"},
       {"lambda_init on standard", "init:gpt2", "  attention:\n    lambda_init: 0.5\n", "lambda_init",
        "lambda_init is an option of the differential variant"},
       {"lambda_init on paper", "init:gpt2", "  attention:\n    variant: differential\n    lambda_init: 0.5\n",
@@ -80,10 +85,15 @@ TEST(AttentionOptions, ValidateAcceptsWhatTheLayersBuild) {
        {std::string("  attention:\n    variant: differential\n    norm: linear\n    controller: temperature\n"),
         std::string("  attention:\n    variant: differential\n    preset: seed\n    lambda_init: 0.5\n"),
         std::string("  attention:\n    norm: ramp\n    ramp_alpha: 0.25\n    controller: info_density\n"),
-        std::string("  attention:\n    impl: materialized\n")}) {
+        std::string("  attention:\n    impl: materialized\n"),
+        std::string("  attention:\n    variant: two_pass\n    draft_mask: none\n    cached_gather: draft_keys\n")}) {
     SCOPED_TRACE(extra);
     EXPECT_TRUE(buildability_problems(load_experiment_text(base_yaml("init:gpt2", extra), "ok.yaml")).empty());
   }
+  // two_pass builds on every pretrained-shaped architecture (Qwen2/2.5, Qwen3, GPT-2).
+  for (const char* from : {"init:qwen2", "init:qwen3"})
+    EXPECT_TRUE(buildability_problems(load_experiment_text(base_yaml(from, "  attention:\n    variant: two_pass\n"),
+                                                           "tp.yaml")).empty()) << from;
   // Differential attention on RoPE models (the model's own rotation per sub-head).
   for (const char* from : {"init:qwen2", "init:qwen3"})
     EXPECT_TRUE(buildability_problems(load_experiment_text(

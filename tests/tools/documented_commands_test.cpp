@@ -105,6 +105,17 @@ const std::map<std::string, Quick>& quick_table() {
        "data.path=/data/sst2-demos-seed0.tsv",
        {"", "", "needs the Qwen3-0.6B-Base weights and the SST-2 rows (the real run)"}},
       {"attnlab train experiments/sft-qwen2.5-openr1.yaml", {"train.epochs=null train.steps=2 train.grad_accum=1"}},
+      {"attnlab train experiments/two-pass/plain-sft.yaml", {"train.epochs=null train.steps=2 train.grad_accum=1"}},
+      {"attnlab train experiments/two-pass/two-pass-sft.yaml", {"train.epochs=null train.steps=2 train.grad_accum=1"}},
+      {"attnlab train experiments/two-pass/plain-sft.yaml model.from=/models/Qwen2.5-1.5B-Instruct "
+       "data.path=/data/openr1-math-220k.jsonl data.seq_len=2048 run.device=cuda",
+       {"", "", "needs the Qwen2.5-1.5B-Instruct weights, OpenR1-Math and a GPU (the real run)", true}},
+      {"attnlab train experiments/two-pass/two-pass-sft.yaml model.from=/models/Qwen2.5-1.5B-Instruct "
+       "data.path=/data/openr1-math-220k.jsonl data.seq_len=2048 run.device=cuda",
+       {"", "", "needs the Qwen2.5-1.5B-Instruct weights, OpenR1-Math and a GPU (the real run)", true}},
+      {"bash tools/two_pass_standin.sh",
+       {"", "", "trains two stand-in SFT runs of 8 steps, evaluates and chats (minutes); its SFT commands run here "
+                "from the README and the experiment headers, a few steps each"}},
       {"attnlab train experiments/sft-qwen2.5-openr1.yaml model.from=/models/Qwen2.5-1.5B-Instruct "
        "data.path=/data/openr1-math-220k.jsonl data.seq_len=2048 run.device=cuda",
        {"", "", "needs the Qwen2.5-1.5B-Instruct weights, OpenR1-Math and a GPU (the real run)", true}},
