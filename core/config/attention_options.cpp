@@ -59,8 +59,9 @@ const std::vector<AttentionOptionDecl>& attention_option_decls() {
     number("lambda_init", -10, 10, "differential seed preset only: the constant lambda_init (default 0.8)",
            &O::lambda_init, {"differential"});
     text("impl", {"auto", "materialized", "fused"}, "auto",
-         "attention kernels: auto (fused where supported, else materialized), materialized (maps in memory) or "
-         "fused (flash-style; not built yet)",
+         "attention kernels: auto (fused on the GPU where the support matrix allows, else materialized), "
+         "materialized (probability maps in memory) or fused (flash-style: row statistics only; on the CPU the "
+         "tiled reference)",
          &O::impl);
     AttentionOptionDecl s;
     s.name = "scratch";
@@ -121,9 +122,6 @@ std::vector<std::pair<std::string, std::string>> attention_option_problems(const
     p.push_back({"variant", k + "variant: differential does not implement RoPE, and this model has rotary "
                                 "positions (Qwen); use it on models with learned positions (init:gpt2, "
                                 "init:decoder_paper, init:decoder_seed)"});
-  if (o.impl == "fused")
-    p.push_back({"impl", k + "impl: fused: the fused (flash-style) attention kernels are not built yet; use auto or "
-                             "materialized"});
   return p;
 }
 

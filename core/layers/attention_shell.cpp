@@ -59,6 +59,7 @@ AttentionShell::AttentionShell(const AttentionLayerArgs& args, const ShellLayout
     head_norm_ = RmsNorm(p + ".subln", head_norm_weight_, l.head_norm_eps);
   }
   const AttentionOptions opts = attention_options_from_json(args.options, args.config.source);
+  impl_ = attention_impl_from_name(opts.impl);
   if (opts.controller != "none")
     controller_ = ScoreController(p, controller_from_name(opts.controller, args.config.source), D, l.out_heads, ps);
   if (l.post_norm) {
@@ -78,6 +79,7 @@ void AttentionShell::plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_
   const int64_t Hmax = std::max({l.q_heads, l.kv_heads});
   const int64_t tok_width = std::max({Hmax * d, l.v_heads * l.v_dim, D});
   const std::string& n = name_.name;
+  planned_backend_ = attention_backend(ctx.device, dt);
   for (Branch* b : {&q_, &k_}) {
     const std::string which = b == &q_ ? ".q" : ".k";
     b->raw = l.qk_norm ? p.saved(dt, {B, T, b->heads, d}, n + which + "_proj_out") : Tensor();
@@ -87,8 +89,8 @@ void AttentionShell::plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_
   }
   v_hf_ = p.saved(dt, {B, l.v_heads, T, l.v_dim}, n + ".v");
   const int64_t merged = l.out_heads * l.out_dim;
-  // The step's output is saved when the head norm's backward reads it, else it is scratch.
-  out_hf_ = l.head_norm ? p.saved(dt, {B, l.out_heads, T, l.out_dim}, n + ".out")
+  // The step's output is saved when the head norm's backward or the step's own reads it, else it is scratch.
+  out_hf_ = l.head_norm || attend_saves_out() ? p.saved(dt, {B, l.out_heads, T, l.out_dim}, n + ".out")
                         : p.scratch("attn.out_hf", dt, {B, l.out_heads, T, l.out_dim});
   if (l.head_norm) head_norm_.plan(p, ctx, dt, B * l.out_heads * T, l.out_dim);
   merged_ = p.saved(dt, {B, T, merged}, n + ".merged");
@@ -305,6 +307,7 @@ void AttentionShell::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const
 
   AttendGrads g;
   g.dout = d_out_hf;
+  if (l.head_norm || attend_saves_out()) g.out = out_hf_;
   g.dq = dq_hf_;
   g.dk = dk_hf_;
   g.dv = dv_hf_;

@@ -74,7 +74,13 @@ INSTANTIATE_TEST_SUITE_P(
                       FdCase{"qwen3_qknorm_gqa_tied", ModelArch::qwen3, true, false},
                       FdCase{"qwen3_qknorm_gqa_untied", ModelArch::qwen3, false, false},
                       FdCase{"qwen2_ramp_attention", ModelArch::qwen2, false, false,
-                             R"({"norm": "ramp", "ramp_alpha": 0.3})"}),
+                             R"({"norm": "ramp", "ramp_alpha": 0.3})"},
+                      // impl: fused on the CPU runs the tiled reference (core/ops/attention_tiled.h).
+                      FdCase{"gpt2_fused", ModelArch::gpt2, true, false, R"({"impl": "fused"})"},
+                      FdCase{"qwen2_ramp_fused_temperature", ModelArch::qwen2, false, false,
+                             R"({"norm": "ramp", "ramp_alpha": 0.3, "controller": "temperature", "impl": "fused"})"},
+                      FdCase{"gpt2_differential_linear_fused", ModelArch::gpt2, true, false,
+                             R"({"variant": "differential", "norm": "linear", "impl": "fused"})"}),
     [](const auto& i) { return std::string(i.param.name); });
 
 TEST(ModelDropout, ChangesTheLossOnlyInTrainingMode) {
