@@ -14,7 +14,8 @@ times, forward and forward+backward (CUDA events, warm-up, median, L2 flushed), 
          then softmax of log(x − m + 1), which is (x − m + 1)/Z; ramp as two calls; differential
          as two calls. (The pre-pass's m is a constant to autograd: the argmin term of the true
          gradient is missing, so flex's linear backward is a lower bound on the work.)
-then runs `attnlab bench attention d T 1 B H --impl both` on the same shapes and prints attnlab's
+then runs `attnlab bench attention d T 2 B H --impl both` on the same shapes (2: every variant and
+softmax with both per-row controllers, the "temperature" rows) and prints attnlab's
 speed ratio to each peer (peer time / attnlab time: > 1 means attnlab is faster).
 TFLOP/s use FlashAttention's FLOP convention: 4·B·T²·H·d forward, halved when causal, backward
 2.5× forward (fwd+bwd = 3.5×), with the same width H·d for every variant (differential: H/2·2d).
@@ -206,7 +207,7 @@ def time_peer(peer, variant, d, T, warmup, repeats):
     return fwd, fb
 
 
-LABEL = re.compile(r"(materialized|fused) bf16 (diff-)?(\w+) d=(\d+) T=(\d+) B=(\d+) H=(\d+)")
+LABEL = re.compile(r"(materialized|fused) bf16 (ctrl-)?(diff-)?(\w+) d=(\d+) T=(\d+) B=(\d+) H=(\d+)")
 
 
 def run_attnlab(binary, shapes, repeats):
@@ -216,7 +217,7 @@ def run_attnlab(binary, shapes, repeats):
         for d, T in shapes:
             B, H = TOKENS // T, WIDTH // d
             path = os.path.join(tmp, f"a{d}_{T}.csv")
-            cmd = [binary, "bench", "attention", str(d), str(T), "1", str(B), str(H), "--impl", "both",
+            cmd = [binary, "bench", "attention", str(d), str(T), "2", str(B), str(H), "--impl", "both",
                    "--csv", path, "--repeats", str(repeats)]
             res = subprocess.run(cmd, capture_output=True, text=True)
             sys.stdout.write(res.stdout)
@@ -228,7 +229,7 @@ def run_attnlab(binary, shapes, repeats):
                     m = LABEL.match(r["shape"])
                     if not m or r["op"] not in ("attention_fwd", "attention_fwd_bwd"):
                         continue
-                    variant = "differential" if m.group(2) else m.group(3)
+                    variant = "temperature" if m.group(2) else "differential" if m.group(3) else m.group(4)
                     pss = "fwd" if r["op"] == "attention_fwd" else "fwd+bwd"
                     rows[(m.group(1), variant, pss, d, T)] = float(r["us"]) / 1000.0
     return rows
@@ -264,15 +265,13 @@ def main():
         for variant in variants:
             B, H, _, dv = shape_of(variant, d, T)
             timed = {name: time_peer(fn, variant, d, T, args.warmup, args.repeats) for name, fn in peers}
-            # attnlab's bench runs the controller-free variants; the temperature row compares the
-            # peers' controller cost against attnlab's plain softmax (named so in the table).
-            ours_variant = "softmax" if variant == "temperature" else variant
+            ours_variant = variant  # temperature: attnlab's ctrl-softmax rows (τ and a per row)
             for i, (pss, mult) in enumerate([("fwd", 1.0), ("fwd+bwd", 3.5)]):
                 fl = flops_fwd(B, H, T, dv) * mult
                 tf = lambda t: fl / (t * 1e-3) / 1e12 if t else float("nan")
                 fu = ours.get(("fused", ours_variant, pss, d, T))
                 ma = ours.get(("materialized", ours_variant, pss, d, T))
-                row = [variant if variant != "temperature" else "temperature*", d, T, pss, fu, tf(fu), ma, tf(ma)]
+                row = [variant, d, T, pss, fu, tf(fu), ma, tf(ma)]
                 ratios = [ma / fu if fu and ma else float("nan")]
                 for name, _ in peers:
                     t = timed[name][i] if timed[name] else None
@@ -281,8 +280,6 @@ def main():
                 row += ratios
                 table.append(row)
                 print(" ".join(f"{x:>13.3f}" if isinstance(x, float) else f"{str(x):>13}" for x in row))
-    print("\n(* temperature: the peers run softmax with a per-row τ and a; attnlab's columns are its plain "
-          "softmax — attnlab bench times controllers with the attention layer, not here.)")
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.writer(f)

@@ -59,7 +59,8 @@ const std::vector<AttentionOptionDecl>& attention_option_decls() {
     number("lambda_init", -10, 10, "differential seed preset only: the constant lambda_init (default 0.8)",
            &O::lambda_init, {"differential"});
     text("impl", {"auto", "materialized", "fused"}, "auto",
-         "attention kernels: auto (fused on the GPU where the support matrix allows, else materialized), "
+         "attention kernels: auto (fused on the GPU where the support matrix allows once the fused kernels are "
+         "verified on a GPU, else materialized), "
          "materialized (probability maps in memory) or fused (flash-style: row statistics only; on the CPU the "
          "tiled reference)",
          &O::impl);

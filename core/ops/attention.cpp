@@ -53,7 +53,8 @@ AttentionImpl attention_impl_from_name(const std::string& name) {
   FAIL_WITH("attention impl '", name, "' is not one of auto, materialized, fused");
 }
 
-AttentionBackend attention_backend_for(AttentionImpl impl, const AttentionSpec& spec, Device device, DType dt) {
+AttentionBackend attention_backend_for(AttentionImpl impl, const AttentionSpec& spec, Device device, DType dt,
+                                       bool fused_cuda_verified) {
   switch (impl) {
     case AttentionImpl::materialized: return AttentionBackend::materialized;
     case AttentionImpl::fused: {
@@ -63,7 +64,8 @@ AttentionBackend attention_backend_for(AttentionImpl impl, const AttentionSpec& 
       return AttentionBackend::fused;
     }
     case AttentionImpl::automatic:
-      return device == Device::cuda && attention_backend_support(AttentionBackend::fused, spec, device, dt).empty()
+      return fused_cuda_verified && device == Device::cuda &&
+                     attention_backend_support(AttentionBackend::fused, spec, device, dt).empty()
                  ? AttentionBackend::fused
                  : AttentionBackend::materialized;
   }

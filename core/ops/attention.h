@@ -84,10 +84,14 @@ constexpr int64_t kAttentionFusedMaxSpans = 32;
 // CUDA and materialized elsewhere (on the CPU the fused backend is the scalar reference, not a
 // fast path, and analyses read the materialized maps); fused and materialized are taken as asked,
 // and a fused request the matrix refuses fails with the matrix's reason.
+// Until the fused CUDA kernels have passed tools/gpu/fused_pass.sh on a GPU, auto keeps the
+// materialized kernels on CUDA too (kAttentionFusedCudaVerified; flip it with the H100 result).
 enum class AttentionImpl : uint8_t { automatic, materialized, fused };
+constexpr bool kAttentionFusedCudaVerified = false;
 // "auto" | "materialized" | "fused"; anything else fails naming the choices.
 AttentionImpl attention_impl_from_name(const std::string& name);
-AttentionBackend attention_backend_for(AttentionImpl impl, const AttentionSpec& spec, Device device, DType dt);
+AttentionBackend attention_backend_for(AttentionImpl impl, const AttentionSpec& spec, Device device, DType dt,
+                                       bool fused_cuda_verified = kAttentionFusedCudaVerified);
 // Un-mixed outputs the fused forward saves for its backward: per map one part per normalisation
 // (ramp: softmax then linear). 1: `out` itself is the only part (no out_parts tensor).
 int64_t attention_fused_nparts(const AttentionSpec& s);

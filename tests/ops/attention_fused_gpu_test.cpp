@@ -68,17 +68,20 @@ AttnCaptureReq captures_of(const FusedCase& c) {
   return cap;
 }
 
-void compare(const FusedCase& c, DType dt, const AttnOutputs& g, const AttnOutputs& r, const char* against) {
-  const double tol = dt == DType::bf16 ? 2e-2 : 2e-5;
-  const double stat_tol = dt == DType::bf16 ? 5e-2 : 1e-4;
+// `factor` widens every tolerance when the reference carries rounding of its own (the GPU
+// materialized op: each side may sit a full tolerance from the exact value).
+void compare(const FusedCase& c, DType dt, const AttnOutputs& g, const AttnOutputs& r, const char* against,
+             double factor = 1) {
+  const double tol = factor * (dt == DType::bf16 ? 2e-2 : 2e-5);
+  const double stat_tol = factor * (dt == DType::bf16 ? 5e-2 : 1e-4);
   auto cmp = [&](const char* name, const std::vector<double>& x, const std::vector<double>& y, double t) {
     if (x.empty() || y.empty()) return;  // not produced by one side (maps of the materialized op)
     ASSERT_EQ(x.size(), y.size()) << name;
     EXPECT_LT(rel_err(x, y), t) << c.name << " " << dtype_name(dt) << " " << name << " vs " << against;
   };
   cmp("o", g.o, r.o, tol);
-  cmp("lse", g.lse, r.lse, dt == DType::bf16 ? 1e-2 : 1e-5);
-  cmp("lse2", g.lse2, r.lse2, dt == DType::bf16 ? 1e-2 : 1e-5);
+  cmp("lse", g.lse, r.lse, factor * (dt == DType::bf16 ? 1e-2 : 1e-5));
+  cmp("lse2", g.lse2, r.lse2, factor * (dt == DType::bf16 ? 1e-2 : 1e-5));
   cmp("row_sum", g.rsum, r.rsum, tol);
   cmp("row_sum2", g.rsum2, r.rsum2, tol);
   cmp("cap_scores", g.cap_scores, r.cap_scores, tol);
@@ -94,13 +97,13 @@ void compare(const FusedCase& c, DType dt, const AttnOutputs& g, const AttnOutpu
   cmp("dq2", g.dq2, r.dq2, tol);
   cmp("dk2", g.dk2, r.dk2, tol);
   cmp("dlambda", g.dlambda, r.dlambda, tol);
-  cmp("dtau", g.dmul, r.dmul, dt == DType::bf16 ? 3e-2 : 1e-4);
+  cmp("dtau", g.dmul, r.dmul, factor * (dt == DType::bf16 ? 3e-2 : 1e-4));
   if (!g.dadd.empty()) {
     // Mathematically zero for every normalising map (METHODS §4.3).
     double worst = 0, scale = 1;
     for (double x : g.dadd) worst = std::max(worst, std::isfinite(x) ? std::fabs(x) : INFINITY);
     for (double x : r.dmul) scale = std::max(scale, std::fabs(x));
-    EXPECT_LT(worst, 1e-3 * scale) << c.name;
+    EXPECT_LT(worst, factor * 1e-3 * scale) << c.name;
   }
 }
 
@@ -144,7 +147,7 @@ TEST_P(AttentionFusedGpu, MatchesGpuMaterialized) {
   }
   const AttnOutputs m = m_pr.run(gpu_ctx(), dt, true, c.captures ? &cap : nullptr);
   // Both carry their own rounding: twice the tolerance against the exact reference.
-  compare(c, dt, f, m, "GPU materialized");
+  compare(c, dt, f, m, "GPU materialized", 2);
 }
 
 TEST_P(AttentionFusedGpu, BackwardIsBitForBitDeterministic) {

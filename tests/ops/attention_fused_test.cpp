@@ -51,10 +51,15 @@ TEST(AttentionFusedSelection, ImplResolvesPerDevice) {
   EXPECT_EQ(attention_impl_from_name("fused"), AttentionImpl::fused);
   EXPECT_EQ(attention_impl_from_name("materialized"), AttentionImpl::materialized);
   EXPECT_NE(thrown([] { attention_impl_from_name("flash"); }).find("auto, materialized, fused"), std::string::npos);
-  // auto: fused on CUDA where supported; the CPU keeps the materialized maps analyses read.
-  EXPECT_EQ(attention_backend_for(AttentionImpl::automatic, ok, Device::cuda, DType::bf16), AttentionBackend::fused);
-  EXPECT_EQ(attention_backend_for(AttentionImpl::automatic, odd, Device::cuda, DType::bf16), AttentionBackend::materialized);
-  EXPECT_EQ(attention_backend_for(AttentionImpl::automatic, ok, Device::cpu, DType::f32), AttentionBackend::materialized);
+  // auto: fused on CUDA where supported (once the kernels are verified on a GPU); the CPU keeps
+  // the materialized maps analyses read.
+  const AttentionImpl a = AttentionImpl::automatic;
+  EXPECT_EQ(attention_backend_for(a, ok, Device::cuda, DType::bf16, true), AttentionBackend::fused);
+  EXPECT_EQ(attention_backend_for(a, ok, Device::cuda, DType::bf16, false), AttentionBackend::materialized);
+  EXPECT_EQ(attention_backend_for(a, ok, Device::cuda, DType::bf16),
+            kAttentionFusedCudaVerified ? AttentionBackend::fused : AttentionBackend::materialized);
+  EXPECT_EQ(attention_backend_for(a, odd, Device::cuda, DType::bf16, true), AttentionBackend::materialized);
+  EXPECT_EQ(attention_backend_for(a, ok, Device::cpu, DType::f32, true), AttentionBackend::materialized);
   EXPECT_EQ(attention_backend_for(AttentionImpl::fused, odd, Device::cpu, DType::f64), AttentionBackend::fused);
   EXPECT_EQ(attention_backend_for(AttentionImpl::materialized, ok, Device::cuda, DType::f32), AttentionBackend::materialized);
   const std::string why = thrown([&] { attention_backend_for(AttentionImpl::fused, odd, Device::cuda, DType::f32); });

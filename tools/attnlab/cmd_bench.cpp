@@ -85,7 +85,7 @@ void setup(CLI::App& root) {
       "Without a usable GPU (or with --cpu) the entries run on the CPU backend: verified in f32 against\n"
       "f64, timed with the steady clock, reported as this CPU's GFLOP/s and GB/s.\n"
       "Examples: attnlab bench --list; attnlab bench matmul 4096 4096 4096; attnlab bench all;\n"
-      "  attnlab bench attention 64 128 1 1 2 --impl both   # fused vs materialized attention");
+      "  attnlab bench attention 64 64 1 1 2 --impl both --repeats 3   # fused vs materialized");
   c->add_option("op", o->op, "Op to run ('all' runs every entry with its default sizes)");
   c->add_option("sizes", o->sizes, "Sizes, as the op's entry in --list describes");
   c->add_flag("--list", o->list, "List the benchmark entries and what their sizes mean");
