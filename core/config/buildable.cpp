@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/io/reference_configs.h"
+#include "core/ops/attention.h"
 
 namespace attnlab::config {
 
@@ -89,6 +90,41 @@ void decoder_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) {
                                             "init:decoder_paper or init:decoder_seed); model.from " + cfg.model.from +
                                             " takes its positions and FFN from its config.json. Remove " + path});
   }
+// The model's attention head dim when the architecture is known (reference configs and overrides).
+int64_t known_head_dim(const ExperimentConfig& cfg) {
+  const std::string arch = cfg.model.init_arch();
+  const auto& refs = reference_architectures();
+  if (std::find(refs.begin(), refs.end(), arch) == refs.end()) return 0;
+  nlohmann::ordered_json j = reference_config_json(arch);
+  for (const auto& [key, text] : cfg.model.arch) {
+    const auto value = nlohmann::ordered_json::parse(text, nullptr, false);
+    if (!value.is_discarded()) j[key] = value;
+  }
+  auto num = [&](const char* k) { return j.contains(k) && j[k].is_number_integer() ? j[k].get<int64_t>() : 0; };
+  if (num("head_dim") > 0) return num("head_dim");
+  for (auto [w, h] : {std::pair{"n_embd", "n_head"}, std::pair{"hidden_size", "num_attention_heads"}})
+    if (num(w) > 0 && num(h) > 0 && num(w) % num(h) == 0) return num(w) / num(h);
+  return 0;
+}
+
+// impl: fused on run.device: cuda asks for the fused kernels on the GPU: the support matrix
+// (core/ops/attention.h) must take the model's attention (on the CPU the tiled reference takes all).
+void impl_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) {
+  const AttentionOptions& o = cfg.model.attention;
+  if (o.impl != "fused" || cfg.run.device != DeviceChoice::cuda) return;
+  const int64_t hd = known_head_dim(cfg);
+  if (hd <= 0) return;
+  AttentionSpec s;
+  s.Hq = s.Hkv = 1;
+  s.d = hd;
+  s.dv = o.variant == "differential" && o.preset == "paper" ? 2 * hd : hd;
+  s.differential = o.variant == "differential";
+  s.norm = o.norm == "linear" ? AttnNorm::linear : o.norm == "ramp" ? AttnNorm::ramp : AttnNorm::softmax;
+  const std::string why = attention_backend_support(AttentionBackend::fused, s, Device::cuda, cfg.run.dtype);
+  if (!why.empty())
+    out.push_back({where_of(cfg, "model.attention.impl"), "model.attention.impl: fused on run.device: cuda: " + why +
+                                                              "; use impl: auto (materialized where fused cannot run) "
+                                                              "or impl: materialized"});
 }
 
 }  // namespace
@@ -98,6 +134,7 @@ std::vector<Problem> buildability_problems(const ExperimentConfig& cfg) {
   arch_problems(cfg, out);
   attention_problems(cfg, out);
   decoder_problems(cfg, out);
+  impl_problems(cfg, out);
   return out;
 }
 

@@ -3,7 +3,7 @@
 // that a model can be built from the config. init:<arch> overrides (model.arch) must name keys the
 // architecture has and give shapes it can build (heads dividing the width, ...); the attention
 // options must be a combination some layer implements on that model (attention_options.h: options
-// of another variant, fused kernels not built yet, a from-scratch decoder's preset contradicted), and
+// of another variant, impl: fused where the kernels cannot run, a from-scratch decoder's preset contradicted), and
 // model.decoder's options (decoder_options.h) are for the from-scratch decoders only. Each problem points at the key's FILE:LINE:COLUMN (or the
 // command-line override) like the loader's own.
 //

@@ -69,6 +69,7 @@ AttentionShell::AttentionShell(const AttentionLayerArgs& args, const ShellLayout
     head_norm_ = RmsNorm(p + ".subln", head_norm_weight_, l.head_norm_eps);
   }
   const AttentionOptions opts = attention_options_from_json(args.options, args.config.source);
+  impl_ = attention_impl_from_name(opts.impl);
   if (opts.controller != "none")
     controller_ = ScoreController(p, controller_from_name(opts.controller, args.config.source), D, l.out_heads, ps);
   if (l.post_norm) {
@@ -88,6 +89,7 @@ void AttentionShell::plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_
   const int64_t Hmax = std::max({l.q_heads, l.kv_heads});
   const int64_t tok_width = std::max({Hmax * d, l.v_heads * l.v_dim, D});
   const std::string& n = name_.name;
+  planned_backend_ = attention_backend(ctx.device, dt);
   for (Branch* b : {&q_, &k_}) {
     const std::string which = b == &q_ ? ".q" : ".k";
     b->raw = l.qk_norm ? p.saved(dt, {B, T, b->heads, d}, n + which + "_proj_out") : Tensor();
@@ -97,8 +99,8 @@ void AttentionShell::plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_
   }
   v_hf_ = p.saved(dt, {B, l.v_heads, T, l.v_dim}, n + ".v");
   const int64_t merged = l.out_heads * l.out_dim;
-  // The step's output is saved when the head norm's backward reads it, else it is scratch.
-  out_hf_ = l.head_norm ? p.saved(dt, {B, l.out_heads, T, l.out_dim}, n + ".out")
+  // The step's output is saved when the head norm's backward or the step's own reads it, else it is scratch.
+  out_hf_ = l.head_norm || attend_saves_out() ? p.saved(dt, {B, l.out_heads, T, l.out_dim}, n + ".out")
                         : p.scratch("attn.out_hf", dt, {B, l.out_heads, T, l.out_dim});
   if (l.head_norm) head_norm_.plan(p, ctx, dt, B * l.out_heads * T, l.out_dim);
   merged_ = p.saved(dt, {B, T, merged}, n + ".merged");
@@ -326,6 +328,7 @@ void AttentionShell::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const
 
   AttendGrads g;
   g.dout = d_out_hf;
+  if (l.head_norm || attend_saves_out()) g.out = out_hf_;
   g.dq = dq_hf_;
   g.dk = dk_hf_;
   g.dv = dv_hf_;
@@ -412,7 +415,12 @@ size_t AttentionShell::cached_op_bytes(const AttentionSpec& spec, int64_t B, int
                                        bool has_score_mul) {
   const size_t stat = Arena::aligned(size_t(B * spec.Hq * T) * dtype_size(acc_dtype(dt)));  // i32 row_min fits
   const size_t maps = spec.differential ? 2 : 1;
-  return 3 * maps * stat + Arena::aligned(attention_workspace_bytes(spec, B, T, S, dt, false, has_score_mul, true));
+  // Either backend may run (the device is not known here): room for the larger, and for the fused
+  // backend's un-mixed outputs (ramp, differential).
+  const size_t parts = Arena::aligned(size_t(B * spec.Hq * T) * size_t(attention_fused_nparts(spec) * spec.value_dim()) *
+                                      dtype_size(dt));
+  return 3 * maps * stat + Arena::aligned(attention_workspace_bytes(spec, B, T, S, dt, false, has_score_mul, true)) +
+         parts;
 }
 
 void AttentionShell::take_cached_op_memory(Arena& s, AttentionArgs& a, int64_t B, int64_t T, int64_t S, DType dt) {
@@ -428,8 +436,11 @@ void AttentionShell::take_cached_op_memory(Arena& s, AttentionArgs& a, int64_t B
       (map ? a.row_sum2 : a.row_sum) = s.alloc(acc, {B, H, T}, "attn.cached.row_sum");
     }
   }
-  const size_t ws = attention_workspace_bytes(spec, B, T, S, dt, false, a.score_mul.defined(), true);
-  a.workspace = s.alloc(DType::i32, {int64_t((ws + 3) / 4)}, "attn.cached.workspace");
+  const int64_t nparts = attention_fused_nparts(spec);
+  if (a.backend == AttentionBackend::fused && nparts > 1)
+    a.out_parts = s.alloc(dt, {B, H, T, nparts * spec.value_dim()}, "attn.cached.out_parts");
+  const size_t ws = attention_backend_workspace_bytes(a.backend, spec, B, T, S, dt, false, a.score_mul.defined(), true);
+  if (ws > 0) a.workspace = s.alloc(DType::i32, {int64_t((ws + 3) / 4)}, "attn.cached.workspace");
 }
 
 void AttentionShell::set_op_inputs(AttentionInputs& a, const AttendInputs& in) {

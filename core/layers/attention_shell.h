@@ -98,6 +98,8 @@ struct DraftInputs {
 
 struct AttendGrads {
   Tensor dout;                 // in  [B, out_heads, T, out_dim]
+  Tensor out;                  // in  the step's forward output, when the shell saved it (head norm,
+                               //     or a fused backend whose backward reads it: attend_saves_out)
   Tensor dq, dk, dv;           // out, shaped like q, k, v
   Tensor dscore_add, dscore_mul;  // out acc [B, Hq, T] when controllers are attached
 };
@@ -163,6 +165,17 @@ class AttentionShell : public AttentionLayer {
   // The op's inputs from the step's: q, k, v, the key count and lengths, the query offset and the
   // controllers (the spec, and a differential step's halves, are the variant's).
   static void set_op_inputs(AttentionInputs& a, const AttendInputs& in);
+  // The attention op's backend on this device (model.attention.impl resolved by the support
+  // matrix, core/ops/attention.h); planned_backend() is the one plan() chose for training.
+  AttentionBackend attention_backend(Device device, DType dt) const {
+    return attention_backend_for(impl_, attention_spec(), device, dt);
+  }
+  AttentionBackend planned_backend() const { return planned_backend_; }
+  // Whether the step's backward reads its own forward output (AttendGrads::out): the shell then
+  // saves it. Default: a fused backend with one output part (attention_fused_nparts).
+  virtual bool attend_saves_out() const {
+    return planned_backend_ == AttentionBackend::fused && attention_fused_nparts(attention_spec()) == 1;
+  }
 
   // Whether the step gets a multiplicative controller (score_mul): the op's workspace depends on it.
   bool has_score_mul() const { return controller_.active() && controller_.kind() == ControllerKind::multiplicative; }
@@ -202,6 +215,8 @@ class AttentionShell : public AttentionLayer {
   ScoreController controller_;  // option "controller": none, info_density, temperature
   Tensor ctrl_out_, d_ctrl_;    // saved [B, Hq, T] acc, and its gradient (scratch)
   int64_t B_ = 0, T_ = 0;
+  AttentionImpl impl_ = AttentionImpl::automatic;
+  AttentionBackend planned_backend_ = AttentionBackend::materialized;
   // saved
   Tensor v_hf_, out_hf_, merged_, lin_out_;
   // scratch

@@ -118,8 +118,13 @@ void DifferentialAttention::plan_attend(ActivationPlanner& p, DType dt, int64_t 
   const int64_t BH = B * H_;
   q_pair_ = p.saved(dt, {2, BH, T, d_}, n + ".q12");
   k_pair_ = p.saved(dt, {2, BH, T, d_}, n + ".k12");
-  probs_ = p.saved(dt, {B, H_, T, T}, n + ".probs1");
-  probs2_ = p.saved(dt, {B, H_, T, T}, n + ".probs2");
+  const AttentionBackend be = planned_backend();
+  const bool fused = be == AttentionBackend::fused;
+  // The fused backend keeps no maps: row statistics and the un-mixed outputs of both maps.
+  probs_ = fused ? Tensor() : p.saved(dt, {B, H_, T, T}, n + ".probs1");
+  probs2_ = fused ? Tensor() : p.saved(dt, {B, H_, T, T}, n + ".probs2");
+  out_parts_ = fused ? p.saved(dt, {B, H_, T, attention_fused_nparts(spec_) * spec_.value_dim()}, n + ".out_parts")
+                     : Tensor();
   const bool need_lse = spec_.norm != AttnNorm::linear, need_min = spec_.norm != AttnNorm::softmax;
   lse_ = need_lse ? p.saved(acc, {B, H_, T}, n + ".lse1") : Tensor();
   lse2_ = need_lse ? p.saved(acc, {B, H_, T}, n + ".lse2") : Tensor();
@@ -131,8 +136,8 @@ void DifferentialAttention::plan_attend(ActivationPlanner& p, DType dt, int64_t 
   dq_pair_ = p.scratch("dattn.dq12", dt, {2, BH, T, d_});
   dk_pair_ = p.scratch("dattn.dk12", dt, {2, BH, T, d_});
   dlambda_ = p.scratch("dattn.dlambda", acc, {preset_ == Preset::paper ? 1 : H_});
-  const size_t ws = std::max(attention_workspace_bytes(spec_, B, T, T, dt, false, has_score_mul()),
-                             attention_workspace_bytes(spec_, B, T, T, dt, true, has_score_mul()));
+  const size_t ws = std::max(attention_backend_workspace_bytes(be, spec_, B, T, T, dt, false, has_score_mul()),
+                             attention_backend_workspace_bytes(be, spec_, B, T, T, dt, true, has_score_mul()));
   workspace_ = p.scratch_bytes("dattn.workspace", ws);
 }
 
@@ -145,6 +150,8 @@ void DifferentialAttention::fill_attention_inputs(AttentionInputs& a, AttentionS
   a.k2 = half_of(k_pair_, 1, B, H, T, d_);
   a.v = v;
   a.lambda = lambda_;
+  a.backend = planned_backend();
+  saved.out_parts = out_parts_;
   saved.probs = probs_;
   saved.probs2 = probs2_;
   saved.lse = lse_;

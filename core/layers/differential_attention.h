@@ -47,7 +47,8 @@ class DifferentialAttention : public AttentionShell {
   // when asked (analyses, tests); the step itself never copies λ to the host.
   const std::vector<double>& lambda_values() const;
   double lambda_init() const { return lambda_init_; }
-  // Saved maps of the last forward [B, H, T, T] (analyses combine them as A1 − λA2).
+  // Saved maps of the last forward [B, H, T, T] (analyses combine them as A1 − λA2); undefined
+  // with the fused backend (model.attention.impl: materialized keeps them).
   const Tensor& probs1() const { return probs_; }
   const Tensor& probs2() const { return probs2_; }
   // Analyses: while set, every forward captures the final map P = A1 − λA2 of the query rows
@@ -98,7 +99,7 @@ class DifferentialAttention : public AttentionShell {
   // saved
   Tensor q_pair_, k_pair_, probs_, probs2_, lse_, lse2_, row_min_, row_min2_, row_sum_, row_sum2_, lambda_;
   // scratch
-  Tensor dq_pair_, dk_pair_, dlambda_, workspace_;
+  Tensor dq_pair_, dk_pair_, dlambda_, workspace_, out_parts_;
 };
 
 // The factory registered as "differential".

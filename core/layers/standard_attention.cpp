@@ -65,14 +65,19 @@ void StandardAttention::plan_attend(ActivationPlanner& p, DType dt, int64_t B, i
   const int64_t Hq = spec_.Hq;
   const DType acc = acc_dtype(dt);
   const std::string& n = name_.name;
-  probs_ = p.saved(dt, {B, Hq, T, T}, n + ".probs");
+  const AttentionBackend be = planned_backend();
+  const bool fused = be == AttentionBackend::fused;
+  // The fused backend keeps no map, only row statistics (and ramp's un-mixed outputs).
+  probs_ = fused ? Tensor() : p.saved(dt, {B, Hq, T, T}, n + ".probs");
+  const int64_t nparts = attention_fused_nparts(spec_);
+  out_parts_ = fused && nparts > 1 ? p.saved(dt, {B, Hq, T, nparts * spec_.value_dim()}, n + ".out_parts") : Tensor();
   const bool need_lse = spec_.norm == AttnNorm::softmax || spec_.norm == AttnNorm::ramp;
   const bool need_min = spec_.norm == AttnNorm::linear || spec_.norm == AttnNorm::ramp;
   lse_ = need_lse ? p.saved(acc, {B, Hq, T}, n + ".lse") : Tensor();
   row_min_ = need_min ? p.saved(DType::i32, {B, Hq, T}, n + ".row_min") : Tensor();
   row_sum_ = need_min ? p.saved(acc, {B, Hq, T}, n + ".row_sum") : Tensor();
-  const size_t ws = std::max(attention_workspace_bytes(spec_, B, T, T, dt, false, has_score_mul()),
-                             attention_workspace_bytes(spec_, B, T, T, dt, true, has_score_mul()));
+  const size_t ws = std::max(attention_backend_workspace_bytes(be, spec_, B, T, T, dt, false, has_score_mul()),
+                             attention_backend_workspace_bytes(be, spec_, B, T, T, dt, true, has_score_mul()));
   workspace_ = p.scratch_bytes("attn.workspace", ws);
 }
 
@@ -90,8 +95,10 @@ void StandardAttention::attend(Ctx& ctx, const AttendInputs& in, const Tensor& o
   fill_inputs(a, in);
   a.out = out;
   if (in.captures) a.captures = *in.captures;
+  a.backend = in.scratch ? attention_backend(ctx.device, in.q.dtype) : planned_backend();
   if (!in.scratch) {
     a.probs = probs_;
+    a.out_parts = out_parts_;
     a.lse = lse_;
     a.row_min = row_min_;
     a.row_sum = row_sum_;
@@ -106,6 +113,9 @@ void StandardAttention::attend(Ctx& ctx, const AttendInputs& in, const Tensor& o
 void StandardAttention::attend_backward(Ctx& ctx, const AttendInputs& in, const AttendGrads& g) {
   AttentionBackwardArgs a;
   fill_inputs(a, in);
+  a.backend = planned_backend();
+  a.out = a.backend == AttentionBackend::fused && !out_parts_.defined() ? g.out : Tensor();
+  a.out_parts = out_parts_;
   a.probs = probs_;
   a.lse = lse_;
   a.row_min = row_min_;

@@ -8,7 +8,9 @@
 //   o = attention(q, k, v)   causal, GQA groups, scale d^-1/2, softmax (or linear / ramp by option)
 //   y = merge(o) Woᵀ (+ bo)  [B, T, D]   (scratch seed preset: then LayerNorm(D), METHODS §3.4)
 //
-// The step saves the probability map and its row statistics (the materialized backward reads them).
+// The step saves the probability map and its row statistics (the materialized backward reads them),
+// or with the fused backend (model.attention.impl) only the row statistics (and ramp's un-mixed
+// outputs; the shell keeps the step's output for the fused backward's Δ).
 //
 // Options (config.json "attnlab": {"attention": {...}}): "norm": "softmax" | "linear" | "ramp",
 // "ramp_alpha" (ramp only) — the normalisations the attention op implements (METHODS §4.4–4.5).
@@ -24,7 +26,8 @@ class StandardAttention : public AttentionShell {
   explicit StandardAttention(const AttentionLayerArgs& args);
 
   const AttentionSpec& spec() const { return spec_; }
-  // The saved probability map [B, Hq, T, T] of the last forward (analyses read it).
+  // The saved probability map [B, Hq, T, T] of the last forward (analyses read it); undefined
+  // when the fused backend runs (model.attention.impl: materialized keeps it).
   const Tensor& probs() const { return probs_; }
 
  protected:
@@ -39,7 +42,7 @@ class StandardAttention : public AttentionShell {
   void fill_inputs(AttentionInputs& a, const AttendInputs& in) const;
   AttentionSpec spec_;
   // saved
-  Tensor probs_, lse_, row_min_, row_sum_;
+  Tensor probs_, lse_, row_min_, row_sum_, out_parts_;
   // scratch
   Tensor workspace_;
 };

@@ -7,6 +7,7 @@
 #include "core/dispatch.h"
 #include "core/nvtx.h"
 #include "core/ops/attention_checks.h"
+#include "core/ops/attention_tiled.h"
 
 namespace attnlab {
 
@@ -32,11 +33,47 @@ std::string attention_backend_support(AttentionBackend backend, const AttentionS
   switch (backend) {
     case AttentionBackend::materialized:
       return "";  // every spec, both devices, every compute dtype the device has
-    case AttentionBackend::fused:
-      return "the fused (flash-style) attention kernels are not built yet; use impl: materialized";
+    case AttentionBackend::fused: {
+      if (device == Device::cpu) return "";  // the tiled reference runs every spec in f32 and f64
+      if (dt != DType::f32 && dt != DType::bf16) return std::string("the fused CUDA kernels run f32 and bf16, not ") + dtype_name(dt);
+      if (spec.d != 64 && spec.d != 128)
+        return "the fused CUDA kernels take head dims 64 and 128 (this layer's is " + std::to_string(spec.d) + ")";
+      if (spec.value_dim() != spec.d && spec.value_dim() != 2 * spec.d)
+        return "the fused CUDA kernels take value dims d and 2d (this layer's is " + std::to_string(spec.value_dim()) + ")";
+      if (spec.norm == AttnNorm::relaxed_linear) return "the fused CUDA kernels do not run relaxed_linear";
+      return "";
+    }
   }
   return "unknown attention backend";
 }
+
+AttentionImpl attention_impl_from_name(const std::string& name) {
+  if (name == "auto") return AttentionImpl::automatic;
+  if (name == "materialized") return AttentionImpl::materialized;
+  if (name == "fused") return AttentionImpl::fused;
+  FAIL_WITH("attention impl '", name, "' is not one of auto, materialized, fused");
+}
+
+AttentionBackend attention_backend_for(AttentionImpl impl, const AttentionSpec& spec, Device device, DType dt,
+                                       bool fused_cuda_verified) {
+  switch (impl) {
+    case AttentionImpl::materialized: return AttentionBackend::materialized;
+    case AttentionImpl::fused: {
+      const std::string why = attention_backend_support(AttentionBackend::fused, spec, device, dt);
+      CHECK(why.empty(), "impl: fused cannot run this attention layer: ", why,
+            "; use impl: auto (falls back to materialized) or impl: materialized");
+      return AttentionBackend::fused;
+    }
+    case AttentionImpl::automatic:
+      return fused_cuda_verified && device == Device::cuda &&
+                     attention_backend_support(AttentionBackend::fused, spec, device, dt).empty()
+                 ? AttentionBackend::fused
+                 : AttentionBackend::materialized;
+  }
+  return AttentionBackend::materialized;
+}
+
+int64_t attention_fused_nparts(const AttentionSpec& s) { return attention_tiled_nparts(s); }
 
 double AttentionSpec::score_scale() const { return scale != 0 ? scale : 1.0 / std::sqrt(double(d)); }
 
@@ -122,11 +159,46 @@ size_t attention_workspace_bytes(const AttentionSpec& spec, int64_t B, int64_t T
   return attention_workspace_layout(spec, sh, dt, backward, has_score_mul, maps_in_workspace).total;
 }
 
+size_t attention_backend_workspace_bytes(AttentionBackend backend, const AttentionSpec& spec, int64_t B, int64_t T,
+                                         int64_t S, DType dt, bool backward, bool has_score_mul, bool maps_in_workspace) {
+  if (backend == AttentionBackend::fused) return backward ? attention_tiled_workspace_bytes(spec, B, T, dt) : 0;
+  return attention_workspace_bytes(spec, B, T, S, dt, backward, has_score_mul, maps_in_workspace);
+}
+
+namespace {
+
+// The fused backend: the tiled reference's entry points, which validate every tensor again and
+// run the CPU reference or the CUDA kernels.
+void fused_forward(Ctx& ctx, const AttentionArgs& a, const AttnShape& sh) {
+  AttentionTiledArgs ta;
+  ta.attn = a;
+  ta.attn.workspace = Tensor();
+  ta.attn.out_parts = Tensor();
+  ta.S = sh.S;
+  ta.out_parts = a.out_parts;
+  attention_tiled_forward(ctx, ta);
+}
+
+void fused_backward(Ctx& ctx, const AttentionBackwardArgs& a, const AttnShape& sh) {
+  AttentionTiledBackwardArgs ta;
+  ta.attn = a;
+  ta.attn.out = Tensor();
+  ta.attn.out_parts = Tensor();
+  ta.S = sh.S;
+  ta.out = attention_fused_nparts(a.spec) == 1 ? a.out : Tensor();
+  ta.out_parts = a.out_parts;
+  attention_tiled_backward(ctx, ta);
+}
+
+}  // namespace
+
 void attention_forward(Ctx& ctx, const AttentionArgs& args) {
   NVTX_RANGE(ctx, "attention_forward");
   const AttentionSpec& s = args.spec;
   AttnShape sh = resolve(args, args.probs);
-  const DType dt = args.q.dtype;
+  if (args.backend == AttentionBackend::fused) return fused_forward(ctx, args, sh);
+  CHECK(!args.out_parts.defined(), "attention: out_parts is saved by the fused backend only; leave it undefined");
+  const DType dt = args.q.dtype, acc = acc_dtype(dt);
   check_common(args, args, sh, dt, false);
   const bool maps_in_workspace = !args.probs.defined();
   AttentionArgs a = args;
@@ -160,7 +232,10 @@ void attention_backward(Ctx& ctx, const AttentionBackwardArgs& a) {
   NVTX_RANGE(ctx, "attention_backward");
   const AttentionSpec& s = a.spec;
   AttnShape sh = resolve(a, a.probs);
-  const DType dt = a.q.dtype;
+  if (a.backend == AttentionBackend::fused) return fused_backward(ctx, a, sh);
+  CHECK(!a.out_parts.defined() && !a.out.defined(),
+        "attention: out and out_parts are read by the fused backward only; leave them undefined");
+  const DType dt = a.q.dtype, acc = acc_dtype(dt);
   check_common(a, a, sh, dt, true);
   check_stats(s, sh, dt, a.lse, a.row_min, a.row_sum, true, "lse/row_min/row_sum");
   if (s.differential)

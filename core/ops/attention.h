@@ -66,14 +66,35 @@ struct AttentionCaptures {
   // Fully masked rows report 0 for every statistic; n = 1 gives variance 0.
 };
 
-// The backend that runs the op. `materialized` (the only one built today) keeps [B, Hq, T, S]
-// maps; `fused` (flash-style, issue 19) will keep only row statistics. attention_backend_support()
-// is the support matrix: which spec, dtype and device each backend runs.
+// The backend that runs the op. `materialized` keeps [B, Hq, T, S] maps; `fused` (flash-style,
+// issue 19) keeps only row statistics: on the CPU it is the tiled reference
+// (core/ops/attention_tiled.h), on CUDA the kernels of cuda/attention_fused*.cu, which mirror it.
+// attention_backend_support() is the support matrix: which spec, dtype and device each backend runs.
 enum class AttentionBackend : uint8_t { materialized, fused };
 const char* attention_backend_name(AttentionBackend b);
 // Empty when `backend` runs this spec on this device and dtype, else the reason it does not.
+// fused: every spec on the CPU (f32, f64); on CUDA (f32, bf16) head dims d ∈ {64, 128} with
+// dv ∈ {d, 2d}, every normalisation but relaxed_linear. Per-call limits the spec cannot show
+// (at most kAttentionFusedMaxSpans captured spans on CUDA) are refused by the op with a message.
 std::string attention_backend_support(AttentionBackend backend, const AttentionSpec& spec, Device device,
                                       DType dt);
+constexpr int64_t kAttentionFusedMaxSpans = 32;
+
+// The user's choice (model.attention.impl): auto takes fused where the support matrix allows on
+// CUDA and materialized elsewhere (on the CPU the fused backend is the scalar reference, not a
+// fast path, and analyses read the materialized maps); fused and materialized are taken as asked,
+// and a fused request the matrix refuses fails with the matrix's reason.
+// Until the fused CUDA kernels have passed tools/gpu/fused_pass.sh on a GPU, auto keeps the
+// materialized kernels on CUDA too (kAttentionFusedCudaVerified; flip it with the H100 result).
+enum class AttentionImpl : uint8_t { automatic, materialized, fused };
+constexpr bool kAttentionFusedCudaVerified = false;
+// "auto" | "materialized" | "fused"; anything else fails naming the choices.
+AttentionImpl attention_impl_from_name(const std::string& name);
+AttentionBackend attention_backend_for(AttentionImpl impl, const AttentionSpec& spec, Device device, DType dt,
+                                       bool fused_cuda_verified = kAttentionFusedCudaVerified);
+// Un-mixed outputs the fused forward saves for its backward: per map one part per normalisation
+// (ramp: softmax then linear). 1: `out` itself is the only part (no out_parts tensor).
+int64_t attention_fused_nparts(const AttentionSpec& s);
 
 // What every pass reads. The backward's arguments extend the forward's (FlashAttention's habit):
 // one list of inputs, not two copies of it.
@@ -104,6 +125,9 @@ struct AttentionSaved {
   Tensor row_min;      // i32 [B, Hq, T] first index of min x (linear, ramp; −1 if n = 0)
   Tensor row_sum;      // acc [B, Hq, T] Z = Σ (x − m + 1) (linear, ramp; 0 if n = 0)
   Tensor lse2, row_min2, row_sum2;  // the same for A2 (differential)
+  // fused backend, attention_fused_nparts > 1 (ramp, differential): T [B, Hq, T, nparts·dv], the
+  // un-mixed outputs (map m, part k at (m·nparts/nmaps + k)·dv); the fused backward's Δ terms.
+  Tensor out_parts;
 };
 
 struct AttentionArgs : AttentionInputs, AttentionSaved {
@@ -126,6 +150,7 @@ struct AttentionBackwardArgs : AttentionInputs, AttentionSaved {
   Tensor dscore_add;   // out acc [B, Hq, T]  Σ_j dx_j
   Tensor dscore_mul;   // out acc [B, Hq, T]  Σ_j dx_j · Sc_j
   Tensor workspace;    // scratch, any dtype, ≥ attention_workspace_bytes(..., backward=true)
+  Tensor out;          // in  T [B, Hq, T, dv]  the forward's output (fused backend, nparts == 1)
 };
 
 // Bytes of scratch the forward (backward = false) or backward needs for this spec and shape,
@@ -135,6 +160,13 @@ struct AttentionBackwardArgs : AttentionInputs, AttentionSaved {
 size_t attention_workspace_bytes(const AttentionSpec& spec, int64_t B, int64_t T, int64_t S,
                                  DType dt, bool backward, bool has_score_mul, bool maps_in_workspace = false);
 
+// The same for either backend (fused: the tiled reference's backward scratch; its forward needs
+// none, and takes no maps: probs/probs2 stay undefined and maps_in_workspace is ignored).
+size_t attention_backend_workspace_bytes(AttentionBackend backend, const AttentionSpec& spec, int64_t B,
+                                         int64_t T, int64_t S, DType dt, bool backward, bool has_score_mul,
+                                         bool maps_in_workspace = false);
+
+// Both run the backend named by a.backend (materialized, or fused through attention_tiled_*).
 void attention_forward(Ctx& ctx, const AttentionArgs& a);
 void attention_backward(Ctx& ctx, const AttentionBackwardArgs& a);
 

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/ops/attention_checks.h"
+#include "core/dispatch.h"
 #include "core/ops/attention_tiled_impl.h"
 
 namespace attnlab {
@@ -52,6 +53,12 @@ void check_parts(const AttentionSpec& s, const AttnShape& sh, DType dt, const Te
   if (backward && np == 1) need(out, dt, {sh.B, sh.Hq, sh.T, sh.dv}, "out (the forward's output)");
 }
 
+// On CUDA the kernels of cuda/attention_fused*.cu run what the support matrix admits.
+void check_cuda(const AttentionSpec& s, DType dt) {
+  const std::string why = attention_backend_support(AttentionBackend::fused, s, Device::cuda, dt);
+  CHECK(why.empty(), "attention (fused): ", why, "; use impl: materialized (or auto)");
+}
+
 }  // namespace
 
 int64_t attention_tiled_nparts(const AttentionSpec& s) {
@@ -80,8 +87,12 @@ void attention_tiled_forward(Ctx& ctx, const AttentionTiledArgs& ta) {
                             &a.out, &a.lse, &a.row_min, &a.row_sum, &a.lse2, &a.row_min2, &a.row_sum2, &ta.out_parts});
   check_device(ctx.device, {&c.rows, &c.scores, &c.scores2, &c.probs, &c.entropy, &c.kl, &c.variance, &c.spans,
                             &c.span_mass});
-  CHECK(!ctx.is_cuda(), "attention_tiled_forward: the tiled path is the CPU reference of the fused kernels, which "
-                        "do not exist yet; use attention_forward (materialized) on CUDA");
+  if (ctx.is_cuda()) {
+    check_cuda(s, dt);
+    CHECK(sh.nspans <= kAttentionFusedMaxSpans, "attention (fused, CUDA): at most ", kAttentionFusedMaxSpans,
+          " spans per call are captured, got ", sh.nspans, "; capture fewer spans or use impl: materialized");
+    return ATTNLAB_CUDA_DISPATCH(cuda::attention_fused_forward(ctx, ta, sh));
+  }
   tiled::forward_cpu(ta, sh);
 }
 
@@ -102,8 +113,10 @@ void attention_tiled_backward(Ctx& ctx, const AttentionTiledBackwardArgs& ta) {
                             &a.lse, &a.row_min, &a.row_sum, &a.lse2, &a.row_min2, &a.row_sum2, &a.dout});
   check_device(ctx.device, {&a.dq, &a.dk, &a.dv, &a.dq2, &a.dk2, &a.dlambda, &a.dscore_add, &a.dscore_mul,
                             &a.workspace, &ta.out, &ta.out_parts});
-  CHECK(!ctx.is_cuda(), "attention_tiled_backward: the tiled path is the CPU reference of the fused kernels, which "
-                        "do not exist yet; use attention_backward (materialized) on CUDA");
+  if (ctx.is_cuda()) {
+    check_cuda(s, dt);
+    return ATTNLAB_CUDA_DISPATCH(cuda::attention_fused_backward(ctx, ta, sh));
+  }
   tiled::backward_cpu(ta, sh);
 }
 

@@ -70,8 +70,15 @@ struct AttentionTiledBackwardArgs {
 // Backward scratch (attn.workspace): per-row constants and the acc dQ accumulators.
 size_t attention_tiled_workspace_bytes(const AttentionSpec& spec, int64_t B, int64_t T, DType dt);
 
-// CPU only (f32, f64); a CUDA context fails with a message until the fused kernels exist.
+// CPU (f32, f64): the reference loops. CUDA (f32, bf16): the fused kernels (cuda/attention_fused*.cu),
+// for what attention_backend_support(fused, ..., cuda, ...) admits; the rest fails with its reason.
+// On CUDA the backward's workspace is laid out as on the CPU (per-row constants, then unused room).
 void attention_tiled_forward(Ctx& ctx, const AttentionTiledArgs& a);
 void attention_tiled_backward(Ctx& ctx, const AttentionTiledBackwardArgs& a);
+
+namespace cuda {
+void attention_fused_forward(Ctx& ctx, const AttentionTiledArgs& a, const AttnShape& sh);
+void attention_fused_backward(Ctx& ctx, const AttentionTiledBackwardArgs& a, const AttnShape& sh);
+}  // namespace cuda
 
 }  // namespace attnlab

@@ -57,7 +57,6 @@ TEST(AttentionOptions, ValidateRefusesWhatNoLayerBuildsAtItsLine) {
        "lambda_init", "paper preset uses"},
       {"preset on standard", "init:gpt2", "  attention:\n    preset: seed\n", "preset: seed",
        "preset is an option of the differential variant"},
-      {"fused", "init:gpt2", "  attention:\n    impl: fused\n", "impl: fused", "not built yet"},
       {"controller typo", "init:gpt2", "  attention:\n    controller: temprature\n", "temprature", "temperature"},
       {"scratch preset contradiction", "init:decoder_paper", "  attention:\n    variant: differential\n    preset: seed\n",
        "preset: seed", "contradicts"},
@@ -86,7 +85,9 @@ TEST(AttentionOptions, ValidateAcceptsWhatTheLayersBuild) {
         std::string("  attention:\n    variant: differential\n    preset: seed\n    lambda_init: 0.5\n"),
         std::string("  attention:\n    norm: ramp\n    ramp_alpha: 0.25\n    controller: info_density\n"),
         std::string("  attention:\n    impl: materialized\n"),
-        std::string("  attention:\n    variant: two_pass\n    draft_mask: none\n    cached_gather: draft_keys\n")}) {
+        std::string("  attention:\n    variant: two_pass\n    draft_mask: none\n    cached_gather: draft_keys\n"),
+        std::string("  attention:\n    impl: fused\n    norm: linear\n"),
+        std::string("  attention:\n    impl: fused\n    variant: differential\n")}) {
     SCOPED_TRACE(extra);
     EXPECT_TRUE(buildability_problems(load_experiment_text(base_yaml("init:gpt2", extra), "ok.yaml")).empty());
   }
@@ -106,6 +107,34 @@ TEST(AttentionOptions, ValidateAcceptsWhatTheLayersBuild) {
       base_yaml("init:decoder_seed", "  attention:\n    variant: differential\n    lambda_init: 0.6\n"), "s.yaml")).empty());
   EXPECT_TRUE(buildability_problems(load_experiment_text(
       base_yaml("init:decoder_paper", "  attention:\n    norm: linear\n    controller: temperature\n"), "p.yaml")).empty());
+}
+
+// impl: fused on run.device: cuda asks the support matrix (core/ops/attention.h) about the model's
+// attention: a head dim the CUDA kernels do not take is refused at impl's line; the same model on
+// the CPU (the tiled reference takes every head dim) or with impl: auto validates.
+TEST(AttentionOptions, ImplFusedOnCudaIsRefusedWhereTheKernelsDoNotRun) {
+  auto yaml = [](const char* device, const char* impl) {
+    return std::string("task: pretrain\nrun:\n  name: tiny\n  device: ") + device +
+           "\nmodel:\n  from: init:gpt2\n  arch:\n    n_embd: 720\n  attention:\n    impl: " + impl +
+           "\ndata:\n  path: corpus.txt\ntrain:\n  steps: 10\n";
+  };
+  TempYaml y(yaml("cuda", "fused"));
+  std::vector<Problem> p;
+  try {
+    load_runnable_experiment(y.path());
+  } catch (const ConfigError& e) {
+    p = e.problems();
+  }
+  ASSERT_EQ(p.size(), 1u) << dump(p);
+  EXPECT_EQ(p[0].where, y.at("impl: fused")) << p[0].text();
+  EXPECT_NE(p[0].message.find("head dims 64 and 128 (this layer's is 60)"), std::string::npos) << p[0].text();
+  EXPECT_NE(p[0].message.find("impl: auto"), std::string::npos) << p[0].text();
+  EXPECT_TRUE(buildability_problems(load_experiment_text(yaml("cpu", "fused"), "cpu.yaml")).empty());
+  EXPECT_TRUE(buildability_problems(load_experiment_text(yaml("cuda", "auto"), "auto.yaml")).empty());
+  // gpt2's own head dim (64) runs fused on the GPU.
+  const std::string ok = yaml("cuda", "fused");
+  const std::string gpt2 = ok.substr(0, ok.find("  arch:")) + ok.substr(ok.find("  attention:"));
+  EXPECT_TRUE(buildability_problems(load_experiment_text(gpt2, "gpt2.yaml")).empty()) << gpt2;
 }
 
 TEST(AttentionOptions, JsonRoundTripAndErrorsNameTheKey) {

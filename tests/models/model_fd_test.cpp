@@ -78,7 +78,13 @@ INSTANTIATE_TEST_SUITE_P(
                       // Differential attention on RoPE models: rotate-half per sub-head (Qwen3: after q/k norm).
                       FdCase{"qwen2_differential_rope", ModelArch::qwen2, false, false, R"({"variant": "differential"})"},
                       FdCase{"qwen3_differential_rope_seed", ModelArch::qwen3, true, false,
-                             R"({"variant": "differential", "preset": "seed", "norm": "linear"})"}),
+                             R"({"variant": "differential", "preset": "seed", "norm": "linear"})"},
+                      // impl: fused on the CPU runs the tiled reference (core/ops/attention_tiled.h).
+                      FdCase{"gpt2_fused", ModelArch::gpt2, true, false, R"({"impl": "fused"})"},
+                      FdCase{"qwen2_ramp_fused_temperature", ModelArch::qwen2, false, false,
+                             R"({"norm": "ramp", "ramp_alpha": 0.3, "controller": "temperature", "impl": "fused"})"},
+                      FdCase{"gpt2_differential_linear_fused", ModelArch::gpt2, true, false,
+                             R"({"variant": "differential", "norm": "linear", "impl": "fused"})"}),
     [](const auto& i) { return std::string(i.param.name); });
 
 TEST(ModelDropout, ChangesTheLossOnlyInTrainingMode) {

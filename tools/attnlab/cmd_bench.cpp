@@ -17,6 +17,7 @@ struct BenchOptions {
   bool cpu = false;
   int repeats = 25;
   std::string csv;
+  std::string impl = "materialized";
 };
 
 void write_csv(const std::string& path, const std::vector<bench::Row>& rows, const std::string& device) {
@@ -50,6 +51,7 @@ void run_bench(const BenchOptions& o) {
   else
     log_info("bench: ", device);
   bench::Runner runner(ctx, 5, o.repeats);
+  runner.attention_impl = o.impl;
   bench::print_header(ctx.is_cuda());
   bool found = false;
   for (auto& e : reg) {
@@ -82,13 +84,18 @@ void setup(CLI::App& root) {
       "L2 flushed) and print µs, TFLOP/s or GB/s and the fraction of the H100 ceiling.\n"
       "Without a usable GPU (or with --cpu) the entries run on the CPU backend: verified in f32 against\n"
       "f64, timed with the steady clock, reported as this CPU's GFLOP/s and GB/s.\n"
-      "Examples: attnlab bench --list; attnlab bench matmul 4096 4096 4096; attnlab bench all");
+      "Examples: attnlab bench --list; attnlab bench matmul 4096 4096 4096; attnlab bench all;\n"
+      "  attnlab bench attention 64 64 1 1 2 --impl both --repeats 3   # fused vs materialized");
   c->add_option("op", o->op, "Op to run ('all' runs every entry with its default sizes)");
   c->add_option("sizes", o->sizes, "Sizes, as the op's entry in --list describes");
   c->add_flag("--list", o->list, "List the benchmark entries and what their sizes mean");
   c->add_flag("--cpu", o->cpu, "Time the CPU backend even when a GPU is present");
   c->add_option("--repeats", o->repeats, "Timed repeats (the median is reported)")->check(CLI::Range(1, 10000));
   c->add_option("--csv", o->csv, "Also write the rows to this CSV file");
+  c->add_option("--impl", o->impl,
+                "Attention backend the attention entry times: materialized, fused (flash-style; on the CPU the "
+                "tiled reference) or both (fused rows give their time ratio to materialized)")
+      ->check(CLI::IsMember({"materialized", "fused", "both"}));
   c->callback([o] { run_bench(*o); });
 }
 ATTNLAB_COMMAND(setup);

@@ -41,6 +41,8 @@ class Runner {
   // Returns false when a verification failed (the CLI then exits non-zero).
   bool ok() const { return ok_; }
   void fail(const std::string& why);
+  // `--impl`: the attention backend(s) the attention entry times: materialized, fused or both.
+  std::string attention_impl = "materialized";
 
  private:
   Ctx& ctx_;

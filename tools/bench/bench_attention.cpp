@@ -1,4 +1,5 @@
-// `attnlab bench attention [d T [variants [B H]]]`: materialized attention, causal softmax,
+// `attnlab bench attention [d T [variants [B H]]] [--impl materialized|fused|both]`: attention by
+// the chosen backend (core/ops/attention.h; fused keeps no map), causal softmax,
 // forward and forward+backward in FLOP/s by the FlashAttention count (4·B·T²·H·d forward,
 // halved when causal; backward 2.5× forward). `variants` = 1 adds differential / linear / ramp at
 // the same width with their time ratio to softmax. Every timed configuration is first verified
@@ -23,6 +24,7 @@ namespace {
 // Every buffer of one forward + backward call, on one context.
 struct AttnRun {
   AttentionSpec spec;
+  AttentionBackend backend = AttentionBackend::materialized;
   int64_t B = 0, T = 0;
   std::vector<std::unique_ptr<Buffer>> owned;
   AttentionArgs fwd;
@@ -34,7 +36,11 @@ struct AttnRun {
     return owned.back()->t();
   }
 
-  AttnRun(Ctx& c, const AttentionSpec& s, int64_t B_, int64_t T_, DType dt) : spec(s), B(B_), T(T_) {
+  AttnRun(Ctx& c, const AttentionSpec& s, int64_t B_, int64_t T_, DType dt,
+          AttentionBackend be = AttentionBackend::materialized, bool ctrl = false)
+      : spec(s), backend(be), B(B_), T(T_) {
+    const bool fused = be == AttentionBackend::fused;
+    fwd.backend = bwd.backend = be;
     const int64_t Hq = s.Hq, Hkv = s.Hkv, d = s.d, dv = s.value_dim();
     const DType acc = acc_dtype(dt);
     const bool sm = s.norm == AttnNorm::softmax || s.norm == AttnNorm::ramp;
@@ -48,7 +54,7 @@ struct AttnRun {
       fwd.q2 = make(c, dt, {B, Hq, T, d}, 14, -2, 2);
       fwd.k2 = make(c, dt, {B, Hkv, T, d}, 15, -2, 2);
       fwd.lambda = make(c, acc, {1}, 16, 0.3, 0.6);
-      fwd.probs2 = make(c, dt, {B, Hq, T, T}, 0);
+      if (!fused) fwd.probs2 = make(c, dt, {B, Hq, T, T}, 0);
       if (sm) fwd.lse2 = make(c, acc, {B, Hq, T}, 0);
       if (lin) fwd.row_min2 = make(c, DType::i32, {B, Hq, T}, 0), fwd.row_sum2 = make(c, acc, {B, Hq, T}, 0);
       bwd.dq2 = make(c, dt, {B, Hq, T, d}, 0);
@@ -56,14 +62,24 @@ struct AttnRun {
       bwd.dlambda = make(c, acc, {1}, 0);
     }
     fwd.out = make(c, dt, {B, Hq, T, dv}, 0);
-    fwd.probs = make(c, dt, {B, Hq, T, T}, 0);
+    if (ctrl) {  // per-row controllers (METHODS §4.3): x = Sc·τ + a, with their gradients
+      fwd.score_mul = make(c, acc, {B, Hq, T}, 18, 0.5, 1.5);
+      fwd.score_add = make(c, acc, {B, Hq, T}, 19, -0.5, 0.5);
+      bwd.dscore_mul = make(c, acc, {B, Hq, T}, 0);
+      bwd.dscore_add = make(c, acc, {B, Hq, T}, 0);
+    }
+    if (!fused) fwd.probs = make(c, dt, {B, Hq, T, T}, 0);
+    const int64_t np = attention_fused_nparts(s);
+    if (fused && np > 1) fwd.out_parts = make(c, dt, {B, Hq, T, np * dv}, 0);
     if (sm) fwd.lse = make(c, acc, {B, Hq, T}, 0);
     if (lin) fwd.row_min = make(c, DType::i32, {B, Hq, T}, 0), fwd.row_sum = make(c, acc, {B, Hq, T}, 0);
-    const size_t ws = std::max(attention_workspace_bytes(s, B, T, T, dt, false, false),
-                               attention_workspace_bytes(s, B, T, T, dt, true, false));
+    const size_t ws = std::max(attention_backend_workspace_bytes(be, s, B, T, T, dt, false, ctrl),
+                               attention_backend_workspace_bytes(be, s, B, T, T, dt, true, ctrl));
     fwd.workspace = bwd.workspace = make(c, DType::f32, {int64_t(ws / 4 + 64)}, 0);
+    bwd.score_mul = fwd.score_mul, bwd.score_add = fwd.score_add;
     bwd.q = fwd.q, bwd.k = fwd.k, bwd.v = fwd.v, bwd.q2 = fwd.q2, bwd.k2 = fwd.k2, bwd.lambda = fwd.lambda;
-    bwd.probs = fwd.probs, bwd.probs2 = fwd.probs2;
+    bwd.probs = fwd.probs, bwd.probs2 = fwd.probs2, bwd.out_parts = fwd.out_parts;
+    if (fused && np == 1) bwd.out = fwd.out;
     bwd.lse = fwd.lse, bwd.row_min = fwd.row_min, bwd.row_sum = fwd.row_sum;
     bwd.lse2 = fwd.lse2, bwd.row_min2 = fwd.row_min2, bwd.row_sum2 = fwd.row_sum2;
     bwd.dout = make(c, dt, {B, Hq, T, dv}, 17);
@@ -74,6 +90,15 @@ struct AttnRun {
   void forward(Ctx& c) { attention_forward(c, fwd); }
   void backward(Ctx& c) { attention_backward(c, bwd); }
   std::string memory_note() const {
+    if (backend == AttentionBackend::fused) {
+      const int64_t np = attention_fused_nparts(spec);
+      const double saved = (np > 1 ? double(B * spec.Hq * T * np * spec.value_dim()) * double(dtype_size(fwd.q.dtype)) : 0) +
+                           double(B * spec.Hq * T) * 4.0 * (spec.differential ? 2 : 1) * 3;
+      char buf[128];
+      std::snprintf(buf, sizeof buf, "fused: saved %.3g GB (row statistics%s), no map", saved / 1e9,
+                    np > 1 ? " + un-mixed outputs" : "");
+      return buf;
+    }
     const double saved =
         double(B * spec.Hq * T * T) * (spec.differential ? 2 : 1) * double(dtype_size(fwd.q.dtype)) / 1e9;
     const double ws = double(fwd.workspace.bytes()) / 1e9;
@@ -86,16 +111,17 @@ struct AttnRun {
 
 // Reduced-size check of a spec on the timed context (GPU, or the CPU in f32) against the CPU in f64
 // (same rounded inputs): the worst relative error over O, dQ, dK, dV.
-double verify(Ctx& gpu, const AttentionSpec& s, DType dt) {
+double verify(Ctx& gpu, const AttentionSpec& s, DType dt, AttentionBackend be, bool ctrl) {
   const int64_t B = 1, T = 192;
   AttentionSpec small = s;
   small.Hq = small.Hkv = 2;
-  AttnRun g(gpu, small, B, T, dt);
+  AttnRun g(gpu, small, B, T, dt, be, ctrl);
   Ctx cpu = Ctx::make_cpu(0);
-  AttnRun r(cpu, small, B, T, DType::f64);
+  AttnRun r(cpu, small, B, T, DType::f64, AttentionBackend::materialized, ctrl);
   // Same values: the CPU copies the GPU's (already rounded) inputs.
   for (auto [dst, src] : {std::pair{r.fwd.q, g.fwd.q}, {r.fwd.k, g.fwd.k}, {r.fwd.v, g.fwd.v}, {r.bwd.dout, g.bwd.dout},
-                          {r.fwd.q2, g.fwd.q2}, {r.fwd.k2, g.fwd.k2}, {r.fwd.lambda, g.fwd.lambda}})
+                          {r.fwd.q2, g.fwd.q2}, {r.fwd.k2, g.fwd.k2}, {r.fwd.lambda, g.fwd.lambda},
+                          {r.fwd.score_mul, g.fwd.score_mul}, {r.fwd.score_add, g.fwd.score_add}})
     if (dst.defined()) from_host_f64(cpu, dst, to_host_f64(gpu, src));
   g.forward(gpu);
   g.backward(gpu);
@@ -107,31 +133,41 @@ double verify(Ctx& gpu, const AttentionSpec& s, DType dt) {
   return worst;
 }
 
-std::string label(const AttentionSpec& s, int64_t B, int64_t T, DType dt) {
-  return std::string(dtype_name(dt)) + " " + (s.differential ? "diff-" : "") + attn_norm_name(s.norm) + " d=" +
+std::string label(const AttentionSpec& s, int64_t B, int64_t T, DType dt, AttentionBackend be, bool ctrl) {
+  return std::string(attention_backend_name(be)) + " " + dtype_name(dt) + " " + (ctrl ? "ctrl-" : "") +
+         (s.differential ? "diff-" : "") + attn_norm_name(s.norm) + " d=" +
          std::to_string(s.d) + " T=" + std::to_string(T) + " B=" + std::to_string(B) + " H=" + std::to_string(s.Hq);
 }
 
-// Times forward and forward+backward of one spec; returns the fwd+bwd µs.
-double time_spec(Runner& r, const AttentionSpec& s, int64_t B, int64_t T, double base_fb_us) {
+// Times forward and forward+backward of one spec on one backend; returns the fwd+bwd µs. The note
+// gives the time ratio to causal softmax on the same backend (base_fb_us) and, for fused rows, to
+// the materialized backend on the same spec (mat_fb_us) when both ran.
+double time_spec(Runner& r, const AttentionSpec& s, int64_t B, int64_t T, double base_fb_us, AttentionBackend be,
+                 bool ctrl, double mat_fb_us = 0) {
   const DType dt = r.ctx().is_cuda() ? DType::bf16 : DType::f32;
   AttentionSpec small = s;
   small.Hq = small.Hkv = 2;
-  Row check{"attention_verify", label(small, 1, 192, dt)};
-  check.rel_err = verify(r.ctx(), s, dt);
+  Row check{"attention_verify", label(small, 1, 192, dt, be, ctrl)};
+  const std::string why = attention_backend_support(be, s, r.ctx().device, dt);
+  if (!why.empty()) {
+    check.note = "skipped: " + why;
+    r.add(check);
+    return 0;
+  }
+  check.rel_err = verify(r.ctx(), s, dt, be, ctrl);
   verify(r, check, dt);
-  AttnRun run(r.ctx(), s, B, T, dt);
+  AttnRun run(r.ctx(), s, B, T, dt, be, ctrl);
   // Same width for every variant: the FLOP count of the standard layer with H·d = Hq·dv.
   const double width = double(s.Hq) * double(s.value_dim());
   const double fwd_flops = 4.0 * double(B) * double(T) * double(T) * width / 2.0;
   const std::string mem = run.memory_note();
-  Row f{"attention_fwd", label(s, B, T, dt)};
+  Row f{"attention_fwd", label(s, B, T, dt, be, ctrl)};
   f.rel_err = check.rel_err;
   f.us = r.time_us([&] { run.forward(r.ctx()); });
   f.flops = fwd_flops;
   f.note = mem;
   r.add(f);
-  Row fb{"attention_fwd_bwd", label(s, B, T, dt)};
+  Row fb{"attention_fwd_bwd", label(s, B, T, dt, be, ctrl)};
   fb.rel_err = check.rel_err;
   fb.us = r.time_us([&] {
     run.forward(r.ctx());
@@ -139,8 +175,20 @@ double time_spec(Runner& r, const AttentionSpec& s, int64_t B, int64_t T, double
   });
   fb.flops = 3.5 * fwd_flops;
   fb.note = base_fb_us > 0 ? "time " + std::to_string(fb.us / base_fb_us).substr(0, 4) + "x causal softmax" : mem;
+  if (mat_fb_us > 0) fb.note += "; " + std::to_string(mat_fb_us / fb.us).substr(0, 4) + "x the speed of materialized";
   r.add(fb);
   return fb.us;
+}
+
+// One spec on the backends --impl names (both: materialized, then fused with its speed ratio).
+// Returns the fwd+bwd µs per backend: {materialized, fused} (0 when not run).
+std::pair<double, double> time_impls(Runner& r, const AttentionSpec& s, int64_t B, int64_t T,
+                                     std::pair<double, double> base, bool ctrl = false) {
+  const std::string& impl = r.attention_impl;
+  double m = 0, f = 0;
+  if (impl != "fused") m = time_spec(r, s, B, T, base.first, AttentionBackend::materialized, ctrl);
+  if (impl != "materialized") f = time_spec(r, s, B, T, base.second, AttentionBackend::fused, ctrl, m);
+  return {m, f};
 }
 
 void run(Runner& r, const std::vector<int64_t>& sizes) {
@@ -166,25 +214,27 @@ void run(Runner& r, const std::vector<int64_t>& sizes) {
   }
   AttentionSpec s;
   s.Hq = s.Hkv = H, s.d = d, s.causal = true, s.norm = AttnNorm::softmax;
-  const double base = time_spec(r, s, B, T, 0);
+  const std::pair<double, double> base = time_impls(r, s, B, T, {0, 0});
   if (!variants) return;
+  if (sizes[2] >= 2) time_impls(r, s, B, T, base, true);  // softmax with both per-row controllers
   for (AttnNorm n : {AttnNorm::linear, AttnNorm::ramp}) {
     AttentionSpec v = s;
     v.norm = n;
     v.ramp_alpha = 0.5;
-    time_spec(r, v, B, T, base);
+    time_impls(r, v, B, T, base);
   }
   // Differential at the same width: H/2 heads, two maps of head dim d, value dim 2d (METHODS §3.2).
   AttentionSpec diff = s;
   diff.differential = true;
   diff.Hq = diff.Hkv = H / 2;
   diff.dv = 2 * d;
-  time_spec(r, diff, B, T, base);
+  time_impls(r, diff, B, T, base);
 }
 
 ATTNLAB_BENCH("attention",
-              "d T [variants [B H]]; variants 1 adds linear, ramp, differential. GPU: bf16, B = 16384/T, "
-              "H = 2048/d unless given; CPU: f32, B = 1, H = 4 unless given",
+              "d T [variants [B H]]; variants 1 adds linear, ramp, differential (2: and softmax with per-row "
+              "controllers). GPU: bf16, B = 16384/T, "
+              "H = 2048/d unless given; CPU: f32, B = 1, H = 4 unless given. --impl materialized|fused|both",
               {{64, 1024, 1}, {64, 512}, {64, 2048}, {64, 4096}, {128, 512}, {128, 1024}, {128, 2048}, {128, 4096}},
               run, /*needs_gpu=*/false, /*cpu_default_sizes=*/{{64, 256, 1}, {64, 512}, {128, 512}});
 
