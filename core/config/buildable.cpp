@@ -90,6 +90,8 @@ void decoder_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) {
                                             "init:decoder_paper or init:decoder_seed); model.from " + cfg.model.from +
                                             " takes its positions and FFN from its config.json. Remove " + path});
   }
+}
+
 // The model's attention head dim when the architecture is known (reference configs and overrides).
 int64_t known_head_dim(const ExperimentConfig& cfg) {
   const std::string arch = cfg.model.init_arch();
