@@ -49,7 +49,7 @@ const std::vector<AttentionOptionDecl>& attention_option_decls() {
     text("ramp_schedule", {"constant", "by_layer"}, "constant",
          "ramp weight per layer: constant (ramp_alpha in every layer) or by_layer (alpha_l = (L - l)/L, "
          "METHODS §4.5: layer 0 fully linear, the last 1/L; takes no ramp_alpha)",
-         &O::ramp_schedule, {"standard"});
+         &O::ramp_schedule, {"standard", "differential"});
     text("controller", {"none", "info_density", "temperature"}, "none",
          "per-row score controller with its own parameters: none, info_density (additive, METHODS §4.3) or "
          "temperature (multiplicative)",

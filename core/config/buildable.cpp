@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/config/override_blame.h"
 #include "core/io/reference_configs.h"
 #include "core/ops/attention.h"
 
@@ -24,10 +25,18 @@ bool folder_has_rope(const std::string& from) {
   return j["model_type"].get<std::string>().rfind("qwen", 0) == 0;
 }
 
-// Where a field's value came from, for the message; the file itself when it is a default.
-std::string where_of(const ExperimentConfig& cfg, const std::string& path) {
-  const ResolvedField& f = cfg.resolved.at(path);
-  return f.where.empty() ? cfg.source : f.where;
+// A problem about `path` and the other fields its message names: it points at the override that
+// took part (and says how to unset the file's side of the conflict), else at where `path` was
+// given, else at the file itself (override_blame.h).
+// `reads`: fields the problem depends on that its message does not name.
+Problem problem_at(const ExperimentConfig& cfg, const std::string& path, const std::string& message,
+                   const std::vector<std::string>& reads = {}) {
+  static const Schema schema;
+  std::vector<std::string> blame{path};
+  for (const std::string& p : fields_named_in(message, schema))
+    if (p != path) blame.push_back(p);
+  const ProblemPlace place = place_problem(cfg.resolved, schema, blame, reads);
+  return {place.where.empty() ? cfg.source : place.where, message + place.note};
 }
 
 void arch_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) {
@@ -45,7 +54,7 @@ void arch_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) {
     json[key] = value.is_discarded() ? nlohmann::ordered_json(text) : value;
   }
   if (msg.empty()) msg = hf_config_shape_problem(json, "model.from " + cfg.model.from + " with model.arch");
-  if (!msg.empty()) out.push_back({where_of(cfg, "model.arch"), "model.arch: " + msg});
+  if (!msg.empty()) out.push_back(problem_at(cfg, "model.arch", "model.arch: " + msg));
 }
 
 void attention_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) {
@@ -60,7 +69,10 @@ void attention_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) 
   for (const auto& [name, text] : attention_option_problems(effective, rope, "model.attention.")) {
     // norm/ramp_alpha combinations are the loader's own cross-field rules (reported there).
     if (name == "ramp_alpha" || (name == "norm" && m.attention.norm == "ramp")) continue;
-    out.push_back({where_of(cfg, "model.attention." + name), text});
+    // Whether the model has rotary positions is model.from's doing (the variant's RoPE problem).
+    const std::vector<std::string> reads =
+        name == "variant" ? std::vector<std::string>{"model.from"} : std::vector<std::string>{};
+    out.push_back(problem_at(cfg, "model.attention." + name, text, reads));
   }
   if (m.attention.variant == "two_pass" && scratch)
     out.push_back({where_of(cfg, "model.attention.variant"),
@@ -72,10 +84,10 @@ void attention_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) 
                    "run.dtype: bf16 is not built for model.attention.variant two_pass (its entropies are the draft "
                    "attention's values and there is no bf16 cast op yet); set run.dtype: f32"});
   if (scratch && preset_given && m.attention.preset != arch.substr(8))
-    out.push_back({where_of(cfg, "model.attention.preset"),
+    out.push_back(problem_at(cfg, "model.attention.preset",
                    "model.attention.preset: model.from " + m.from + " is the " + arch.substr(8) +
                        " preset; model.attention.preset " + m.attention.preset + " contradicts it (remove it, or use "
-                       "init:decoder_" + m.attention.preset + ")"});
+                       "init:decoder_" + m.attention.preset + ")"));
 }
 
 // model.decoder.* shapes the from-scratch decoders' blocks; the HF architectures have their own

@@ -18,6 +18,7 @@
 
 #include "core/config/experiment.h"
 #include "core/config/load_state.h"
+#include "core/config/override_blame.h"
 #include "core/config/rules.h"
 #include "core/config/suggest.h"
 
@@ -339,12 +340,12 @@ void check_rules(const LoadState& st, const ExperimentConfig& cfg, std::vector<P
     if (!readable) continue;  // a field it reads already has a problem of its own
     std::optional<Violation> v = rule.check(ctx);
     if (!v) continue;
-    // Point at the first blamed field that was written somewhere; else at its section.
-    std::string at;
-    for (const std::string& p : v->blame)
-      if (at.empty() && cfg.resolved.is_given(p)) at = st.where_for(p);
-    if (at.empty()) at = st.where_for(v->blame.empty() ? std::string() : v->blame.front());
-    problems.push_back({at, v->message});
+    // Point at the override that took part, else at the first blamed field that was written
+    // somewhere, else at its section (override_blame.h).
+    const ProblemPlace place = place_problem(cfg.resolved, st.schema, v->blame, rule.reads);
+    const std::string at =
+        !place.where.empty() ? place.where : st.where_for(v->blame.empty() ? std::string() : v->blame.front());
+    problems.push_back({at, v->message + place.note});
   }
 }
 

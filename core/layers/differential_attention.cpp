@@ -107,7 +107,7 @@ DifferentialAttention::DifferentialAttention(const AttentionLayerArgs& args)
   // The op runs every normalisation under differential attention (per map, METHODS §3.2 with §4.4–4.5).
   const AttentionOptions o = attention_options_from_json(args.options, c.source);
   spec_.norm = o.norm == "linear" ? AttnNorm::linear : o.norm == "ramp" ? AttnNorm::ramp : AttnNorm::softmax;
-  if (o.ramp_alpha) spec_.ramp_alpha = *o.ramp_alpha;
+  if (spec_.norm == AttnNorm::ramp) spec_.ramp_alpha = ramp_alpha_for_layer(o, args.layer, c.num_layers);
 }
 
 void DifferentialAttention::plan_attend(ActivationPlanner& p, DType dt, int64_t B, int64_t T) {

@@ -9,6 +9,7 @@
 #include "core/layers/attention_shell.h"
 #include "core/layers/differential_attention.h"
 #include "core/memory.h"
+#include "core/models/attention_rows.h"
 #include "core/nvtx.h"
 #include "core/ops/attention.h"
 #include "core/ops/cross_entropy.h"
@@ -326,47 +327,10 @@ void ScratchDecoder::backward(Ctx& ctx) {
 
 std::vector<std::vector<double>> ScratchDecoder::attention_rows(Ctx& ctx, const std::vector<int32_t>& ids,
                                                                 const std::vector<int32_t>& rows, int64_t layer) {
-  const int64_t T = int64_t(ids.size()), n = int64_t(rows.size());
-  CHECK(T > 0 && n > 0, "attention_rows: need tokens and rows");
-  CHECK(layer >= 0 && layer < config_.layers, "attention_rows: layer ", layer, " of ", config_.layers);
-  for (int32_t r : rows) CHECK(r >= 0 && r < T, "attention_rows: row ", r, " outside the ", T, " tokens");
+  const int64_t T = int64_t(ids.size());
+  CHECK(T > 0, "attention_rows: need tokens");
   if (B_ != 1 || T_ != T) plan(ctx, 1, T);
-  const auto* shell = dynamic_cast<const AttentionShell*>(&attention(layer));
-  CHECK(shell, "attention_rows: layer ", layer, " is not an attention-shell layer (no probes)");
-  const int64_t H = shell->layout().out_heads;
-  ProbeSink sink;
-  ProbeRequest req;
-  req.layers = {layer};
-  req.rows = rows;
-  req.probs = true;
-  sink.add(req);
-  std::vector<double> id_values(ids.begin(), ids.end());
-  Buffer id_buf(options_.device, DType::i32, {1, T}, "capture.ids");
-  from_host_f64(ctx, id_buf.t(), id_values);
-  ProbeSink* before = ctx.probes;
-  ctx.probes = &sink;
-  try {
-    forward(ctx, id_buf.t(), Tensor(), 0);
-  } catch (...) {
-    ctx.probes = before;
-    throw;
-  }
-  ctx.probes = before;
-  const auto taken = sink.find("probs", layer);
-  CHECK(taken.size() == 1, "attention_rows: layer ", layer, " captured ", taken.size(), " probability maps, expected 1");
-  // The sink captures the sorted, distinct rows; map each asked row to its slot.
-  std::vector<int32_t> sorted(rows.begin(), rows.end());
-  std::sort(sorted.begin(), sorted.end());
-  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
-  const int64_t m = int64_t(sorted.size());
-  const std::vector<double>& p = taken[0]->values;
-  std::vector<std::vector<double>> out(size_t(n), std::vector<double>(size_t(T), 0.0));
-  for (int64_t r = 0; r < n; ++r) {
-    const int64_t slot = std::lower_bound(sorted.begin(), sorted.end(), rows[size_t(r)]) - sorted.begin();
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t j = 0; j < T; ++j) out[size_t(r)][size_t(j)] += p[size_t((h * m + slot) * T + j)] / double(H);
-  }
-  return out;
+  return planned_attention_rows(*this, ctx, ids, rows, layer);
 }
 int64_t ScratchDecoder::padded_vocab() const { return output_.out_features(); }
 

@@ -70,7 +70,9 @@ std::string write_prompt_files(const std::string& dir, int64_t n, const PromptRu
   {
     std::ofstream f(stem + ".json");
     INPUT_CHECK(f.good(), "ards: cannot write '", stem, ".json' (is --out writable?)");
-    f << j.dump(1) << "\n";
+    // A response cut at max_new_tokens (or a byte-level token) may end inside a UTF-8 character:
+    // invalid bytes are written as U+FFFD instead of failing the whole run.
+    f << j.dump(1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
   }
   std::ofstream c(stem + ".csv");
   INPUT_CHECK(c.good(), "ards: cannot write '", stem, ".csv' (is --out writable?)");

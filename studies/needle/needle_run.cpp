@@ -5,7 +5,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/layers/attention_layer.h"
 #include "core/memory.h"
+#include "core/models/attention_rows.h"
+#include "core/models/model.h"
 #include "data/tokenizer.h"
 
 namespace attnlab::analysis {
@@ -86,20 +89,38 @@ std::vector<double> seed_compat_map(ScratchDecoder& m, Ctx& ctx, const std::vect
   return out;
 }
 
-NeedleReport run_needle_analysis(ScratchDecoder& m, Ctx& ctx, const data::Tokenizer& tok, const NeedleRunOptions& opt) {
-  const int64_t layer = opt.layer < 0 ? m.config().layers - 1 : opt.layer;
-  CHECK(layer < m.config().layers, "needle analysis: layer ", layer, " of ", m.config().layers);
+NeedleModelInfo needle_model_info(const TrainableModel& m) {
+  if (const auto* s = dynamic_cast<const ScratchDecoder*>(&m)) return {s->config().context, s->config().differential};
+  if (const auto* h = dynamic_cast<const Model*>(&m))
+    return {h->config().max_position_embeddings, attention_variant_of(h->config()) == "differential"};
+  FAIL_WITH("the needle analysis does not know the model ", m.describe());
+}
+
+NeedleReport run_needle_analysis(TrainableModel& m, Ctx& ctx, const data::Tokenizer& tok, const NeedleRunOptions& opt) {
+  const NeedleModelInfo info = needle_model_info(m);
+  const int64_t layers = m.num_layers();
+  const int64_t layer = opt.layer < 0 ? layers - 1 : opt.layer;
+  INPUT_CHECK(layer < layers, "needle analysis: layer ", layer, " but the model has ", layers,
+              " layers. Fix: a layer below that, or -1 for the last");
+  auto* scratch = dynamic_cast<ScratchDecoder*>(&m);
+  INPUT_CHECK(!opt.seed_compat || scratch, "needle analysis: --seed-compat-analysis (seed_compat) recomputes the ",
+              "ORIGINAL map from a from-scratch decoder's raw embeddings; ", m.describe(), " is not one. Fix: drop it");
   m.set_training(false);
   const auto contexts = generate_needle_contexts(opt.contexts);
   std::vector<double> depths;
   std::vector<NeedleMasses> masses;
+  int64_t planned_T = -1;
   for (const NeedleContext& c : contexts) {
     const NeedleTokens t = tokenize_needle_context(tok, c);
-    CHECK(int64_t(t.ids.size()) <= m.config().context, "needle analysis: a context of ", t.ids.size(),
-          " tokens exceeds the model's ", m.config().context, " positions; lower the context length");
+    INPUT_CHECK(int64_t(t.ids.size()) <= info.positions, "needle analysis: a context of ", t.ids.size(),
+                " tokens exceeds the model's ", info.positions, " positions. Fix: lower --context-length");
+    for (int32_t id : t.ids)
+      INPUT_CHECK(id >= 0 && id < m.vocab_size(), "needle analysis: the tokenizer gives token id ", id,
+                  " but the model's vocabulary has ", m.vocab_size(),
+                  " entries. Fix: pass the model's own tokenizer (--tokenizer)");
     if (opt.seed_compat) {
       const int64_t T = int64_t(t.ids.size());
-      const auto map = seed_minmax(seed_compat_map(m, ctx, t.ids, m.config().layers - 1), m.config().differential);
+      const auto map = seed_minmax(seed_compat_map(*scratch, ctx, t.ids, layers - 1), info.differential);
       const int64_t span_len = int64_t(tok.encode(c.target_needle).size());
       for (int64_t slot : c.target_slots) {
         // all_depths: one result per target slot, at that slot's depth.
@@ -115,12 +136,16 @@ NeedleReport run_needle_analysis(ScratchDecoder& m, Ctx& ctx, const data::Tokeni
     if (opt.last_row_only) rows.push_back(int32_t(t.ids.size() - 1));
     else
       for (int64_t r = t.question.begin; r < t.question.end; ++r) rows.push_back(int32_t(r));
-    const auto a = m.attention_rows(ctx, t.ids, rows, layer);
+    if (planned_T != int64_t(t.ids.size())) {
+      planned_T = int64_t(t.ids.size());
+      m.plan(ctx, 1, planned_T);
+    }
+    const auto a = planned_attention_rows(m, ctx, t.ids, rows, layer);
     masses.push_back(needle_masses(a, t.span, t.context));
     depths.push_back(c.depth);
   }
   NeedleReport r;
-  r.differential = m.config().differential;
+  r.differential = info.differential;
   r.depths = aggregate_by_depth(depths, masses);
   return r;
 }

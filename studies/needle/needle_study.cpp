@@ -47,8 +47,14 @@ void declare(config::FieldBinder<NeedleStudyConfig>& f) {
 }
 
 void declare_command(config::FieldBinder<NeedleCommandOptions>& f) {
-  f.field("ckpt", &NeedleCommandOptions::ckpts, "scratch-decoder checkpoint (.safetensors)").required();
-  f.field("tokenizer", &NeedleCommandOptions::tokenizer, "gpt2 or a tokenizer folder/file").def("gpt2");
+  f.field("ckpt", &NeedleCommandOptions::ckpts,
+          "checkpoint: a model folder (run checkpoint, `attnlab init` output, HF GPT-2/Qwen folder) or a "
+          "from-scratch decoder's .safetensors file")
+      .required();
+  f.field("tokenizer", &NeedleCommandOptions::tokenizer,
+          "gpt2, qwen2.5, qwen3 or a tokenizer folder/file; auto: the checkpoint folder's own tokenizer files, "
+          "else gpt2")
+      .def("auto");
   f.field("out", &NeedleCommandOptions::out, "output folder").def("needle_analysis").as_path();
   f.enum_field("device", &NeedleCommandOptions::device, {{"cpu", Device::cpu}, {"cuda", Device::cuda}},
                "where to run the analysis")
@@ -69,15 +75,19 @@ class NeedleStudy : public studies::Study {
     return start_needle_training(run);
   }
   studies::StudyCommand command() const override {
-    return {"needle", "Answer-to-noise attention of scratch decoders on needle contexts (seed 002)",
+    return {"needle", "Answer-to-noise attention of any checkpoint on needle contexts (seed 002)",
             "Each context holds filler words, a target needle 'The magic number for City_0 is N' at the given depth,\n"
             "three distractor needles and the question. Default analysis: last layer, heads averaged (differential:\n"
             "A1 - lambda*A2), rows = the question's tokens; answer = attention mass on the needle's tokens, noise = on\n"
             "the other context tokens; ANR = per-token answer / per-token noise. Writes one JSON per checkpoint and\n"
-            "needle_anr.csv under --out. The analysis options are the fields of the experiment files'\n"
+            "needle_anr.csv under --out. --ckpt takes every checkpoint attnlab writes: run checkpoints\n"
+            "(runs/<name>/checkpoints/step_N or best), HF folders (GPT-2, Qwen2/2.5, Qwen3, `attnlab init` output)\n"
+            "and from-scratch decoders' .safetensors files. The analysis options are the fields of the experiment files'\n"
             "`analysis: {study: answer_to_noise}` section (`attnlab config fields analysis`).\n"
             "Example:\n"
-            "  attnlab analyze needle --ckpt std.safetensors --ckpt diff.safetensors --depths 0,0.25,0.5,0.75"};
+            "  attnlab analyze needle --ckpt std.safetensors --ckpt diff.safetensors --depths 0,0.25,0.5,0.75\n"
+            "  attnlab init --arch gpt2 --tiny --out /tmp/gpt2-tiny\n"
+            "  attnlab analyze needle --ckpt /tmp/gpt2-tiny --samples 2 --context-length 64 --out /tmp/needle-gpt2"};
   }
   studies::FieldTable command_fields() const override { return studies::field_table("", declare_command); }
   void run_standalone(const std::any& fields, const std::any& options) const override {

@@ -5,8 +5,9 @@
 // later commands see what earlier ones wrote, as they would for the user.
 //
 // What the test may change, from one table keyed by the command (kQuick):
-//   extra   arguments appended to make a training command a few steps long (key=value replaces
-//           the command's own key=) or a benchmark cheaper; nothing else about the command;
+//   extra   arguments appended to make a training command a few steps long with a one-batch
+//           evaluation (key=value replaces the command's own key=) or a benchmark cheaper; nothing
+//           else about the command;
 //   before  shell lines that make the inputs an example names (`--model ./gpt2`, `ids.txt`);
 //   skip    why a command cannot run in a test (it builds the project, needs Slurm or a GPU).
 // Beyond the table, /tmp/ in a command is the scratch folder's tmp/ and mpirun gets
@@ -49,9 +50,10 @@ struct Quick {
 // Every run over the SOTU text with the GPT-2 tokenizer shares one shard folder: the text is
 // tokenised once (shards are reused by corpus and tokenizer hash), not once per run folder.
 #define SOTU_SHARDS "data.shard_dir=runs/sotu-gpt2-shards"
-const char* kFewSteps = "train.steps=2 " SOTU_SHARDS;
+// One evaluation batch: the end-of-run evaluation of the files' 4-10 batches dominated these runs.
+const char* kFewSteps = "train.steps=2 eval.batches=1 " SOTU_SHARDS;
 const char* kStudyQuick =
-    "train.epochs=null train.steps=2 train.micro_batch=2 data.seq_len=64 eval.batches=2 analysis.samples=2 "
+    "train.epochs=null train.steps=2 train.micro_batch=2 data.seq_len=64 eval.batches=1 analysis.samples=2 "
     "analysis.context_length=64 " SOTU_SHARDS;
 const char* kStudyNeedleQuick = "--samples 2 --context-length 64";
 const char* kNeedsGpu = "needs a CUDA GPU";
@@ -95,8 +97,8 @@ const std::map<std::string, Quick>& quick_table() {
        {"", "", "needs the Qwen2.5-1.5B-Instruct weights and a GPU (the real run)", true}},
       {"attnlab ards run --model ./qwen-tiny --tokenizer qwen2.5 --monitor --max-new-tokens 16 --out /tmp/ards",
        {"", "[ -f qwen-tiny/config.json ] || attnlab init --arch qwen2 --tiny --out qwen-tiny --tokenizer none"}},
-      {"attnlab train experiments/controllers/info-density-qwen2.5-sotu.yaml", {"train.steps=2"}},
-      {"attnlab train experiments/controllers/temperature-qwen2.5-sotu.yaml", {"train.steps=2"}},
+      {"attnlab train experiments/controllers/info-density-qwen2.5-sotu.yaml", {"train.steps=2 eval.batches=1"}},
+      {"attnlab train experiments/controllers/temperature-qwen2.5-sotu.yaml", {"train.steps=2 eval.batches=1"}},
       {"attnlab train experiments/controllers/info-density-qwen2.5-sotu.yaml model.from=/models/Qwen2.5-1.5B-Instruct",
        {"", "", "needs the Qwen2.5-1.5B-Instruct weights (the real run)"}},
       {"attnlab train experiments/controllers/temperature-qwen2.5-sotu.yaml model.from=/models/Qwen2.5-1.5B-Instruct",
@@ -104,9 +106,9 @@ const std::map<std::string, Quick>& quick_table() {
       {"attnlab train experiments/kv-only-qwen3-sst2.yaml model.from=/models/Qwen3-0.6B-Base "
        "data.path=/data/sst2-demos-seed0.tsv",
        {"", "", "needs the Qwen3-0.6B-Base weights and the SST-2 rows (the real run)"}},
-      {"attnlab train experiments/sft-qwen2.5-openr1.yaml", {"train.epochs=null train.steps=2 train.grad_accum=1"}},
-      {"attnlab train experiments/two-pass/plain-sft.yaml", {"train.epochs=null train.steps=2 train.grad_accum=1"}},
-      {"attnlab train experiments/two-pass/two-pass-sft.yaml", {"train.epochs=null train.steps=2 train.grad_accum=1"}},
+      {"attnlab train experiments/sft-qwen2.5-openr1.yaml", {"train.epochs=null train.steps=2 train.grad_accum=1 eval.batches=1"}},
+      {"attnlab train experiments/two-pass/plain-sft.yaml", {"train.epochs=null train.steps=2 train.grad_accum=1 eval.batches=1"}},
+      {"attnlab train experiments/two-pass/two-pass-sft.yaml", {"train.epochs=null train.steps=2 train.grad_accum=1 eval.batches=1"}},
       {"attnlab train experiments/two-pass/plain-sft.yaml model.from=/models/Qwen2.5-1.5B-Instruct "
        "data.path=/data/openr1-math-220k.jsonl data.seq_len=2048 run.device=cuda",
        {"", "", "needs the Qwen2.5-1.5B-Instruct weights, OpenR1-Math and a GPU (the real run)", true}},

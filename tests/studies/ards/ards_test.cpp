@@ -223,6 +223,25 @@ TEST(ArdsSampling, SeededDrawsKeepTheRate) {
 
 uint32_t be32(const unsigned char* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3]; }
 
+// A response that ends inside a UTF-8 character (cut at max_new_tokens, or a byte-level token of a
+// real tokenizer) is written with U+FFFD for the broken bytes; before, the JSON writer threw and the
+// whole run failed ("invalid UTF-8 byte").
+TEST(ArdsFiles, ResponseCutInsideAUtf8CharacterIsWritten) {
+  ards::PromptRun r;
+  r.prompt = "p";
+  r.ids = {1, 2};
+  r.generation.texts = {std::string("ok \xE5\x9C")};  // the first two bytes of a 3-byte character
+  r.generation.tokens = {{5, 6}};
+  r.diagnostics.mode = Mode::baseline;
+  const std::string dir = ::testing::TempDir() + "attnlab_ards_utf8";
+  fs::remove_all(dir);
+  const std::string json = ards::write_prompt_files(dir, 1, r, greedy(2), "m", 0, 0.1);
+  std::ifstream f(json);
+  const nlohmann::ordered_json j = nlohmann::ordered_json::parse(f);
+  EXPECT_EQ(j["response"].get<std::string>().rfind("ok ", 0), 0u);
+  EXPECT_NE(j["response"].get<std::string>().find("\xEF\xBF\xBD"), std::string::npos) << "U+FFFD for the cut bytes";
+}
+
 TEST(ArdsFiles, JsonCsvAndThePlotScriptDrawsTheGrid) {
   Ctx& ctx = cpu_ctx();
   const std::string dir = tiny_folder(ctx, "plot", 3, 11);

@@ -94,7 +94,7 @@ TEST(NeedleStudy, CommandLineAndYamlFillTheSameFields) {
   const auto defaults = parse_needle({"--ckpt", "m.safetensors"});
   const config::ExperimentConfig d = config::load_experiment_text(base, "d.yaml");
   expect_same_run_options(defaults->got_fields, d.analysis.as<NeedleStudyConfig>());
-  EXPECT_EQ(defaults->got_options.tokenizer, "gpt2");
+  EXPECT_EQ(defaults->got_options.tokenizer, "auto");  // the checkpoint folder's own, else gpt2
   EXPECT_EQ(defaults->got_options.out, "needle_analysis");
   EXPECT_EQ(defaults->got_options.device, Device::cpu);
   EXPECT_EQ(defaults->got_options.dtype, DType::f32);
