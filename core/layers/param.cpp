@@ -14,6 +14,8 @@ const char* param_init_name(const ParamInit& init) {
     case ParamInit::Kind::zeros: return "zeros";
     case ParamInit::Kind::ones: return "ones";
     case ParamInit::Kind::normal: return "normal";
+    case ParamInit::Kind::identity: return "identity";
+    case ParamInit::Kind::copy: return "copy";
   }
   return "?";
 }
