@@ -8,6 +8,7 @@
 
 #include "core/config/attention_options.h"
 #include "core/config/field.h"
+#include "core/config/head_options.h"
 
 namespace attnlab::config {
 
@@ -22,6 +23,10 @@ struct ModelSetupConfig {
   std::string from;  // an HF model folder, or "init:<arch>"
   StringMap arch;    // config.json keys to override, e.g. {num_hidden_layers: 4}
   AttentionConfig attention;
+  // model.head: the head slot's kind, and model.backward_head.*: its options (the table of
+  // core/config/head_options.h), written into config.json's attnlab.head.
+  std::string head = "lm_head";
+  BackwardHeadOptions backward_head;
   // Embedding / LM head rows rounded up to a multiple of this (aligned logits rows for the head's
   // GEMMs; checkpoints keep [V, C]). 1 = no padding.
   int64_t vocab_multiple = 64;
