@@ -6,6 +6,7 @@
 
 #include "core/dispatch.h"
 #include "core/nvtx.h"
+#include "core/ops/dropout.h"
 
 namespace attnlab {
 
@@ -51,6 +52,7 @@ void check_spec(const AttentionSpec& s) {
   CHECK(s.norm != AttnNorm::ramp || (s.ramp_alpha >= 0 && s.ramp_alpha <= 1),
         "attention: ramp alpha must lie in [0, 1], got ", s.ramp_alpha);
   CHECK(std::isfinite(s.score_scale()), "attention: the score scale must be finite");
+  CHECK(s.dropout >= 0 && s.dropout < 1, "attention: dropout must lie in [0, 1), got ", s.dropout);
 }
 
 void check_t(const Tensor& t, DType dt, std::initializer_list<int64_t> dims, const char* what) {
@@ -154,7 +156,20 @@ AttnWorkspace attention_workspace_layout(const AttentionSpec& spec, const AttnSh
   if (backward && spec.differential) w.total += align256(size_t(sh.rows()) * dtype_size(acc_dtype(dt)));
   w.kept_maps_off = w.total;
   if (!backward && maps_in_workspace) w.total += w.map_bytes * (spec.differential ? 2 : 1);
+  w.dropped_off = w.total;
+  if (spec.dropout > 0) w.total += w.map_bytes;
   return w;
+}
+
+void attention_drop_map(Ctx& ctx, const AttentionSpec& spec, const AttnShape& sh, DType dt, void* dst,
+                        const void* src, uint64_t offset) {
+  const int64_t n = sh.map_elems();
+  DropoutArgs d;
+  d.y = Tensor(dst, dt, ctx.device, {n}, "attention.dropped_probs");
+  d.x = Tensor(const_cast<void*>(src), dt, ctx.device, {n}, "attention.probs");
+  d.p = spec.dropout;
+  d.rng_offset = offset;
+  dropout_forward(ctx, d);
 }
 
 size_t attention_workspace_bytes(const AttentionSpec& spec, int64_t B, int64_t T, int64_t S,
@@ -174,6 +189,8 @@ void attention_forward(Ctx& ctx, const AttentionArgs& args) {
   const DType dt = args.q.dtype, acc = acc_dtype(dt);
   check_common(args, args, sh, dt, false);
   const bool maps_in_workspace = !args.probs.defined();
+  CHECK(s.dropout == 0 || !maps_in_workspace, "attention: dropout is for training: keep the probability maps "
+        "(pass probs) so the backward can regenerate the dropped map");
   AttentionArgs a = args;
   check_t(a.out, dt, {sh.B, sh.Hq, sh.T, sh.dv}, "out");
   check_stats(s, sh, dt, a.lse, a.row_min, a.row_sum, false, "lse/row_min/row_sum");
