@@ -62,7 +62,7 @@ void declare_fields(FieldBinder<ModelSetupConfig>& f) {
   for (const HeadOptionDecl& d : backward_head_option_decls())
     std::visit(
         [&](auto m) {
-          using M = std::remove_reference_t<decltype(bh_def.*m)>;
+          using M = std::remove_cvref_t<decltype(bh_def.*m)>;
           FieldSpec& s = bh.field(d.name, m, d.doc);
           if constexpr (std::is_same_v<M, bool>) s.def(bh_def.*m);
           else if constexpr (std::is_same_v<M, int64_t>) s.def(int64_t(bh_def.*m)).range_closed(d.lo, d.hi);

@@ -102,8 +102,19 @@ void Model::load_weights(Ctx& ctx, const std::string& folder) { attnlab::load_we
 
 void Model::set_training(bool training) {
   training_ = training;
+  set_trunk_training(training);
+}
+
+void Model::set_trunk_training(bool training) {
   embedding_dropout_.set_training(training);
   for (auto& b : blocks_) b->set_training(training);
+}
+
+bool Model::trunk_trainable() const {
+  size_t i = 0;
+  for (const Param& p : params_)
+    if (i++ < head_first_ && p.trainable) return true;
+  return false;
 }
 
 void Model::plan_all(ActivationPlanner& p, const Ctx& ctx) {
@@ -152,6 +163,8 @@ void Model::check_inputs(const Tensor& ids, const Tensor& targets) const {
 Tensor Model::forward(Ctx& ctx, const Tensor& ids, const Tensor& targets, double valid_count) {
   NVTX_RANGE(ctx, "model forward");
   check_inputs(ids, targets);
+  // A frozen trunk (only the head trains, METHODS §5.3) runs as in eval mode: no dropout.
+  set_trunk_training(training_ && trunk_trainable());
   ids_ = ids;
   embedding_.forward(ctx, ids, residual_[0]);
   embedding_dropout_.forward(ctx, residual_[0]);
@@ -169,13 +182,7 @@ void Model::backward(Ctx& ctx) {
   head_->backward(ctx, final_out_, d_final_);
   // Only the head trains (a frozen trunk, METHODS §5.5): nothing below it has a gradient to take.
   // (With a data-parallel hook the blocks still run, so every block's hook fires.)
-  if (!grad_ready_) {
-    bool trunk = false;
-    size_t i = 0;
-    for (const Param& p : params_)
-      if (i++ < head_first_ && p.trainable) trunk = true;
-    if (!trunk) return;
-  }
+  if (!grad_ready_ && !trunk_trainable()) return;
   final_norm_.backward(ctx, d_final_, residual_.back(), d_residual_, false);
   for (size_t l = blocks_.size(); l-- > 0;) {
     blocks_[l]->backward(ctx, residual_[l], d_residual_);

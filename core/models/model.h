@@ -19,8 +19,8 @@
 // Dropout (GPT-2 embd_pdrop / resid_pdrop / attn_pdrop from config.json, HF's 0.1 when absent)
 // applies only in training mode (set_training(true)); attn_pdrop drops attention probabilities
 // inside the attention op (core/ops/attention.h, spec.dropout).
-// When only the head's parameters train (the trunk frozen, METHODS §5.5) backward stops after the
-// head: no block has a gradient to take.
+// When only the head's parameters train (the trunk frozen, METHODS §5.5) the trunk runs as in eval
+// mode (no dropout, METHODS §5.3) and backward stops after the head: no block has a gradient to take.
 //
 // Padded vocabulary (on by default, ModelOptions::vocab_multiple): the token embedding and an
 // untied lm_head.weight hold Vp = round_up(V, 64) rows in memory, rows ≥ V zero (Param::pad_rows).
@@ -122,6 +122,9 @@ class Model : public TrainableModel {
 
  private:
   void plan_all(ActivationPlanner& p, const Ctx& ctx);
+  // Whether any parameter below the head trains; the trunk's dropout follows training && this.
+  bool trunk_trainable() const;
+  void set_trunk_training(bool training);
   void check_inputs(const Tensor& ids, const Tensor& targets) const;
 
   ModelConfig config_;

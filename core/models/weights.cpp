@@ -51,7 +51,9 @@ bool ignorable(const Model& m, const std::string& name) {
     return name.size() >= n && name.compare(name.size() - n, n, s) == 0;
   };
   if (m.config().arch == ModelArch::gpt2 && (ends_with(".attn.bias") || ends_with(".attn.masked_bias"))) return true;
-  return m.config().tie_word_embeddings && name == "lm_head.weight";
+  // A tied model's lm_head.weight (HF writes it in some files), unless a head of this model owns one
+  // (lm_head_untied: a separate copy that trained).
+  return m.config().tie_word_embeddings && name == "lm_head.weight" && !m.params().find(name);
 }
 
 struct CheckpointFiles {
