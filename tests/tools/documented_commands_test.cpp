@@ -60,7 +60,9 @@ const char* kNeedsGpu = "needs a CUDA GPU";
 const char* kGpt2OnCpu = "trains GPT-2 124M on the CPU (minutes per step on 2 cores); its file is validated instead";
 
 // The backward-head study's runs: two optimizer steps of 4 records (one step of the stand-in is seconds).
-const char* kBackwardHeadQuick = "train.epochs=null train.steps=2 train.grad_accum=1";
+// The same settings as the files' header commands, so that running those after the README's resumes
+// the finished runs instead of refusing a changed config.
+const char* kBackwardHeadQuick = "train.epochs=null train.steps=2 train.grad_accum=1 schedule.warmup_steps=1";
 const char* kBackwardHeadReal = "needs the gpt2 weights, OpenMathInstruct-2 and a GPU (the real run)";
 
 // Keyed by the command as written, blanks squeezed and build/attnlab written attnlab.
@@ -87,7 +89,8 @@ const std::map<std::string, Quick>& quick_table() {
       {"ctest --preset default", {"", "", "runs every test, this one included"}},
       {"cmake --workflow --preset default", {"", "", "builds and tests the project: CI's own job"}},
       // README: the backward-head study (stand-in runs shortened; the eval reads their checkpoints)
-      {"attnlab train experiments/backward-head/standin-gpt2-sotu.yaml", {"train.steps=3 " SOTU_SHARDS}},
+      {"attnlab train experiments/backward-head/standin-gpt2-sotu.yaml",
+       {"train.steps=3 schedule.warmup_steps=1 " SOTU_SHARDS}},
       {"attnlab train experiments/backward-head/head.yaml", {kBackwardHeadQuick}},
       {"attnlab train experiments/backward-head/full-ft.yaml", {kBackwardHeadQuick}},
       {"attnlab train experiments/backward-head/lmhead-ft.yaml", {kBackwardHeadQuick}},
