@@ -62,6 +62,13 @@ void forward_impl(Ctx& ctx, const AttentionArgs& a, const AttnShape& sh) {
   attn::launch_forward_rows<T>(ctx, p);
 
   const void* pv = s.differential ? a.workspace.data : a.probs.data;
+  if (s.dropout > 0) {
+    // Dropout runs only with caller-kept maps (training): no maps in the workspace.
+    const AttnWorkspace lay = attention_workspace_layout(s, sh, dt, false, a.score_mul.defined(), false);
+    void* dropped = static_cast<char*>(a.workspace.data) + lay.dropped_off;
+    attention_drop_map(ctx, s, sh, dt, dropped, pv, a.dropout_offset);
+    pv = dropped;
+  }
   attn::gemm_groups(ctx, dt, sh, false, false, GT, sh.dv, S, 1.f, pv, S, GT * S, a.v.data, sh.dv,
                     sh.S_cap * sh.dv, a.out.data, sh.dv, GT * sh.dv);
 }
@@ -82,6 +89,7 @@ void backward_impl(Ctx& ctx, const AttentionBackwardArgs& a, const AttnShape& sh
 
   attn::gemm_groups(ctx, dt, sh, false, true, GT, S, sh.dv, 1.f, a.dout.data, sh.dv, GT * sh.dv, a.v.data,
                     sh.dv, sh.S_cap * sh.dv, dp, S, GT * S);
+  if (s.dropout > 0) attention_drop_map(ctx, s, sh, dt, dp, dp, a.dropout_offset);  // dP = mask ⊙ dP_drop / (1 − p)
   const Tensor* qs[2] = {&a.q, &a.q2};
   const Tensor* ks[2] = {&a.k, &a.k2};
   T* scores[2] = {need_scores ? x1 : nullptr, need_scores && diff ? x2 : nullptr};
@@ -121,6 +129,11 @@ void backward_impl(Ctx& ctx, const AttentionBackwardArgs& a, const AttnShape& sh
   }
   if (a.dv.defined()) {
     const void* pv = diff ? static_cast<const void*>(x1) : a.probs.data;
+    if (s.dropout > 0) {
+      void* dropped = ws + lay.dropped_off;
+      attention_drop_map(ctx, s, sh, dt, dropped, pv, a.dropout_offset);
+      pv = dropped;
+    }
     attn::gemm_groups(ctx, dt, sh, true, false, S, sh.dv, GT, 1.f, pv, S, GT * S, a.dout.data, sh.dv,
                       GT * sh.dv, a.dv.data, sh.dv, sh.S_cap * sh.dv);
     attn::zero_tail_rows(ctx, sh, a.dv.data, sh.dv, dt);

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "core/config/head_options.h"
 #include "core/io/reference_configs.h"
 #include "core/memory.h"
 #include "core/models/scratch_decoder.h"
@@ -43,6 +44,27 @@ ModelConfig experiment_model_config(const config::ExperimentConfig& cfg) {
     ojson& block = json["attnlab"]["attention"];
     if (given.contains(d.name)) block[d.name] = given[d.name];
     else if (block.is_object()) block.erase(d.name);  // given as its default: the default holds
+  }
+  // The head: model.head and model.backward_head.* over the folder's own attnlab.head (a folder saved
+  // with the backward head keeps it unless the experiment says otherwise).
+  {
+    bool any = r.is_given("model.head");
+    for (const HeadOptionDecl& d : backward_head_option_decls()) any = any || r.is_given("model.backward_head." + d.name);
+    if (any) {
+      const ojson old = json.contains("attnlab") && json["attnlab"].contains("head") ? json["attnlab"]["head"] : ojson();
+      const std::string old_kind = head_kind_from_json(old, source);
+      const std::string kind = r.is_given("model.head") ? m.head : old_kind;
+      BackwardHeadOptions o =
+          old_kind == "backward_head" ? backward_head_options_from_json(old, source) : BackwardHeadOptions{};
+      for (const HeadOptionDecl& d : backward_head_option_decls())
+        if (r.is_given("model.backward_head." + d.name))
+          std::visit([&](auto mem) { o.*mem = m.backward_head.*mem; }, d.member);
+      if (kind == "lm_head") {
+        if (json.contains("attnlab") && json["attnlab"].is_object()) json["attnlab"].erase("head");
+      } else {
+        json["attnlab"]["head"] = head_options_to_json(kind, o);
+      }
+    }
   }
   if (!m.arch.empty()) source += " with model.arch overrides";
   return parse_hf_config(json.dump(), source);

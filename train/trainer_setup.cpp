@@ -188,17 +188,6 @@ void Trainer::Impl::setup_model(const std::string& resume_dir) {
         " token ids but the model's embedding has ", model->vocab_size(), " rows (",
         scratch ? "model.from " + cfg.model.from : model_config.source,
         "). Fix: use the model's own tokenizer (data.tokenizer), or set model.arch vocab_size");
-  if (!scratch && model_config.arch == ModelArch::gpt2 && model_config.raw.is_object()) {
-    // HF's GPT-2 default is 0.1 when config.json omits it.
-    const auto it = model_config.raw.find("attn_pdrop");
-    const double p = it == model_config.raw.end() || !it->is_number() ? 0.1 : it->get<double>();
-    char value[32];
-    std::snprintf(value, sizeof value, "%g", p);
-    if (p > 0)
-      say("warning: attn_pdrop " + std::string(value) + " is ignored: attention-probability dropout is not "
-          "implemented (residual and embedding dropout are), so this run differs from HF's training. Set "
-          "model.arch.attn_pdrop: 0.0 to silence this");
-  }
   model->set_training(true);
   model->plan(ctx, B, T);
   // Gradient buckets (they pad the gradient arena, so before the optimizer takes its views), the

@@ -48,6 +48,28 @@ void declare_fields(FieldBinder<ModelSetupConfig>& f) {
       .def(64)
       .range_closed(1, 4096);
 
+  {
+    FieldSpec& h = f.field("head", &ModelSetupConfig::head,
+                           "the output head: lm_head (the model's own), lm_head_untied (a separate lm_head.weight "
+                           "starting as a copy of the tied embedding), backward_head (METHODS §5)");
+    h.type = FieldType::enumeration;
+    h.choices = head_kind_choices();
+    h.def("lm_head");
+  }
+  // One field per backward-head option, from the table the head reads (head_options.h).
+  FieldBinder<BackwardHeadOptions> bh = f.nested("backward_head", &ModelSetupConfig::backward_head);
+  const BackwardHeadOptions bh_def;
+  for (const HeadOptionDecl& d : backward_head_option_decls())
+    std::visit(
+        [&](auto m) {
+          using M = std::remove_cvref_t<decltype(bh_def.*m)>;
+          FieldSpec& s = bh.field(d.name, m, d.doc);
+          if constexpr (std::is_same_v<M, bool>) s.def(bh_def.*m);
+          else if constexpr (std::is_same_v<M, int64_t>) s.def(int64_t(bh_def.*m)).range_closed(d.lo, d.hi);
+          else s.def(double(bh_def.*m)).range_closed(d.lo, d.hi);
+        },
+        d.member);
+
   // One field per attention option, from the table the layers read (attention_options.h).
   FieldBinder<AttentionConfig> a = f.nested("attention", &ModelSetupConfig::attention);
   for (const AttentionOptionDecl& d : attention_option_decls()) {

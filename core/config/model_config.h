@@ -9,6 +9,7 @@
 #include "core/config/attention_options.h"
 #include "core/config/decoder_options.h"
 #include "core/config/field.h"
+#include "core/config/head_options.h"
 
 namespace attnlab::config {
 
@@ -26,6 +27,10 @@ struct ModelSetupConfig {
   // model.decoder: the from-scratch decoders' block options (rope, ffn), declared once in
   // core/config/decoder_options.h (the same table their checkpoints record them with).
   DecoderOptions decoder;
+  // model.head: the head slot's kind, and model.backward_head.*: its options (the table of
+  // core/config/head_options.h), written into config.json's attnlab.head.
+  std::string head = "lm_head";
+  BackwardHeadOptions backward_head;
   // Embedding / LM head rows rounded up to a multiple of this (aligned logits rows for the head's
   // GEMMs; checkpoints keep [V, C]). 1 = no padding.
   int64_t vocab_multiple = 64;

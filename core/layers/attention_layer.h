@@ -73,6 +73,8 @@ class AttentionLayer {
   virtual ~AttentionLayer() = default;
   virtual const std::string& name() const = 0;
   virtual void bind_model(const AttentionModelRefs& refs) {}
+  // Training mode (attention-probability dropout, GPT-2's attn_pdrop, where the variant has it).
+  virtual void set_training(bool training) {}
   // Saved slots for (B, T) and scratch; called twice with the same arguments (see ActivationPlanner).
   virtual void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t B, int64_t T) = 0;
   // x [B, T, D] the block's normalised input (kept by the block until backward); y [B, T, D] written.

@@ -89,7 +89,7 @@ void AttentionShell::plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_
   const int64_t Hmax = std::max({l.q_heads, l.kv_heads});
   const int64_t tok_width = std::max({Hmax * d, l.v_heads * l.v_dim, D});
   const std::string& n = name_.name;
-  planned_backend_ = attention_backend(ctx.device, dt);
+  planned_backend_ = attention_backend(ctx.device, dt, /*training=*/true);
   for (Branch* b : {&q_, &k_}) {
     const std::string which = b == &q_ ? ".q" : ".k";
     b->raw = l.qk_norm ? p.saved(dt, {B, T, b->heads, d}, n + which + "_proj_out") : Tensor();

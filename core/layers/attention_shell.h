@@ -167,9 +167,15 @@ class AttentionShell : public AttentionLayer {
   static void set_op_inputs(AttentionInputs& a, const AttendInputs& in);
   // The attention op's backend on this device (model.attention.impl resolved by the support
   // matrix, core/ops/attention.h); planned_backend() is the one plan() chose for training.
-  AttentionBackend attention_backend(Device device, DType dt) const {
-    return attention_backend_for(impl_, attention_spec(), device, dt);
+  // `training`: the backend of a training forward, which applies the variant's attention dropout
+  // (the fused backend has none, so the support matrix sends such layers to materialized).
+  AttentionBackend attention_backend(Device device, DType dt, bool training = false) const {
+    AttentionSpec s = attention_spec();
+    if (training) s.dropout = training_dropout();
+    return attention_backend_for(impl_, s, device, dt);
   }
+  // The attention-probability dropout the variant applies in training (GPT-2's attn_pdrop).
+  virtual double training_dropout() const { return 0; }
   AttentionBackend planned_backend() const { return planned_backend_; }
   // Whether the step's backward reads its own forward output (AttendGrads::out): the shell then
   // saves it. Default: a fused backend with one output part (attention_fused_nparts).

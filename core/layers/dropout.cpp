@@ -5,6 +5,19 @@
 
 namespace attnlab {
 
+double config_dropout(const ModelConfig& c, const char* key) {
+  if (c.arch != ModelArch::gpt2) return 0.0;
+  if (c.raw.is_object()) {
+    auto it = c.raw.find(key);
+    if (it != c.raw.end() && !it->is_null()) {
+      CHECK(it->is_number(), "config '", c.source, "': ", key, " must be a number, got ", it->dump());
+      return it->get<double>();
+    }
+  }
+  return 0.1;
+}
+
+
 Dropout::Dropout(const std::string& name, double p) : name_(name), p_(p) {
   CHECK(p >= 0 && p < 1, "dropout '", name, "': probability ", p, " outside [0, 1)");
 }

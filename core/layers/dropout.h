@@ -8,8 +8,13 @@
 
 #include "core/layers/layer_name.h"
 #include "core/ctx.h"
+#include "core/io/hf_config.h"
 
 namespace attnlab {
+
+// GPT-2's dropout probabilities from config.json (embd_pdrop, resid_pdrop, attn_pdrop; HF's default 0.1
+// when the key is absent); 0 for the other architectures (Qwen has none).
+double config_dropout(const ModelConfig& c, const char* key);
 
 class Dropout {
  public:

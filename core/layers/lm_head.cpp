@@ -8,7 +8,7 @@ namespace attnlab {
 LmHead::LmHead(const std::string& name, Param* weight)
     : name_(name), proj_(weight, nullptr), vocab_(weight->shape[0] - weight->pad_rows) {}
 
-void LmHead::plan(ActivationPlanner& p, DType dt, int64_t B, int64_t T) {
+void LmHead::plan(ActivationPlanner& p, const Ctx&, DType dt, int64_t B, int64_t T) {
   const int64_t N = B * T, V = proj_.out_features();
   const DType acc = acc_dtype(dt);
   logits_ = p.saved(dt, {N, V}, name_.name + ".logits");
@@ -67,6 +67,17 @@ std::unique_ptr<OutputHead> make_lm_head(const OutputHeadArgs& args) {
               "': attnlab.head for lm_head takes only \"kind\"");
   // Tied: the head multiplies by the token embedding; checkpoints then hold that tensor once.
   Param* weight = c.tie_word_embeddings ? args.token_embedding : args.add_vocab_table("lm_head.weight");
+  return std::make_unique<LmHead>("lm_head", weight);
+}
+
+std::unique_ptr<OutputHead> make_lm_head_untied(const OutputHeadArgs& args) {
+  const ModelConfig& c = args.config;
+  INPUT_CHECK(args.options.is_object() && args.options.size() == 1, "config '", c.source,
+              "': attnlab.head for lm_head_untied takes only \"kind\"");
+  INPUT_CHECK(c.tie_word_embeddings, "config '", c.source,
+              "': lm_head_untied unties a tied head, and this model's lm_head is already untied. Fix: model.head: lm_head");
+  Param* weight = args.add_vocab_table("lm_head.weight");
+  weight->init = ParamInit::copy_added(args.token_embedding->name);
   return std::make_unique<LmHead>("lm_head", weight);
 }
 

@@ -30,7 +30,7 @@ class LmHead : public OutputHead {
   LmHead(const std::string& name, Param* weight);
 
   const std::string& name() const override { return name_.name; }
-  void plan(ActivationPlanner& p, DType dt, int64_t B, int64_t T) override;
+  void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t B, int64_t T) override;
   // h [B, T, D] → logits [B·T, V]; with targets ([B, T] i32, defined) also the loss:
   // Σ_rows loss / valid_count into loss() ([1], acc dtype). valid_count must be > 0 then.
   void forward(Ctx& ctx, const Tensor& h, const Tensor& targets, double valid_count) override;
@@ -60,5 +60,8 @@ class LmHead : public OutputHead {
 
 // The factory registered as "lm_head": E = lm_head.weight (untied) or the token embedding (tied).
 std::unique_ptr<OutputHead> make_lm_head(const OutputHeadArgs& args);
+// "lm_head_untied": lm_head.weight of its own, declared ParamInit::copy of the token embedding (a tied
+// checkpoint starts it as the tied head; a folder saved with it reloads it).
+std::unique_ptr<OutputHead> make_lm_head_untied(const OutputHeadArgs& args);
 
 }  // namespace attnlab

@@ -1,6 +1,7 @@
 #include "core/layers/output_head.h"
 
 
+#include "core/layers/backward_attention_head.h"
 #include "core/layers/lm_head.h"
 #include "core/layers/named_registry.h"
 
@@ -8,7 +9,11 @@ namespace attnlab {
 
 namespace {
 
-void builtin_output_heads(std::map<std::string, OutputHeadFactory>& r) { r["lm_head"] = make_lm_head; }
+void builtin_output_heads(std::map<std::string, OutputHeadFactory>& r) {
+  r["lm_head"] = make_lm_head;
+  r["lm_head_untied"] = make_lm_head_untied;
+  r["backward_head"] = make_backward_attention_head;
+}
 
 NamedRegistry<OutputHeadFactory>& registry() {
   static NamedRegistry<OutputHeadFactory> r("output head", builtin_output_heads);

@@ -3,7 +3,10 @@
 // training, plain forward and generation (DESIGN.md §6). Heads are registered by name, like
 // attention variants; config.json's attnlab block picks one ({"attnlab": {"head": {"kind": "..."}}},
 // "lm_head" when absent). Today: "lm_head", the tied or untied HF LM head with the fused
-// cross-entropy (core/layers/lm_head.h). The backward attention head of METHODS §5 registers next.
+// cross-entropy (core/layers/lm_head.h); "lm_head_untied", the same over a separate lm_head.weight that
+// starts as a copy of the tied embedding (METHODS §5.7 baseline c); "backward_head", the backward
+// attention head of METHODS §5 (core/layers/backward_attention_head.h). Their options are the table of
+// core/config/head_options.h.
 //
 // Adding a head: implement OutputHead, add one line to builtin_output_heads() in output_head.cpp
 // (a static initialiser in the head's own file would be dropped by the static library's linker).
@@ -33,7 +36,7 @@ class OutputHead {
  public:
   virtual ~OutputHead() = default;
   virtual const std::string& name() const = 0;
-  virtual void plan(ActivationPlanner& p, DType dt, int64_t B, int64_t T) = 0;
+  virtual void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t B, int64_t T) = 0;
   // h [B, T, D] → logits; with targets ([B, T] i32) also the loss Σ / valid_count into loss().
   virtual void forward(Ctx& ctx, const Tensor& h, const Tensor& targets, double valid_count) = 0;
   // dh [B, T, D] overwritten; the head's parameter gradients accumulate.

@@ -15,6 +15,8 @@ const char* param_init_name(const ParamInit& init) {
     case ParamInit::Kind::ones: return "ones";
     case ParamInit::Kind::normal: return "normal";
     case ParamInit::Kind::uniform: return "uniform";
+    case ParamInit::Kind::identity: return "identity";
+    case ParamInit::Kind::copy: return "copy";
   }
   return "?";
 }

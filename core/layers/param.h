@@ -24,8 +24,12 @@ namespace attnlab {
 
 // How a parameter starts, declared by the module that registers it. model_default: the
 // architecture's rule (core/models/weights.h: matrices N(0, σ²), norm weights 1, biases 0).
+// identity: a 2-D [rows, cols] matrix with 1 at (i, i mod block) and 0 elsewhere (block = cols when
+// 0): I, its first rows, or one identity per row block of `block` rows (the backward head's per-head
+// query projection). copy: the value of the parameter named `source` (same shape), e.g. an untied
+// lm_head starting as a copy of the tied embedding.
 struct ParamInit {
-  enum class Kind : uint8_t { model_default, zeros, ones, normal, uniform };
+  enum class Kind : uint8_t { model_default, zeros, ones, normal, uniform, identity, copy };
   Kind kind = Kind::model_default;
   double stddev = 0;  // normal: the standard deviation; uniform: the bound b of U(−b, b)
   // Added by a variant, a controller or a head to an architecture whose pretrained checkpoints do
@@ -37,6 +41,18 @@ struct ParamInit {
   static ParamInit normal_added(double s) { return {Kind::normal, s, true}; }
   // PyTorch nn.Linear's default: U(−1/√fan_in, 1/√fan_in) for the weight and the bias.
   static ParamInit uniform_added(double bound) { return {Kind::uniform, bound, true}; }
+  int64_t block = 0;   // identity only: the identity repeats every `block` rows (0: cols)
+  std::string source;  // copy only: the parameter whose value this one starts as
+  static ParamInit identity_added(int64_t block = 0) {
+    ParamInit i{Kind::identity, 0, true};
+    i.block = block;
+    return i;
+  }
+  static ParamInit copy_added(const std::string& source) {
+    ParamInit i{Kind::copy, 0, true};
+    i.source = source;
+    return i;
+  }
 };
 const char* param_init_name(const ParamInit& init);
 

@@ -1,5 +1,7 @@
 #include "core/layers/standard_attention.h"
 
+#include "core/layers/dropout.h"
+
 namespace attnlab {
 
 namespace {
@@ -58,6 +60,8 @@ StandardAttention::StandardAttention(const AttentionLayerArgs& args) : Attention
   spec_.causal = true;
   const AttentionOptions o = attention_options_from_json(args.options, c.source);
   spec_.norm = norm_of(o);
+  // The from-scratch decoders have their own dropout rules; GPT-2 reads attn_pdrop.
+  attn_pdrop_ = o.scratch.empty() ? config_dropout(c, "attn_pdrop") : 0.0;
   if (spec_.norm == AttnNorm::ramp) spec_.ramp_alpha = ramp_alpha_for_layer(o, args.layer, c.num_layers);
 }
 
@@ -76,8 +80,10 @@ void StandardAttention::plan_attend(ActivationPlanner& p, DType dt, int64_t B, i
   lse_ = need_lse ? p.saved(acc, {B, Hq, T}, n + ".lse") : Tensor();
   row_min_ = need_min ? p.saved(DType::i32, {B, Hq, T}, n + ".row_min") : Tensor();
   row_sum_ = need_min ? p.saved(acc, {B, Hq, T}, n + ".row_sum") : Tensor();
-  const size_t ws = std::max(attention_backend_workspace_bytes(be, spec_, B, T, T, dt, false, has_score_mul()),
-                             attention_backend_workspace_bytes(be, spec_, B, T, T, dt, true, has_score_mul()));
+  AttentionSpec sized = spec_;
+  sized.dropout = attn_pdrop_;  // room for the dropped map, should training apply it
+  const size_t ws = std::max(attention_backend_workspace_bytes(be, sized, B, T, T, dt, false, has_score_mul()),
+                             attention_backend_workspace_bytes(be, sized, B, T, T, dt, true, has_score_mul()));
   workspace_ = p.scratch_bytes("attn.workspace", ws);
 }
 
@@ -96,7 +102,14 @@ void StandardAttention::attend(Ctx& ctx, const AttendInputs& in, const Tensor& o
   a.out = out;
   if (in.captures) a.captures = *in.captures;
   a.backend = in.scratch ? attention_backend(ctx.device, in.q.dtype) : planned_backend();
+  dropped_ = false;
   if (!in.scratch) {
+    if (training_ && attn_pdrop_ > 0) {
+      dropped_ = true;
+      a.spec.dropout = attn_pdrop_;
+      dropout_offset_ = ctx.take_rng(uint64_t(in.q.dim(0) * spec_.Hq * in.q.dim(2) * probs_.dim(3)));
+      a.dropout_offset = dropout_offset_;
+    }
     a.probs = probs_;
     a.out_parts = out_parts_;
     a.lse = lse_;
@@ -127,6 +140,10 @@ void StandardAttention::attend_backward(Ctx& ctx, const AttendInputs& in, const 
   a.dscore_add = g.dscore_add;
   a.dscore_mul = g.dscore_mul;
   a.workspace = workspace_;
+  if (dropped_) {
+    a.spec.dropout = attn_pdrop_;
+    a.dropout_offset = dropout_offset_;
+  }
   attention_backward(ctx, a);
 }
 

@@ -26,6 +26,10 @@ class StandardAttention : public AttentionShell {
   explicit StandardAttention(const AttentionLayerArgs& args);
 
   const AttentionSpec& spec() const { return spec_; }
+  // GPT-2's attn_pdrop in training mode (the op's spec.dropout; core/ops/attention.h).
+  void set_training(bool training) override { training_ = training; }
+  double attention_dropout() const { return attn_pdrop_; }
+  double training_dropout() const override { return attn_pdrop_; }
   // The saved probability map [B, Hq, T, T] of the last forward (analyses read it); undefined
   // when the fused backend runs (model.attention.impl: materialized keeps it).
   const Tensor& probs() const { return probs_; }
@@ -41,6 +45,10 @@ class StandardAttention : public AttentionShell {
   // The inputs the forward and backward op calls share.
   void fill_inputs(AttentionInputs& a, const AttendInputs& in) const;
   AttentionSpec spec_;
+  double attn_pdrop_ = 0;
+  bool training_ = false;
+  bool dropped_ = false;          // the last training forward applied dropout
+  uint64_t dropout_offset_ = 0;   // its Philox counters (the backward regenerates the mask)
   // saved
   Tensor probs_, lse_, row_min_, row_sum_, out_parts_;
   // scratch

@@ -81,6 +81,7 @@ DecoderBlock::DecoderBlock(BlockParts parts)
 }
 
 void DecoderBlock::set_training(bool training) {
+  attn_->set_training(training);
   attn_drop_.set_training(training);
   mlp_drop_.set_training(training);
   mlp_.set_training(training);

@@ -11,19 +11,6 @@ namespace attnlab {
 
 namespace {
 
-// GPT-2's dropout probabilities (HF defaults 0.1 when config.json does not say); Qwen has none.
-double config_dropout(const ModelConfig& c, const char* key) {
-  if (c.arch != ModelArch::gpt2) return 0.0;
-  if (c.raw.is_object()) {
-    auto it = c.raw.find(key);
-    if (it != c.raw.end() && !it->is_null()) {
-      CHECK(it->is_number(), "config '", c.source, "': ", key, " must be a number, got ", it->dump());
-      return it->get<double>();
-    }
-  }
-  return 0.1;
-}
-
 void check_model_dtype(const ModelOptions& o) {
   if (o.device == Device::cpu)
     CHECK(o.dtype == DType::f32 || o.dtype == DType::f64, "model on the CPU runs f32 or f64, got ",
@@ -89,6 +76,7 @@ Model::Model(const ModelConfig& config, const ModelOptions& options, const Ctx& 
   }
   static const nlohmann::ordered_json no_options;
   const auto& head_opts = c.attnlab.is_object() && c.attnlab.contains("head") ? c.attnlab["head"] : no_options;
+  head_first_ = params_.size();
   head_ = make_output_head({c, params_, embedding_.tokens(), add_vocab_table, head_opts});
 
   AttentionModelRefs refs;
@@ -114,8 +102,19 @@ void Model::load_weights(Ctx& ctx, const std::string& folder) { attnlab::load_we
 
 void Model::set_training(bool training) {
   training_ = training;
+  set_trunk_training(training);
+}
+
+void Model::set_trunk_training(bool training) {
   embedding_dropout_.set_training(training);
   for (auto& b : blocks_) b->set_training(training);
+}
+
+bool Model::trunk_trainable() const {
+  size_t i = 0;
+  for (const Param& p : params_)
+    if (i++ < head_first_ && p.trainable) return true;
+  return false;
 }
 
 void Model::plan_all(ActivationPlanner& p, const Ctx& ctx) {
@@ -129,7 +128,7 @@ void Model::plan_all(ActivationPlanner& p, const Ctx& ctx) {
   embedding_.plan(p, ctx, B_, T_);
   for (auto& b : blocks_) b->plan(p, ctx, dt, B_, T_);
   final_norm_.plan(p, ctx, dt, B_ * T_, D);
-  head_->plan(p, dt, B_, T_);
+  head_->plan(p, ctx, dt, B_, T_);
 }
 
 void Model::plan(Ctx& ctx, int64_t B, int64_t T) {
@@ -164,6 +163,8 @@ void Model::check_inputs(const Tensor& ids, const Tensor& targets) const {
 Tensor Model::forward(Ctx& ctx, const Tensor& ids, const Tensor& targets, double valid_count) {
   NVTX_RANGE(ctx, "model forward");
   check_inputs(ids, targets);
+  // A frozen trunk (only the head trains, METHODS §5.3) runs as in eval mode: no dropout.
+  set_trunk_training(training_ && trunk_trainable());
   ids_ = ids;
   embedding_.forward(ctx, ids, residual_[0]);
   embedding_dropout_.forward(ctx, residual_[0]);
@@ -179,6 +180,9 @@ void Model::backward(Ctx& ctx) {
   CHECK(have_loss_, "backward needs a forward with targets since the last backward");
   have_loss_ = false;
   head_->backward(ctx, final_out_, d_final_);
+  // Only the head trains (a frozen trunk, METHODS §5.5): nothing below it has a gradient to take.
+  // (With a data-parallel hook the blocks still run, so every block's hook fires.)
+  if (!grad_ready_ && !trunk_trainable()) return;
   final_norm_.backward(ctx, d_final_, residual_.back(), d_residual_, false);
   for (size_t l = blocks_.size(); l-- > 0;) {
     blocks_[l]->backward(ctx, residual_[l], d_residual_);

@@ -16,8 +16,11 @@
 // dtypes: CPU f32 or f64, CUDA f32 or bf16 (bf16 values are the working copy; gradients f32).
 // ids/targets are [B, T] i32 on the model's device and must stay alive until backward: the
 // embedding's backward reads the ids again, the loss's backward the targets.
-// Dropout (GPT-2 embd_pdrop / resid_pdrop from config.json) applies only in training mode
-// (set_training(true)); attention-probability dropout (attn_pdrop) is not implemented.
+// Dropout (GPT-2 embd_pdrop / resid_pdrop / attn_pdrop from config.json, HF's 0.1 when absent)
+// applies only in training mode (set_training(true)); attn_pdrop drops attention probabilities
+// inside the attention op (core/ops/attention.h, spec.dropout).
+// When only the head's parameters train (the trunk frozen, METHODS §5.5) the trunk runs as in eval
+// mode (no dropout, METHODS §5.3) and backward stops after the head: no block has a gradient to take.
 //
 // Padded vocabulary (on by default, ModelOptions::vocab_multiple): the token embedding and an
 // untied lm_head.weight hold Vp = round_up(V, 64) rows in memory, rows ≥ V zero (Param::pad_rows).
@@ -119,6 +122,9 @@ class Model : public TrainableModel {
 
  private:
   void plan_all(ActivationPlanner& p, const Ctx& ctx);
+  // Whether any parameter below the head trains; the trunk's dropout follows training && this.
+  bool trunk_trainable() const;
+  void set_trunk_training(bool training);
   void check_inputs(const Tensor& ids, const Tensor& targets) const;
 
   ModelConfig config_;
@@ -131,6 +137,7 @@ class Model : public TrainableModel {
   GradReadyHook grad_ready_;
   Norm final_norm_;
   std::unique_ptr<OutputHead> head_;
+  size_t head_first_ = 0;  // the head's parameters are registered from this index on
   bool training_ = false;
 
   ActivationPlanner planner_;

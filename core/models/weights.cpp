@@ -51,7 +51,9 @@ bool ignorable(const Model& m, const std::string& name) {
     return name.size() >= n && name.compare(name.size() - n, n, s) == 0;
   };
   if (m.config().arch == ModelArch::gpt2 && (ends_with(".attn.bias") || ends_with(".attn.masked_bias"))) return true;
-  return m.config().tie_word_embeddings && name == "lm_head.weight";
+  // A tied model's lm_head.weight (HF writes it in some files), unless a head of this model owns one
+  // (lm_head_untied: a separate copy that trained).
+  return m.config().tie_word_embeddings && name == "lm_head.weight" && !m.params().find(name);
 }
 
 struct CheckpointFiles {
@@ -167,7 +169,8 @@ void load_weights(Model& model, Ctx& ctx, const std::string& folder) {
       uint64_t stream = 1469598103934665603ull;
       for (unsigned char ch : p.name) stream = (stream ^ ch) * 1099511628211ull;
       init_param(p, model.config(), ctx, 0, stream >> 16);
-      initialised.push_back(p.name + " (" + param_init_name(p.init) + ")");
+      initialised.push_back(p.name + " (" + param_init_name(p.init) +
+                            (p.init.kind == ParamInit::Kind::copy ? " of " + p.init.source : std::string()) + ")");
       continue;
     }
     const std::string n = names.file_name(p.name);
@@ -193,6 +196,7 @@ void load_weights(Model& model, Ctx& ctx, const std::string& folder) {
     host.device = Device::cpu;
     copy_tensor(ctx, dst, host);
   }
+  copy_param_inits(model.params(), ctx, &absent);
   model.params().zero_padding(ctx);
   if (!initialised.empty())
     log_info("loaded '", folder, "'; ", initialised.size(), " parameter(s) the checkpoint lacks were initialised by ",
@@ -305,6 +309,14 @@ void init_param(Param& p, const ModelConfig& c, Ctx& ctx, uint64_t seed, uint64_
       for (size_t i = 0; i < v.size(); ++i)
         v[i] = p.init.stddev * (2.0 * (double(philox_u32(seed, base, i) >> 8) + 0.5) / 16777216.0 - 1.0);
       break;
+    case ParamInit::Kind::identity: {
+      CHECK(dst.ndim == 2, "parameter '", p.name, "': an identity initialisation needs a matrix, got ", dst.shape_str());
+      const int64_t rows = dst.dim(0), cols = dst.dim(1), block = p.init.block > 0 ? p.init.block : cols;
+      for (int64_t i = 0; i < rows; ++i)
+        if (i % block < cols) v[size_t(i * cols + i % block)] = 1.0;
+      break;
+    }
+    case ParamInit::Kind::copy: return;  // copy_param_inits, once every source holds its value
     case ParamInit::Kind::model_default:
       if (p.shape.size() == 1) {
         // Biases 0, norm weights 1 (every 1-D parameter these architectures declare without a
@@ -325,12 +337,23 @@ void init_param(Param& p, const ModelConfig& c, Ctx& ctx, uint64_t seed, uint64_
   from_host_f64(ctx, dst, v);
 }
 
+void copy_param_inits(ParamStore& params, Ctx& ctx, const std::set<std::string>* only) {
+  for (Param& p : params) {
+    if (p.init.kind != ParamInit::Kind::copy || (only && !only->count(p.name))) continue;
+    const Param* src = params.find(p.init.source);
+    CHECK(src && src->shape == p.shape, "parameter '", p.name, "' starts as a copy of '", p.init.source,
+          "', which the model ", src ? "holds with another shape" : "does not hold");
+    copy_tensor(ctx, p.value, src->value);
+  }
+}
+
 void init_weights(Model& model, Ctx& ctx, uint64_t seed) {
   uint64_t offset = 0;  // Philox draws consumed so far: each tensor gets its own stretch of the stream
   for (Param& p : model.params()) {
     init_param(p, model.config(), ctx, seed, offset);
     offset += 2 * uint64_t(p.unpadded(p.value).numel());
   }
+  copy_param_inits(model.params(), ctx, nullptr);
   model.params().zero_padding(ctx);
 }
 

@@ -15,6 +15,7 @@
 // tensor with the wrong shape and every unexpected one, naming the file.
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,9 @@ void save_model(const Model& model, Ctx& ctx, const std::string& folder);
 void init_weights(Model& model, Ctx& ctx, uint64_t seed);
 // One parameter by its rule, drawing Philox stream positions [base, base + 2·numel).
 void init_param(Param& p, const ModelConfig& config, Ctx& ctx, uint64_t seed, uint64_t base);
+// The parameters declared ParamInit::Kind::copy (init_param leaves them) take their source's value;
+// `only`: just those names (load_weights: the ones the checkpoint lacked), nullptr: all.
+void copy_param_inits(ParamStore& params, Ctx& ctx, const std::set<std::string>* only);
 
 // The HF torch_dtype name of a dtype ("float32", "bfloat16", "float64").
 const char* torch_dtype_name(DType dt);

@@ -8,6 +8,7 @@
 #include "core/nvtx.h"
 #include "core/ops/attention_checks.h"
 #include "core/ops/attention_tiled.h"
+#include "core/ops/dropout.h"
 
 namespace attnlab {
 
@@ -34,6 +35,9 @@ std::string attention_backend_support(AttentionBackend backend, const AttentionS
     case AttentionBackend::materialized:
       return "";  // every spec, both devices, every compute dtype the device has
     case AttentionBackend::fused: {
+      if (spec.dropout > 0)
+        return "attention dropout (GPT-2's attn_pdrop) is not in the fused backend; train with "
+               "model.arch.attn_pdrop=0 to use it";
       if (device == Device::cpu) return "";  // the tiled reference runs every spec in f32 and f64
       if (dt != DType::f32 && dt != DType::bf16) return std::string("the fused CUDA kernels run f32 and bf16, not ") + dtype_name(dt);
       if (spec.d != 64 && spec.d != 128)
@@ -146,7 +150,20 @@ AttnWorkspace attention_workspace_layout(const AttentionSpec& spec, const AttnSh
   if (backward && spec.differential) w.total += align256(size_t(sh.rows()) * dtype_size(acc_dtype(dt)));
   w.kept_maps_off = w.total;
   if (!backward && maps_in_workspace) w.total += w.map_bytes * (spec.differential ? 2 : 1);
+  w.dropped_off = w.total;
+  if (spec.dropout > 0) w.total += w.map_bytes;
   return w;
+}
+
+void attention_drop_map(Ctx& ctx, const AttentionSpec& spec, const AttnShape& sh, DType dt, void* dst,
+                        const void* src, uint64_t offset) {
+  const int64_t n = sh.map_elems();
+  DropoutArgs d;
+  d.y = Tensor(dst, dt, ctx.device, {n}, "attention.dropped_probs");
+  d.x = Tensor(const_cast<void*>(src), dt, ctx.device, {n}, "attention.probs");
+  d.p = spec.dropout;
+  d.rng_offset = offset;
+  dropout_forward(ctx, d);
 }
 
 size_t attention_workspace_bytes(const AttentionSpec& spec, int64_t B, int64_t T, int64_t S,
@@ -201,6 +218,8 @@ void attention_forward(Ctx& ctx, const AttentionArgs& args) {
   const DType dt = args.q.dtype, acc = acc_dtype(dt);
   check_common(args, args, sh, dt, false);
   const bool maps_in_workspace = !args.probs.defined();
+  CHECK(s.dropout == 0 || !maps_in_workspace, "attention: dropout is for training: keep the probability maps "
+        "(pass probs) so the backward can regenerate the dropped map");
   AttentionArgs a = args;
   check_t(a.out, dt, {sh.B, sh.Hq, sh.T, sh.dv}, "out");
   check_stats(s, sh, dt, a.lse, a.row_min, a.row_sum, false, "lse/row_min/row_sum");

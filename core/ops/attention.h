@@ -45,6 +45,12 @@ struct AttentionSpec {
   AttnNorm norm = AttnNorm::softmax;
   double ramp_alpha = 0.5;    // α of ramp, in [0, 1]
   bool differential = false;  // two maps and λ (METHODS §3.2/§3.3)
+  // Attention-probability dropout (GPT-2's attn_pdrop, training only): O = (P ⊙ mask / (1 − p)) V with
+  // the mask of the dropout op (core/ops/dropout.h) over the [B, Hq, T, S] map, element i kept iff
+  // philox_uniform(ctx.seed, AttentionInputs::dropout_offset, i) ≥ p, so the backward regenerates it
+  // and the CPU and the GPU drop the same entries. The saved map stays the undropped P; the backward
+  // uses P ⊙ mask / (1 − p) for dV and dP = mask ⊙ d(P_drop) / (1 − p). 0: off. In [0, 1).
+  double dropout = 0;
 
   int64_t value_dim() const { return dv > 0 ? dv : d; }
   double score_scale() const;
@@ -113,6 +119,8 @@ struct AttentionInputs {
   int64_t query_offset = -1;  // query t is position t + offset among the keys; -1: S − T
   Tensor score_add;    // in  acc [B, Hq, T] per-row additive controller a (METHODS §4.3); optional
   Tensor score_mul;    // in  acc [B, Hq, T] per-row multiplicative controller τ; optional
+  uint64_t dropout_offset = 0;  // spec.dropout > 0: the first Philox counter, ctx.take_rng(B·Hq·T·S),
+                                // the same in the forward and its backward
 };
 
 // What the forward saves for the backward (outputs of the forward, inputs of the backward).
@@ -186,6 +194,7 @@ struct AttnWorkspace {
   int nmaps = 0;            // maps used
   size_t partials_off = 0;  // acc [B, Hq, T] per-row dλ partials (differential backward)
   size_t kept_maps_off = 0; // forward with maps_in_workspace: probs (and probs2) start here
+  size_t dropped_off = 0;   // spec.dropout > 0: the dropped map P ⊙ mask / (1 − p) starts here
   size_t total = 0;
 };
 AttnWorkspace attention_workspace_layout(const AttentionSpec& spec, const AttnShape& sh, DType dt,
@@ -194,6 +203,11 @@ AttnWorkspace attention_workspace_layout(const AttentionSpec& spec, const AttnSh
 inline bool attention_backward_needs_scores(const AttentionSpec& s, bool has_score_mul) {
   return s.norm == AttnNorm::ramp || has_score_mul;
 }
+
+// spec.dropout > 0: dst = src ⊙ mask / (1 − p) over one [B, Hq, T, S] map of the compute dtype
+// (both devices; the dropout op). Shared by the CPU and the CUDA implementations.
+void attention_drop_map(Ctx& ctx, const AttentionSpec& spec, const AttnShape& sh, DType dt, void* dst,
+                        const void* src, uint64_t offset);
 
 namespace cpu {
 void attention_forward(Ctx& ctx, const AttentionArgs& a, const AttnShape& sh);

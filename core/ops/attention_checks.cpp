@@ -21,6 +21,7 @@ void spec(const char* op, const AttentionSpec& s) {
   CHECK(s.norm != AttnNorm::ramp || (s.ramp_alpha >= 0 && s.ramp_alpha <= 1), op,
         ": ramp alpha must lie in [0, 1], got ", s.ramp_alpha);
   CHECK(std::isfinite(s.score_scale()), op, ": the score scale must be finite");
+  CHECK(s.dropout >= 0 && s.dropout < 1, op, ": dropout must lie in [0, 1), got ", s.dropout);
 }
 
 AttnShape shape(const char* op, const AttentionSpec& s, const Tensor& q, const Tensor& k, const Tensor& v) {

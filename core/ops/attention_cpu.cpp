@@ -53,7 +53,7 @@ int64_t capture_slot(const int32_t* rows, int64_t nrows, int64_t t) {
 }
 
 template <class T>
-void forward_impl(const AttentionArgs& a, const AttnShape& sh) {
+void forward_impl(Ctx& ctx, const AttentionArgs& a, const AttnShape& sh) {
   using A = acc_t<T>;
   const AttentionSpec& s = a.spec;
   const bool diff = s.differential;
@@ -165,12 +165,19 @@ void forward_impl(const AttentionArgs& a, const AttnShape& sh) {
   }
 
   const T* vptr = a.v.ptr<T>();
+  if (s.dropout > 0) {
+    // Dropout runs only with caller-kept maps (training): no maps in the workspace.
+    const AttnWorkspace lay = attention_workspace_layout(s, sh, a.q.dtype, false, a.score_mul.defined(), false);
+    T* dropped = reinterpret_cast<T*>(static_cast<char*>(a.workspace.data) + lay.dropped_off);
+    attention_drop_map(ctx, s, sh, a.q.dtype, dropped, pcomb, a.dropout_offset);
+    pcomb = dropped;
+  }
   gemm_groups<T>(sh, false, false, GT, sh.dv, S, 1.0, pcomb, S, GT * S, vptr, sh.dv, sh.S_cap * sh.dv,
                  a.out.ptr<T>(), sh.dv, GT * sh.dv);
 }
 
 template <class T>
-void backward_impl(const AttentionBackwardArgs& a, const AttnShape& sh) {
+void backward_impl(Ctx& ctx, const AttentionBackwardArgs& a, const AttnShape& sh) {
   using A = acc_t<T>;
   const AttentionSpec& s = a.spec;
   const bool diff = s.differential;
@@ -187,6 +194,7 @@ void backward_impl(const AttentionBackwardArgs& a, const AttnShape& sh) {
 
   gemm_groups<T>(sh, false, true, GT, S, sh.dv, 1.0, a.dout.ptr<T>(), sh.dv, GT * sh.dv, a.v.ptr<T>(),
                  sh.dv, sh.S_cap * sh.dv, dp, S, GT * S);
+  if (s.dropout > 0) attention_drop_map(ctx, s, sh, a.q.dtype, dp, dp, a.dropout_offset);  // dP = mask ⊙ dP_drop / (1 − p)
   const Tensor* qs[2] = {&a.q, &a.q2};
   const Tensor* ks[2] = {&a.k, &a.k2};
   T* scores[2] = {need_scores ? x1 : nullptr, need_scores && diff ? x2 : nullptr};
@@ -269,6 +277,11 @@ void backward_impl(const AttentionBackwardArgs& a, const AttnShape& sh) {
   }
 
   const T* p_for_dv = diff ? pcomb : probs[0];
+  if (s.dropout > 0 && a.dv.defined()) {
+    T* dropped = reinterpret_cast<T*>(ws + lay.dropped_off);
+    attention_drop_map(ctx, s, sh, a.q.dtype, dropped, p_for_dv, a.dropout_offset);
+    p_for_dv = dropped;
+  }
   T* dqs[2] = {a.dq.defined() ? a.dq.ptr<T>() : nullptr, a.dq2.defined() ? a.dq2.ptr<T>() : nullptr};
   T* dks[2] = {a.dk.defined() ? a.dk.ptr<T>() : nullptr, a.dk2.defined() ? a.dk2.ptr<T>() : nullptr};
   for (int m = 0; m < nmaps; ++m) {
@@ -298,10 +311,10 @@ void backward_impl(const AttentionBackwardArgs& a, const AttnShape& sh) {
 }  // namespace
 
 void attention_forward(Ctx& ctx, const AttentionArgs& a, const AttnShape& sh) {
-  dispatch_cpu_float(a.q.dtype, "attention_forward", [&](auto t) { forward_impl<decltype(t)>(a, sh); });
+  dispatch_cpu_float(a.q.dtype, "attention_forward", [&](auto t) { forward_impl<decltype(t)>(ctx, a, sh); });
 }
 void attention_backward(Ctx& ctx, const AttentionBackwardArgs& a, const AttnShape& sh) {
-  dispatch_cpu_float(a.q.dtype, "attention_backward", [&](auto t) { backward_impl<decltype(t)>(a, sh); });
+  dispatch_cpu_float(a.q.dtype, "attention_backward", [&](auto t) { backward_impl<decltype(t)>(ctx, a, sh); });
 }
 
 }  // namespace attnlab::cpu

@@ -33,6 +33,7 @@ struct AttnProblem {
   std::vector<int32_t> key_len;  // empty: no key padding
   bool add = false, mul = false;
   int64_t nlambda = 1;           // differential: 1 or Hq
+  uint64_t dropout_offset = 0;   // spec.dropout > 0: the Philox counters of the mask
   std::vector<double> q, k, v, q2, k2, lam, sadd, smul, dout;
   // Optional: the backward uses these row-min indices instead of the forward's (GPU tests in
   // bf16 feed the GPU's choice of argmin to the CPU reference so near-ties pick the same key).
@@ -108,6 +109,7 @@ inline AttnOutputs AttnProblem::run(Ctx& ctx, DType dt, bool backward, const Att
   a.keys = S;
   a.query_offset = offset;
   a.score_add = badd.t(), a.score_mul = bmul.t();
+  a.dropout_offset = dropout_offset;
   a.out = bo.t(), a.probs = bp.t(), a.probs2 = bp2.t();
   a.lse = blse.t(), a.row_min = brmin.t(), a.row_sum = brsum.t();
   a.lse2 = blse2.t(), a.row_min2 = brmin2.t(), a.row_sum2 = brsum2.t();
@@ -162,6 +164,7 @@ inline AttnOutputs AttnProblem::run(Ctx& ctx, DType dt, bool backward, const Att
   g.keys = S;
   g.query_offset = offset;
   g.score_add = a.score_add, g.score_mul = a.score_mul;
+  g.dropout_offset = dropout_offset;
   g.probs = a.probs, g.probs2 = a.probs2;
   g.lse = a.lse, g.row_min = a.row_min, g.row_sum = a.row_sum;
   g.lse2 = a.lse2, g.row_min2 = a.row_min2, g.row_sum2 = a.row_sum2;

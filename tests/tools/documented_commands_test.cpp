@@ -61,6 +61,12 @@ const char* kNeedsGpu = "needs a CUDA GPU";
 // file itself is checked by `attnlab validate` (DocumentedCommands.ExperimentFilesValidate below).
 const char* kGpt2OnCpu = "trains GPT-2 124M on the CPU (minutes per step on 2 cores); its file is validated instead";
 
+// The backward-head study's runs: two optimizer steps of 4 records (one step of the stand-in is seconds).
+// The same settings as the files' header commands, so that running those after the README's resumes
+// the finished runs instead of refusing a changed config.
+const char* kBackwardHeadQuick = "train.epochs=null train.steps=2 train.grad_accum=1 schedule.warmup_steps=1";
+const char* kBackwardHeadReal = "needs the gpt2 weights, OpenMathInstruct-2 and a GPU (the real run)";
+
 // Keyed by the command as written, blanks squeezed and build/attnlab written attnlab.
 const std::map<std::string, Quick>& quick_table() {
   static const std::map<std::string, Quick> t = {
@@ -84,6 +90,12 @@ const std::map<std::string, Quick>& quick_table() {
       {"cmake --build --preset default", {"", "", "builds the project: CI's own job"}},
       {"ctest --preset default", {"", "", "runs every test, this one included"}},
       {"cmake --workflow --preset default", {"", "", "builds and tests the project: CI's own job"}},
+      // README: the backward-head study (stand-in runs shortened; the eval reads their checkpoints)
+      {"attnlab train experiments/backward-head/standin-gpt2-sotu.yaml",
+       {"train.steps=3 schedule.warmup_steps=1 " SOTU_SHARDS}},
+      {"attnlab train experiments/backward-head/head.yaml", {kBackwardHeadQuick}},
+      {"attnlab train experiments/backward-head/full-ft.yaml", {kBackwardHeadQuick}},
+      {"attnlab train experiments/backward-head/lmhead-ft.yaml", {kBackwardHeadQuick}},
       // experiment headers
       {"attnlab train experiments/gpt2-124m-sotu.yaml", {"", "", kGpt2OnCpu}},
       {"attnlab train experiments/gpt2-124m-sotu.yaml train.micro_batch=1 data.seq_len=64 train.steps=4 "
@@ -121,6 +133,16 @@ const std::map<std::string, Quick>& quick_table() {
       {"attnlab train experiments/sft-qwen2.5-openr1.yaml model.from=/models/Qwen2.5-1.5B-Instruct "
        "data.path=/data/openr1-math-220k.jsonl data.seq_len=2048 run.device=cuda",
        {"", "", "needs the Qwen2.5-1.5B-Instruct weights, OpenR1-Math and a GPU (the real run)", true}},
+      {"attnlab train experiments/backward-head/standin-gpt2-sotu.yaml train.steps=3 schedule.warmup_steps=1", {SOTU_SHARDS}},
+      {"attnlab train experiments/backward-head/head.yaml model.from=/models/gpt2 data.path=/data/omi2-200k.jsonl "
+       "data.seq_len=1024 schedule.warmup_steps=200 run.device=cuda run.dtype=bf16",
+       {"", "", kBackwardHeadReal}},
+      {"attnlab train experiments/backward-head/full-ft.yaml model.from=/models/gpt2 data.path=/data/omi2-200k.jsonl "
+       "data.seq_len=1024 schedule.warmup_steps=200 run.device=cuda run.dtype=bf16",
+       {"", "", kBackwardHeadReal}},
+      {"attnlab train experiments/backward-head/lmhead-ft.yaml model.from=/models/gpt2 data.path=/data/omi2-200k.jsonl "
+       "data.seq_len=1024 schedule.warmup_steps=200 run.device=cuda run.dtype=bf16",
+       {"", "", kBackwardHeadReal}},
       // --help examples
       {"attnlab train experiments/quickstart.yaml train.steps=50 optim.lr=1e-3 run.name=try2", {kFewSteps}},
       {"attnlab bench all", {"", "", "every benchmark at its default, GPU-sized shape: tens of minutes on a 2-core CPU (the CPU entries are run one by one by BenchCpu.*)"}},

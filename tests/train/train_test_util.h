@@ -77,7 +77,7 @@ inline std::shared_ptr<const data::PreparedData> synthetic_sft_data(const std::s
 inline const char* kTinyGpt2 =
     "model:\n"
     "  from: init:gpt2\n"
-    "  arch: {n_layer: 2, n_embd: 32, n_head: 2, n_positions: 32, vocab_size: 32, embd_pdrop: 0.0, resid_pdrop: 0.0}\n";
+    "  arch: {n_layer: 2, n_embd: 32, n_head: 2, n_positions: 32, vocab_size: 32, embd_pdrop: 0.0, resid_pdrop: 0.0, attn_pdrop: 0.0}\n";
 
 // The model section of a tiny paper-preset from-scratch decoder (METHODS §3; variant standard or
 // differential): D = 8, 2 layers, 4 heads of 2, over a 258-token vocabulary, so a byte
