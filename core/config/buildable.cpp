@@ -75,14 +75,14 @@ void attention_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) 
     out.push_back(problem_at(cfg, "model.attention." + name, text, reads));
   }
   if (m.attention.variant == "two_pass" && scratch)
-    out.push_back({where_of(cfg, "model.attention.variant"),
+    out.push_back(problem_at(cfg, "model.attention.variant",
                    "model.attention.variant: two_pass gates Qwen2/2.5, Qwen3 and GPT-2 models (it reads their lm_head); "
                    "the from-scratch decoder " + m.from + " takes standard or differential (use init:qwen2, init:qwen3, "
-                   "init:gpt2 or a pretrained folder)"});
+                   "init:gpt2 or a pretrained folder)"));
   if (m.attention.variant == "two_pass" && cfg.run.dtype == DType::bf16)
-    out.push_back({where_of(cfg, "run.dtype"),
+    out.push_back(problem_at(cfg, "run.dtype",
                    "run.dtype: bf16 is not built for model.attention.variant two_pass (its entropies are the draft "
-                   "attention's values and there is no bf16 cast op yet); set run.dtype: f32"});
+                   "attention's values and there is no bf16 cast op yet); set run.dtype: f32"));
   if (scratch && preset_given && m.attention.preset != arch.substr(8))
     out.push_back(problem_at(cfg, "model.attention.preset",
                    "model.attention.preset: model.from " + m.from + " is the " + arch.substr(8) +
@@ -98,9 +98,9 @@ void decoder_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) {
   for (const DecoderOptionDecl& d : decoder_option_decls()) {
     const std::string path = "model.decoder." + d.name;
     if (decoder_option_is_default(d, cfg.model.decoder) && !cfg.resolved.is_given(path)) continue;
-    out.push_back({where_of(cfg, path), path + " is an option of the from-scratch decoders (model.from "
+    out.push_back(problem_at(cfg, path, path + " is an option of the from-scratch decoders (model.from "
                                             "init:decoder_paper or init:decoder_seed); model.from " + cfg.model.from +
-                                            " takes its positions and FFN from its config.json. Remove " + path});
+                                            " takes its positions and FFN from its config.json. Remove " + path));
   }
 }
 
@@ -136,9 +136,9 @@ void impl_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) {
   s.norm = o.norm == "linear" ? AttnNorm::linear : o.norm == "ramp" ? AttnNorm::ramp : AttnNorm::softmax;
   const std::string why = attention_backend_support(AttentionBackend::fused, s, Device::cuda, cfg.run.dtype);
   if (!why.empty())
-    out.push_back({where_of(cfg, "model.attention.impl"), "model.attention.impl: fused on run.device: cuda: " + why +
+    out.push_back(problem_at(cfg, "model.attention.impl", "model.attention.impl: fused on run.device: cuda: " + why +
                                                               "; use impl: auto (materialized where fused cannot run) "
-                                                              "or impl: materialized"});
+                                                              "or impl: materialized"));
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "studies/backward_head/lm_metrics.h"
 #include "tools/attnlab/cli_options.h"
 #include "tools/attnlab/command.h"
+#include "train/data_config.h"
 
 namespace attnlab::cli {
 namespace {
@@ -57,8 +58,8 @@ std::vector<HeldOut> held_out_records(const config::ExperimentConfig& cfg, int64
   INPUT_CHECK(cfg.data.val_fraction > 0, "eval lm: '", cfg.source,
               "' holds nothing out (data.val_fraction is 0); set data.val_fraction so train and eval share the split");
   data::PrepareOptions prep;
-  const data::PreparedData prepared = data::prepare_data(cfg, prep);
-  data::LoaderOptions lo = data::loader_options(cfg);
+  const data::PreparedData prepared = data::prepare_data(train::dataset_config(cfg), prep);
+  data::LoaderOptions lo = data::loader_options(train::dataset_config(cfg));
   lo.pad_to_seq_len = false;
   lo.loss_on_targets_only = true;  // METHODS §5.8: target tokens only
   auto loader = data::make_loader(prepared, lo, data::Split::validation);
@@ -69,7 +70,7 @@ std::vector<HeldOut> held_out_records(const config::ExperimentConfig& cfg, int64
 
   // The records themselves, for expected_answer (record i of the shards is record i of the source).
   std::vector<nlohmann::json> records;
-  data::for_each_record(data::corpus_options(cfg.data),
+  data::for_each_record(data::corpus_source(train::dataset_config(cfg)),
                         [&](const nlohmann::json& r, const std::string&) { records.push_back(r); });
   std::string answer_field = "expected_answer";
   if (auto it = cfg.data.fields.find("expected_answer"); it != cfg.data.fields.end()) answer_field = it->second;
