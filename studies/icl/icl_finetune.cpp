@@ -2,7 +2,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/config/value.h"
+#include "core/memory.h"
+#include "core/ops/cross_entropy_math.h"
 #include "core/error.h"
 #include "studies/icl/icl_run.h"
 #include "train/trainer.h"
@@ -33,12 +34,6 @@ std::vector<std::string> finetune_overrides(const IclConfig& c, const std::strin
   std::vector<std::string> o = {"data.path=" + demos_file, "data.format=jsonl",      "data.sft_format=sst",
                                 "data.val_fraction=0.0",   "data.shard_dir=" + ft + "/shards",
                                 "run.out_dir=" + ft,       "eval.every_steps=0"};
-  if (c.ft_paper) {
-    for (const char* s : {"optim.name=sgd", "optim.momentum=0.0", "optim.weight_decay=0.0", "optim.grad_clip=0.0",
-                          "schedule.kind=constant", "schedule.warmup_steps=0", "data.loss_on=assistant"})
-      o.push_back(s);
-    o.push_back("optim.lr=" + config::format_float(c.ft_paper_lr));
-  }
   return o;
 }
 
@@ -55,6 +50,38 @@ std::unique_ptr<train::Trainer> make_finetuner(const std::string& file, const st
   train::TrainerOptions opt;
   opt.console = console;
   return std::make_unique<train::Trainer>(cfg, opt);
+}
+
+std::vector<double> sgd_kv_finetune(Model& m, Ctx& ctx, const data::Tokenizer& tok, SstTask task,
+                                    std::span<const SstRecord> demos, double lr) {
+  m.params().set_trainable(ctx, {"*.k_proj.*", "*.v_proj.*"});
+  m.set_training(true);
+  std::vector<double> losses;
+  for (const SstRecord& r : demos) {
+    const std::vector<int32_t> ids = tok.encode(ft_record_text(task, r));
+    const int64_t prompt = int64_t(tok.encode(query_prompt("", r.text)).size());
+    const int64_t T = int64_t(ids.size());
+    INPUT_CHECK(T > prompt, "icl --ft-paper: the record of idx ", r.idx, " has no label tokens after its prompt");
+    std::vector<double> targets(static_cast<size_t>(T), double(kIgnoreIndex));
+    for (int64_t t = prompt - 1; t + 1 < T; ++t) targets[size_t(t)] = double(ids[size_t(t + 1)]);
+    Buffer ids_dev(m.device(), DType::i32, {1, T}), targets_dev(m.device(), DType::i32, {1, T});
+    from_host_f64(ctx, ids_dev.t(), std::vector<double>(ids.begin(), ids.end()));
+    from_host_f64(ctx, targets_dev.t(), targets);
+    m.plan(ctx, 1, T);
+    m.params().zero_grads(ctx);
+    const Tensor loss = m.forward(ctx, ids_dev, targets_dev, double(T - prompt));
+    losses.push_back(to_host_f64(ctx, loss)[0]);
+    m.backward(ctx);
+    for (Param& p : m.params()) {
+      if (!p.trainable) continue;
+      std::vector<double> w = to_host_f64(ctx, p.value);
+      const std::vector<double> g = to_host_f64(ctx, p.grad);
+      for (size_t i = 0; i < w.size(); ++i) w[i] -= lr * g[i];
+      from_host_f64(ctx, p.value, w);
+    }
+  }
+  m.set_training(false);
+  return losses;
 }
 
 }  // namespace attnlab::icl

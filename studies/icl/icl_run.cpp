@@ -19,7 +19,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-std::vector<double> to_double(std::span<const float> v) { return std::vector<double>(v.begin(), v.end()); }
 
 // The token spans of the demonstrations inside the ICL prompt: demonstration j's tokens are those
 // whose start offset lies in [its first byte, the next one's first byte).
@@ -129,28 +128,42 @@ nlohmann::ordered_json run_icl(const std::string& file, const std::vector<std::s
   // ---- FT (§2.6) and what comes after it ----
   if (need_ft) {
     t0 = Clock::now();
-    std::unique_ptr<train::Trainer> trainer = make_finetuner(file, overrides, c, demos, console);
-    const train::TrainResult tr = trainer->run();
-    res.ft_steps = tr.steps_done;
-    res.ft_first_loss = tr.first_loss;
-    res.ft_last_loss = tr.last_loss;
+    std::unique_ptr<train::Trainer> trainer;
+    std::unique_ptr<Model> sgd_model;
+    Model* ft = nullptr;
+    Ctx* ft_ctx = &ctx;
+    if (c.ft_paper) {
+      sgd_model = load_model(cfg.model.from, {device, dtype, true}, ctx);
+      const std::vector<double> losses = sgd_kv_finetune(*sgd_model, ctx, tok, d.task, demos, c.ft_paper_lr);
+      res.ft_steps = int64_t(losses.size());
+      res.ft_first_loss = losses.front();
+      res.ft_last_loss = losses.back();
+      ft = sgd_model.get();
+    } else {
+      trainer = make_finetuner(file, overrides, c, demos, console);
+      const train::TrainResult tr = trainer->run();
+      res.ft_steps = tr.steps_done;
+      res.ft_first_loss = tr.first_loss;
+      res.ft_last_loss = tr.last_loss;
+      ft = dynamic_cast<Model*>(&trainer->model());
+      CHECK(ft != nullptr, "icl: the fine-tuned model is not an HF-config model");
+      ft_ctx = &trainer->ctx();
+    }
     times.add("finetune", since(t0));
-    Model* ft = dynamic_cast<Model*>(&trainer->model());
-    CHECK(ft != nullptr, "icl: the fine-tuned model is not an HF-config model");
     ft->set_training(false);
-    res.ft_changed = kv_only_check(ctx, *base, trainer->ctx(), *ft, res.ft_frozen_changed);
-    say("  fine-tuned " + std::to_string(tr.steps_done) + " steps (loss " + std::to_string(tr.first_loss) + " -> " +
-        std::to_string(tr.last_loss) + "); k_proj/v_proj tensors changed: " + std::to_string(res.ft_changed) +
+    res.ft_changed = kv_only_check(ctx, *base, *ft_ctx, *ft, res.ft_frozen_changed);
+    say("  fine-tuned " + std::to_string(res.ft_steps) + " steps (loss " + std::to_string(res.ft_first_loss) + " -> " +
+        std::to_string(res.ft_last_loss) + "); k_proj/v_proj tensors changed: " + std::to_string(res.ft_changed) +
         ", other tensors changed: " + std::to_string(res.ft_frozen_changed.size()));
     if (parts.accuracy) {
       t0 = Clock::now();
-      res.ft = predict(*ft, trainer->ctx(), tok, d.task, zsl, d.eval, c.batch, c.label_scoring);
+      res.ft = predict(*ft, *ft_ctx, tok, d.task, zsl, d.eval, c.batch, c.label_scoring);
       times.add("predict_after_ft", since(t0));
       say("  FT accuracy " + std::to_string(res.ft->accuracy));
     }
     if (parts.simaou || parts.simam) {
       t0 = Clock::now();
-      Capturer cap(*ft, trainer->ctx(), longest);
+      Capturer cap(*ft, *ft_ctx, longest);
       for (size_t t = 0; t < d.eval.size(); ++t) res.ft_cap.push_back(cap.run(zsl_ids[t], {true, 0, 0}));
       times.add("features_after_ft", since(t0));
     }

@@ -66,17 +66,26 @@ struct SelectResult {
 };
 SelectResult select_seed(Model& m, Ctx& ctx, const data::Tokenizer& tok, const IclData& d, const IclConfig& c);
 
-// The FT phase (METHODS §2.6): the demonstrations are written to OUT/ft/demos.jsonl in the
-// dataset's upstream schema, then the experiment file is loaded again with `overrides` plus
-// finetune_overrides (data.* at that file, run.out_dir OUT/ft, and with ft_paper the PAPER recipe:
-// optim.name=sgd, momentum 0, lr ft_paper_lr, no clipping, constant rate, loss on the label tokens).
-// run() the trainer, then model() is the fine-tuned model.
+// The FT phase (METHODS §2.6), ORIGINAL recipe: the demonstrations are written to
+// OUT/ft/demos.jsonl in the dataset's upstream schema, then the experiment file is loaded again
+// with `overrides` plus finetune_overrides (data.* at that file, run.out_dir OUT/ft) and its
+// kv_only trainer (AdamW with the file's HF-Trainer settings, loss on every token) is made; run()
+// it, then model() is the fine-tuned model. A run folder left by an earlier run is removed first.
 std::unique_ptr<train::Trainer> make_finetuner(const std::string& file, const std::vector<std::string>& overrides,
                                                const IclConfig& c, std::span<const SstRecord> demos,
                                                std::FILE* console);
 std::vector<std::string> finetune_overrides(const IclConfig& c, const std::string& demos_file);
 // The demonstrations as JSON lines: SST-2 {"sentence", "label", "idx"}, SST-5 {"text", "label", "label_text"}.
 void write_demonstrations(const std::string& path, SstTask task, std::span<const SstRecord> demos);
+
+// PAPER recipe (ft_paper): plain SGD (no momentum, no clipping, constant rate lr), one epoch, batch
+// 1, the demonstrations in their sampled order, loss on the label tokens only (the tokens of
+// "Sentence: {text} Label: {word}" after those of "Sentence: {text} Label:"). Only k_proj/v_proj
+// (set_trainable) get gradients; the update W -= lr * dW runs on the host in double and is stored
+// back in the model's dtype. `m` needs gradients (ModelOptions::allocate_grads). Returns the loss of
+// every step.
+std::vector<double> sgd_kv_finetune(Model& m, Ctx& ctx, const data::Tokenizer& tok, SstTask task,
+                                    std::span<const SstRecord> demos, double lr);
 
 // What one batch-1 forward captured, per layer (fp32 copies).
 struct PromptCapture {

@@ -26,8 +26,8 @@ void declare(config::FieldBinder<IclConfig>& f) {
           "token compared with the label word)")
       .def(false);
   f.field("ft_paper", &IclConfig::ft_paper,
-          "PAPER fine-tuning: plain SGD at --ft-paper-lr, constant rate, no clipping, loss on the label tokens "
-          "(default ORIGINAL: the file's HF-Trainer AdamW settings, loss on every token)")
+          "PAPER fine-tuning: plain SGD at --ft-paper-lr, batch 1, one epoch, loss on the label tokens only "
+          "(default ORIGINAL: the file's kv_only trainer, HF-Trainer AdamW settings, loss on every token)")
       .def(false);
   f.field("ft_paper_lr", &IclConfig::ft_paper_lr, "SGD learning rate of --ft-paper (the paper searched a small grid)")
       .def(1e-3)

@@ -26,12 +26,12 @@ TEST(IclCli, EveryCommandOnATinyStandIn) {
     std::vector<std::string> computed, null;
   };
   const std::vector<Case> cases = {
-      {"finetune-eval", {"ZSL_accuracy", "ICL_accuracy", "FT_accuracy", "Rec2FTP", "Rec2FT_seed"}, {"SimAOU", "SimAM", "kendall"}},
+      {"finetune-eval", {"ZSL_accuracy", "ICL_accuracy", "FT_accuracy", "Rec2FT_seed", "rec2ft_counts"}, {"SimAOU", "SimAM", "kendall"}},
       {"simaou --simaou-source attn_out --simaou-paper", {"SimAOU", "RandomSimAOU"}, {"SimAM", "kendall", "FT_accuracy"}},
       {"simam --simam-align paper", {"SimAM", "ZSL_SimAM"}, {"SimAOU", "kendall"}},
       {"kendall --kendall-paper --kendall-demo-pass icl", {"kendall", "random_kendall", "kendall_paper"}, {"SimAOU", "SimAM"}},
       {"run --label-scoring --ft-paper --ft-paper-lr 0.05",
-       {"ZSL_accuracy", "FT_accuracy", "Rec2FTP", "SimAOU", "SimAM", "kendall"}, {}},
+       {"ZSL_accuracy", "FT_accuracy", "Rec2FT_seed", "SimAOU", "SimAM", "kendall"}, {}},
   };
   for (const Case& c : cases) {
     std::string out;

@@ -39,7 +39,7 @@ inline IclStandIn make_icl_standin(const std::string& dir, int64_t k, int64_t n_
   y << "task: kv_only\n"
        "run: {name: ft, out_dir: " << dir << "/runs, seed: 42, device: cpu, dtype: f32}\n"
        "model: {from: " << s.model << "}\n"
-       "data: {format: jsonl, path: " << dir << "/unused.jsonl, sft_format: sst, tokenizer: qwen3, seq_len: 256, "
+       "data: {format: jsonl, path: " << dir << "/unused.jsonl, sft_format: sst, tokenizer: qwen3, seq_len: 64, "
        "loss_on: all, val_fraction: 0.0}\n"
        "train: {micro_batch: 1, grad_accum: 1, epochs: 1}\n"
        "optim: {lr: 1.0e-2, weight_decay: 0.0, grad_clip: 1.0}\n"
