@@ -29,6 +29,7 @@ def draw(run, out_dir):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     per = run.get("per_layer", {})
     title = "%s, k=%s, seed %s (%s)" % (run.get("dataset"), run.get("k"), run.get("seed"), os.path.basename(str(run.get("model"))))
@@ -49,6 +50,7 @@ def draw(run, out_dir):
                 xs, ys = series(per[key])
                 ax.plot(xs, ys, marker="o", markersize=3, label=label, color=color,
                         linestyle="--" if "random" in label else "-")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.axhline(0, color="black", linewidth=0.5)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
