@@ -299,7 +299,7 @@ nlohmann::ordered_json write_icl_outputs(const IclResults& r, const RunParts& pa
 
   // ---- figures ----
   const bool any_metric = r.simaou || r.simam || r.kendall;
-  if (c.plots && any_metric) {
+  if (!c.no_plots && any_metric) {
     const std::string figs = (fs::path(c.out) / "figures").string();
     const std::string cmd = "/usr/bin/python3 '" + c.plot_script + "' '" + stem + ".json' --out '" + figs + "'";
     if (!fs::exists(c.plot_script)) {

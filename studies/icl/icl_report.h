@@ -47,7 +47,7 @@ int64_t kv_only_check(Ctx& base_ctx, const Model& base, Ctx& ft_ctx, const Model
 
 void compute_metrics(IclResults& r, const RunParts& parts);
 
-// Writes the JSON, the safetensors and (config.plots) the figures; returns the JSON.
+// Writes the JSON, the safetensors and (unless config.no_plots) the figures; returns the JSON.
 nlohmann::ordered_json write_icl_outputs(const IclResults& r, const RunParts& parts, std::FILE* console);
 // Writes `j` again over the run's JSON file (after the last phase times are known).
 void rewrite_json(const IclResults& r, const nlohmann::ordered_json& j);

@@ -56,7 +56,7 @@ void declare(config::FieldBinder<IclConfig>& f) {
       .def("separate");
   f.field("random_seed", &IclConfig::random_seed, "seed of the random baselines (CPython's random)").def(0).at_least(0);
   f.field("out", &IclConfig::out, "output folder (JSON, safetensors, figures, the FT run)").def("runs/icl").as_path();
-  f.field("plots", &IclConfig::plots, "draw the PNG figures with --plot-script (matplotlib)").def(true);
+  f.field("no_plots", &IclConfig::no_plots, "skip the PNG figures (drawn by --plot-script with matplotlib)").def(false);
   f.field("plot_script", &IclConfig::plot_script, "the figure script").def("tools/plot_icl.py").as_path();
 }
 

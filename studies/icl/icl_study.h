@@ -51,7 +51,7 @@ struct IclConfig {
   KendallDemoPass kendall_demo_pass = KendallDemoPass::separate;
   int64_t random_seed = 0;
   std::string out;
-  bool plots = true;
+  bool no_plots = false;
   std::string plot_script;
 };
 

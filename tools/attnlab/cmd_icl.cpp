@@ -96,6 +96,8 @@ CLI::App* add(CLI::App& icl, const std::string& name, const std::string& what, c
     o.leaf = config::leaf_name(f.path);
     std::string help = f.doc;
     if (f.type == config::FieldType::enumeration) help += " {" + config::join_words(f.choices, ",") + "}";
+    if (f.type != config::FieldType::boolean && f.presence == config::Presence::defaulted)
+      help += " (default " + config::format_value(f.default_value) + ")";
     if (f.type == config::FieldType::boolean) {
       o.boolean = true;
       o.option = c->add_flag(flag, o.flag_value, help + " (YAML: analysis." + o.leaf + ")");
@@ -134,7 +136,7 @@ void setup(CLI::App& root) {
       "icl_<dataset>_seed<S>_captures.safetensors (the raw captured vectors) and figures/*.png.");
   const std::string standin =
       "Stand-in inputs first (see the header of experiments/icl/sst2.yaml):\n"
-      "  attnlab init --arch qwen3 --tiny --out runs/inputs/qwen3-tiny\n"
+      "  attnlab init --arch qwen3 --tiny --out runs/inputs/qwen3-tiny --force\n"
       "  attnlab data synth sst2 --n 64 --seed 1 --out runs/inputs/icl/sst2-train.tsv\n"
       "  attnlab data synth sst2 --n 16 --seed 2 --out runs/inputs/icl/sst2-validation.tsv\n";
   add(*icl, "select", "Demonstration selection: the seed whose random.sample(range(N), k) gives the best ICL accuracy",

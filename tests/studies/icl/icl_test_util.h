@@ -57,7 +57,7 @@ inline IclStandIn make_icl_standin(const std::string& dir, int64_t k, int64_t n_
        "  seed_max: 3\n"
        "  batch: 3\n"
        "  out: " << dir << "/out\n"
-       "  plots: false\n" << analysis;
+       "  no_plots: true\n" << analysis;
   return s;
 }
 
