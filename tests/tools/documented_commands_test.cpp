@@ -57,6 +57,14 @@ const char* kStudyQuick =
     "analysis.context_length=64 " SOTU_SHARDS;
 const char* kStudyNeedleQuick = "--samples 2 --context-length 64";
 const char* kNeedsGpu = "needs a CUDA GPU";
+// The stand-in inputs of experiments/icl/*.yaml (their header commands make the same files).
+#define ICL_MODEL "[ -f runs/inputs/qwen3-tiny/config.json ] || attnlab init --arch qwen3 --tiny --out runs/inputs/qwen3-tiny\n"
+const char* kIclSst2Inputs = ICL_MODEL
+    "[ -f runs/inputs/icl/sst2-train.tsv ] || attnlab data synth sst2 --n 64 --seed 1 --out runs/inputs/icl/sst2-train.tsv\n"
+    "[ -f runs/inputs/icl/sst2-validation.tsv ] || attnlab data synth sst2 --n 16 --seed 2 --out runs/inputs/icl/sst2-validation.tsv";
+const char* kIclSst5Inputs = ICL_MODEL
+    "[ -f runs/inputs/icl/sst5-train.jsonl ] || attnlab data synth sst5 --n 64 --seed 1 --out runs/inputs/icl/sst5-train.jsonl\n"
+    "[ -f runs/inputs/icl/sst5-validation.jsonl ] || attnlab data synth sst5 --n 16 --seed 2 --out runs/inputs/icl/sst5-validation.jsonl";
 // GPT-2 124M in f32 on CI's two cores: one step is minutes, more than the whole test may take. The
 // file itself is checked by `attnlab validate` (DocumentedCommands.ExperimentFilesValidate below).
 const char* kGpt2OnCpu = "trains GPT-2 124M on the CPU (minutes per step on 2 cores); its file is validated instead";
@@ -130,6 +138,18 @@ const std::map<std::string, Quick>& quick_table() {
       {"bash tools/two_pass_standin.sh",
        {"", "", "trains two stand-in SFT runs of 8 steps, evaluates and chats (minutes); its SFT commands run here "
                 "from the README and the experiment headers, a few steps each"}},
+      {"attnlab icl select experiments/icl/sst2.yaml model.from=/models/Qwen3-0.6B-Base --device cuda --train-file "
+       "/data/sst2/train.tsv --eval-file /data/sst2/validation.tsv",
+       {"", "", "needs the Qwen3-0.6B-Base weights, glue/sst2 and a GPU (the real run)", true}},
+      {"attnlab icl run experiments/icl/sst2.yaml model.from=/models/Qwen3-0.6B-Base --device cuda --train-file "
+       "/data/sst2/train.tsv --eval-file /data/sst2/validation.tsv --seed 30",
+       {"", "", "needs the Qwen3-0.6B-Base weights, glue/sst2 and a GPU (the real run)", true}},
+      {"attnlab icl select experiments/icl/sst5.yaml model.from=/models/Qwen3-0.6B-Base --device cuda --train-file "
+       "/data/sst5/train.jsonl --eval-file /data/sst5/validation.jsonl",
+       {"", "", "needs the Qwen3-0.6B-Base weights, SetFit/sst5 and a GPU (the real run)", true}},
+      {"attnlab icl run experiments/icl/sst5.yaml model.from=/models/Qwen3-0.6B-Base --device cuda --train-file "
+       "/data/sst5/train.jsonl --eval-file /data/sst5/validation.jsonl --seed 30",
+       {"", "", "needs the Qwen3-0.6B-Base weights, SetFit/sst5 and a GPU (the real run)", true}},
       {"attnlab train experiments/sft-qwen2.5-openr1.yaml model.from=/models/Qwen2.5-1.5B-Instruct "
        "data.path=/data/openr1-math-220k.jsonl data.seq_len=2048 run.device=cuda",
        {"", "", "needs the Qwen2.5-1.5B-Instruct weights, OpenR1-Math and a GPU (the real run)", true}},
@@ -169,6 +189,15 @@ const std::map<std::string, Quick>& quick_table() {
       {"attnlab inspect model.safetensors",
        {"", "attnlab init --arch qwen2 --tiny --out tmp/inspect-me && cp tmp/inspect-me/model.safetensors ."}},
       {"attnlab launch --nproc 4 -- train experiments/quickstart.yaml", {"", "", kNeedsGpu, true}},
+      // attnlab icl --help examples: the stand-in inputs experiments/icl/*.yaml names (their headers make them too)
+      {"attnlab icl select experiments/icl/sst2.yaml --k 4 --seed-max 3 --out /tmp/icl", {"", kIclSst2Inputs}},
+      {"attnlab icl finetune-eval experiments/icl/sst2.yaml --k 4 --out /tmp/icl", {"", kIclSst2Inputs}},
+      {"attnlab icl simaou experiments/icl/sst2.yaml --k 4 --simaou-source attn_out --out /tmp/icl", {"", kIclSst2Inputs}},
+      {"attnlab icl simam experiments/icl/sst2.yaml --k 4 --out /tmp/icl", {"", kIclSst2Inputs}},
+      {"attnlab icl kendall experiments/icl/sst2.yaml --k 4 --out /tmp/icl", {"", kIclSst2Inputs}},
+      {"attnlab icl run experiments/icl/sst2.yaml --k 4 --out /tmp/icl", {"", kIclSst2Inputs}},
+      {"attnlab icl run experiments/icl/sst5.yaml --k 5 --label-scoring --kendall-paper --out /tmp/icl5", {"", kIclSst5Inputs}},
+      {"attnlab icl dual-form-check experiments/icl/sst2.yaml --k 4 --layer 1", {"", kIclSst2Inputs}},
       {"srun -N 2 --ntasks-per-node 8 attnlab dist selftest --backend nccl", {"", "", "needs a Slurm cluster with GPUs"}},
       // eval gsm8k / chat (README and --help): the real runs
       {"attnlab eval gsm8k --data gsm8k_test.jsonl --model ./Qwen2.5-1.5B-Instruct --model ./two-pass-sft --name original "
