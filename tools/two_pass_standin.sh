@@ -30,7 +30,8 @@ PLAIN=$OUT/two-pass-plain-sft/$FINAL
 GATED=$OUT/two-pass-sft/$FINAL
 
 # GSM8K (METHODS §1.7) for both checkpoints, and the gate analysis of one chat (§1.8).
-"$A" eval gsm8k --data "$OUT/gsm8k.jsonl" --model "$PLAIN" --model "$GATED" --out "$OUT/gsm8k" \
+"$A" eval gsm8k --data "$OUT/gsm8k.jsonl" --model "$PLAIN" --name plain --model "$GATED" --name two_pass \
+  --out "$OUT/gsm8k" \
   --limit 20 --max-new-tokens 32 --greedy
 "$A" chat --model "$GATED" --prompt "What is 12 * 7 + 5?" --analyze-gates --max-new-tokens 32 --greedy \
   --out "$OUT/chat_gates.json"

@@ -135,6 +135,14 @@ const std::map<std::string, Quick>& quick_table() {
       {"attnlab train experiments/two-pass/two-pass-sft.yaml model.from=/models/Qwen2.5-1.5B-Instruct "
        "data.path=/data/openr1-math-220k.jsonl data.seq_len=2048 run.device=cuda",
        {"", "", "needs the Qwen2.5-1.5B-Instruct weights, OpenR1-Math and a GPU (the real run)", true}},
+      {"attnlab eval gsm8k --data runs/two-pass-standin/gsm8k.jsonl --model "
+       "runs/two-pass-standin/two-pass-plain-sft/checkpoints/step_00000008 --name plain --model "
+       "runs/two-pass-standin/two-pass-sft/checkpoints/step_00000008 --name two_pass --out runs/two-pass-standin/gsm8k "
+       "--limit 20 --max-new-tokens 32 --greedy",
+       {"", "", "reads the checkpoints of tools/two_pass_standin.sh, which runs this exact command (minutes)"}},
+      {"attnlab chat --model runs/two-pass-standin/two-pass-sft/checkpoints/step_00000008 --prompt 'What is 12 * 7 + "
+       "5?' --analyze-gates --max-new-tokens 32 --greedy --out runs/two-pass-standin/chat_gates.json",
+       {"", "", "reads the checkpoints of tools/two_pass_standin.sh, which runs this exact command (minutes)"}},
       {"bash tools/two_pass_standin.sh",
        {"", "", "trains two stand-in SFT runs of 8 steps, evaluates and chats (minutes); its SFT commands run here "
                 "from the README and the experiment headers, a few steps each"}},
