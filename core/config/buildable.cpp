@@ -78,7 +78,8 @@ void attention_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) 
     out.push_back(problem_at(cfg, "model.attention.variant",
                    "model.attention.variant: two_pass gates Qwen2/2.5, Qwen3 and GPT-2 models (it reads their lm_head); "
                    "the from-scratch decoder " + m.from + " takes standard or differential (use init:qwen2, init:qwen3, "
-                   "init:gpt2 or a pretrained folder)"));
+                   "init:gpt2 or a pretrained folder)",
+                   {"model.from"}));
   if (m.attention.variant == "two_pass" && cfg.run.dtype == DType::bf16)
     out.push_back(problem_at(cfg, "run.dtype",
                    "run.dtype: bf16 is not built for model.attention.variant two_pass (its entropies are the draft "

@@ -82,25 +82,26 @@ TEST(OverrideBlame, FileOnlyProblemsStillPointAtTheFile) {
 }
 
 TEST(OverrideBlame, BuildabilityProblemsCausedByAnOverrideNameIt) {
-  // The file builds (differential on GPT-2); model.from=init:qwen2 gives it rotary positions.
+  // The file builds (two_pass on GPT-2); model.from=init:decoder_paper makes it a from-scratch
+  // decoder, which has no LM head for the two-pass entropy.
   std::string text = minimal_pretrain_yaml();
-  text.insert(text.find("data:\n"), "  attention:\n    variant: differential\n");
+  text.insert(text.find("data:\n"), "  attention:\n    variant: two_pass\n");
   TempYaml d(text);
   ASSERT_NO_THROW(load_runnable_experiment(d.path()));
-  const auto p = build_problems_of(d.path(), {"model.from=init:qwen2"});
+  const auto p = build_problems_of(d.path(), {"model.from=init:decoder_paper"});
   ASSERT_EQ(p.size(), 1u) << dump(p);
-  EXPECT_EQ(p[0].where, "command line: model.from=init:qwen2") << dump(p);
-  EXPECT_NE(p[0].message.find("does not implement RoPE"), std::string::npos) << dump(p);
-  EXPECT_NE(p[0].message.find("model.attention.variant is set at " + d.at("variant: differential")), std::string::npos)
+  EXPECT_EQ(p[0].where, "command line: model.from=init:decoder_paper") << dump(p);
+  EXPECT_NE(p[0].message.find("from-scratch decoder"), std::string::npos) << dump(p);
+  EXPECT_NE(p[0].message.find("model.attention.variant is set at " + d.at("variant: two_pass")), std::string::npos)
       << dump(p);
   EXPECT_NE(p[0].message.find("add model.attention.variant=standard"), std::string::npos) << dump(p);
   // An override on the other side of the same conflict is named too (nothing in the file to unset).
-  std::string qwen = minimal_pretrain_yaml();
-  qwen.replace(qwen.find("init:gpt2"), 9, "init:qwen2");
-  TempYaml q(qwen);
-  const auto r = build_problems_of(q.path(), {"model.attention.variant=differential"});
+  std::string scratch = minimal_pretrain_yaml();
+  scratch.replace(scratch.find("init:gpt2"), 9, "init:decoder_paper");
+  TempYaml q(scratch);
+  const auto r = build_problems_of(q.path(), {"model.attention.variant=two_pass"});
   ASSERT_EQ(r.size(), 1u) << dump(r);
-  EXPECT_EQ(r[0].where, "command line: model.attention.variant=differential") << dump(r);
+  EXPECT_EQ(r[0].where, "command line: model.attention.variant=two_pass") << dump(r);
 }
 
 TEST(OverrideBlame, FieldsNamedInAMessageAreWholePaths) {
