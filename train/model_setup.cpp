@@ -41,9 +41,12 @@ ModelConfig experiment_model_config(const config::ExperimentConfig& cfg) {
   const ojson given = attention_options_to_json(m.attention);
   for (const AttentionOptionDecl& d : attention_option_decls()) {
     if (!d.user_facing || !r.is_given("model.attention." + d.name)) continue;
-    ojson& block = json["attnlab"]["attention"];
-    if (given.contains(d.name)) block[d.name] = given[d.name];
-    else if (block.is_object()) block.erase(d.name);  // given as its default: the default holds
+    if (given.contains(d.name)) {
+      json["attnlab"]["attention"][d.name] = given[d.name];
+    } else if (json.contains("attnlab") && json["attnlab"].is_object() && json["attnlab"].contains("attention") &&
+               json["attnlab"]["attention"].is_object()) {
+      json["attnlab"]["attention"].erase(d.name);  // given as its default: the default holds
+    }  // (a folder without an attnlab block already has the default: nothing to write)
   }
   // The head: model.head and model.backward_head.* over the folder's own attnlab.head (a folder saved
   // with the backward head keeps it unless the experiment says otherwise).

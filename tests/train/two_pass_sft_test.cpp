@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "train/metrics.h"
+#include "train/model_setup.h"
 #include "train/train_test_util.h"
 
 namespace attnlab::test {
@@ -79,6 +80,27 @@ TEST(TwoPassSft, GradNormGlobThatMatchesNothingIsRefusedWithTheFix) {
   });
   EXPECT_NE(err.find("log.grad_norms"), std::string::npos) << err;
   EXPECT_NE(err.find("matches no trainable parameter"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace attnlab::test
+
+namespace attnlab::test {
+namespace {
+
+// An attention option given at its default on a folder without an attnlab block (e.g.
+// model.attention.controller=none on a plain HF folder) leaves the config as it is; it wrote a null
+// attnlab.attention block that the config reader then refused.
+TEST(ExperimentModelConfig, OptionGivenAtItsDefaultOnAPlainFolderBuilds) {
+  ScratchDir d;
+  write_tiny_qwen(d / "model", ModelArch::qwen2, 32);
+  for (const char* o : {"model.attention.controller=none", "model.attention.variant=standard"}) {
+    SCOPED_TRACE(o);
+    const auto cfg = sft_experiment(d.path, "x", d / "model", {o});
+    ModelConfig mc;
+    ASSERT_NO_THROW(mc = train::experiment_model_config(cfg));
+    EXPECT_TRUE(mc.attnlab.is_null() || !mc.attnlab.contains("attention") || mc.attnlab["attention"].is_object());
+  }
 }
 
 }  // namespace
