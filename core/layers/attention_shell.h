@@ -167,8 +167,9 @@ class AttentionShell : public AttentionLayer {
   static void set_op_inputs(AttentionInputs& a, const AttendInputs& in);
   // The attention op's backend on this device (model.attention.impl resolved by the support
   // matrix, core/ops/attention.h); planned_backend() is the one plan() chose for training.
-  // `training`: the backend of a training forward, which applies the variant's attention dropout
-  // (the fused backend has none, so the support matrix sends such layers to materialized).
+  // `training`: the backend plan() chooses, for forwards that may apply the variant's attention
+  // dropout in training mode (the fused backend has none, so the support matrix sends such layers to
+  // materialized).
   AttentionBackend attention_backend(Device device, DType dt, bool training = false) const {
     AttentionSpec s = attention_spec();
     if (training) s.dropout = training_dropout();

@@ -105,6 +105,9 @@ void StandardAttention::attend(Ctx& ctx, const AttendInputs& in, const Tensor& o
   dropped_ = false;
   if (!in.scratch) {
     if (training_ && attn_pdrop_ > 0) {
+      CHECK(a.backend == AttentionBackend::materialized, "attention '", name(),
+            "': attention dropout needs the materialized backend, but the layer was planned in eval mode on the "
+            "fused one; set training mode before plan(), or set attn_pdrop to 0");
       dropped_ = true;
       a.spec.dropout = attn_pdrop_;
       dropout_offset_ = ctx.take_rng(uint64_t(in.q.dim(0) * spec_.Hq * in.q.dim(2) * probs_.dim(3)));

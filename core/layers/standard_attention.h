@@ -29,7 +29,8 @@ class StandardAttention : public AttentionShell {
   // GPT-2's attn_pdrop in training mode (the op's spec.dropout; core/ops/attention.h).
   void set_training(bool training) override { training_ = training; }
   double attention_dropout() const { return attn_pdrop_; }
-  double training_dropout() const override { return attn_pdrop_; }
+  // The dropout a forward planned now would apply (training mode at plan time; see attend).
+  double training_dropout() const override { return training_ ? attn_pdrop_ : 0.0; }
   // The saved probability map [B, Hq, T, T] of the last forward (analyses read it); undefined
   // when the fused backend runs (model.attention.impl: materialized keeps it).
   const Tensor& probs() const { return probs_; }
