@@ -133,7 +133,9 @@ inline std::vector<DocCommand> help_example_commands(const std::string& help, co
     std::string rest = trim(lines[i].substr(at + skip));
     for (size_t from = 0; !rest.empty() && from < rest.size();) {
       size_t semi = rest.find("; ", from);
-      const std::string part = trim(rest.substr(from, semi == std::string::npos ? std::string::npos : semi - from));
+      std::string part = trim(rest.substr(from, semi == std::string::npos ? std::string::npos : semi - from));
+      // A list that goes on below ends its line with "; ": the separator is not part of the command.
+      while (!part.empty() && part.back() == ';') part = trim(part.substr(0, part.size() - 1));
       if (is_command_start(part)) out.push_back({name, squeeze_blanks(strip_shell_comment(part))});
       if (semi == std::string::npos) break;
       from = semi + 2;

@@ -311,6 +311,10 @@ TEST(DocumentedCommands, GathersCommandsFromMarkdownYamlHeadersAndHelp) {
   EXPECT_EQ(h[0].text, "attnlab a --list");
   EXPECT_EQ(h[1].text, "attnlab b 1");
   EXPECT_EQ(h[3].text, "mpirun -np 2 attnlab d");
+  // A list continued on the next lines ends with "; ": the separator is not part of the command.
+  const auto g = doc::help_example_commands("Examples: attnlab a; attnlab b all;\n  attnlab c\n", "attnlab y --help");
+  ASSERT_EQ(g.size(), 3u);
+  EXPECT_EQ(g[1].text, "attnlab b all");
   EXPECT_EQ(doc::help_subcommands("x\nSUBCOMMANDS:\n  info   Versions\n  train  Train\n    wrapped\n\nmore\n"),
             (std::vector<std::string>{"info", "train"}));
   EXPECT_EQ(with_extra("attnlab train a.yaml train.steps=1000 run.name=b", "train.steps=2"),
