@@ -105,16 +105,29 @@ void decoder_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) {
   }
 }
 
-// The model's attention head dim when the architecture is known (reference configs and overrides).
-int64_t known_head_dim(const ExperimentConfig& cfg) {
+// The model's config.json as far as validate can know it: a reference architecture with the
+// model.arch overrides, or a folder's own config.json; null when neither (e.g. a scratch checkpoint).
+nlohmann::ordered_json known_model_json(const ExperimentConfig& cfg) {
   const std::string arch = cfg.model.init_arch();
   const auto& refs = reference_architectures();
-  if (std::find(refs.begin(), refs.end(), arch) == refs.end()) return 0;
-  nlohmann::ordered_json j = reference_config_json(arch);
-  for (const auto& [key, text] : cfg.model.arch) {
-    const auto value = nlohmann::ordered_json::parse(text, nullptr, false);
-    if (!value.is_discarded()) j[key] = value;
+  if (std::find(refs.begin(), refs.end(), arch) != refs.end()) {
+    nlohmann::ordered_json j = reference_config_json(arch);
+    for (const auto& [key, text] : cfg.model.arch) {
+      const auto value = nlohmann::ordered_json::parse(text, nullptr, false);
+      if (!value.is_discarded()) j[key] = value;
+    }
+    return j;
   }
+  if (cfg.model.from.rfind("init:", 0) == 0) return nullptr;
+  std::ifstream in(std::filesystem::path(cfg.model.from) / "config.json");
+  if (!in) return nullptr;
+  auto j = nlohmann::ordered_json::parse(in, nullptr, false);
+  return j.is_discarded() || !j.is_object() ? nlohmann::ordered_json() : j;
+}
+
+// The model's attention head dim when its config is known.
+int64_t known_head_dim(const nlohmann::ordered_json& j) {
+  if (!j.is_object()) return 0;
   auto num = [&](const char* k) { return j.contains(k) && j[k].is_number_integer() ? j[k].get<int64_t>() : 0; };
   if (num("head_dim") > 0) return num("head_dim");
   for (auto [w, h] : {std::pair{"n_embd", "n_head"}, std::pair{"hidden_size", "num_attention_heads"}})
@@ -122,12 +135,26 @@ int64_t known_head_dim(const ExperimentConfig& cfg) {
   return 0;
 }
 
+// GPT-2's attention dropout in training (core/layers/dropout.h's rule: attn_pdrop, 0.1 when absent).
+double known_attn_pdrop(const nlohmann::ordered_json& j) {
+  if (!j.is_object() || !j.contains("model_type") || j["model_type"] != "gpt2") return 0.0;
+  return j.contains("attn_pdrop") && j["attn_pdrop"].is_number() ? j["attn_pdrop"].get<double>() : 0.1;
+}
+
 // impl: fused on run.device: cuda asks for the fused kernels on the GPU: the support matrix
 // (core/ops/attention.h) must take the model's attention (on the CPU the tiled reference takes all).
 void impl_problems(const ExperimentConfig& cfg, std::vector<Problem>& out) {
   const AttentionOptions& o = cfg.model.attention;
-  if (o.impl != "fused" || cfg.run.device != DeviceChoice::cuda) return;
-  const int64_t hd = known_head_dim(cfg);
+  if (o.impl != "fused") return;
+  const nlohmann::ordered_json model = known_model_json(cfg);
+  // Training applies GPT-2's attention dropout, which the fused backend does not have (any device).
+  if (const double p = known_attn_pdrop(model); p > 0)
+    out.push_back(problem_at(cfg, "model.attention.impl",
+                             "model.attention.impl: fused: training applies GPT-2's attention dropout (attn_pdrop " +
+                                 std::to_string(p) + "), which the fused backend does not have; add "
+                                 "model.arch.attn_pdrop=0, or use impl: auto (materialized while training)"));
+  if (cfg.run.device != DeviceChoice::cuda) return;
+  const int64_t hd = known_head_dim(model);
   if (hd <= 0) return;
   AttentionSpec s;
   s.Hq = s.Hkv = 1;

@@ -64,7 +64,7 @@ AttentionBackend attention_backend_for(AttentionImpl impl, const AttentionSpec& 
     case AttentionImpl::materialized: return AttentionBackend::materialized;
     case AttentionImpl::fused: {
       const std::string why = attention_backend_support(AttentionBackend::fused, spec, device, dt);
-      CHECK(why.empty(), "impl: fused cannot run this attention layer: ", why,
+      INPUT_CHECK(why.empty(), "model.attention.impl: fused cannot run this attention layer: ", why,
             "; use impl: auto (falls back to materialized) or impl: materialized");
       return AttentionBackend::fused;
     }

@@ -86,8 +86,9 @@ TEST(AttentionOptions, ValidateAcceptsWhatTheLayersBuild) {
         std::string("  attention:\n    norm: ramp\n    ramp_alpha: 0.25\n    controller: info_density\n"),
         std::string("  attention:\n    impl: materialized\n"),
         std::string("  attention:\n    variant: two_pass\n    draft_mask: none\n    cached_gather: draft_keys\n"),
-        std::string("  attention:\n    impl: fused\n    norm: linear\n"),
-        std::string("  attention:\n    impl: fused\n    variant: differential\n")}) {
+        // GPT-2 trains with attention dropout unless attn_pdrop is 0; the fused backend has none.
+        std::string("  arch:\n    attn_pdrop: 0\n  attention:\n    impl: fused\n    norm: linear\n"),
+        std::string("  arch:\n    attn_pdrop: 0\n  attention:\n    impl: fused\n    variant: differential\n")}) {
     SCOPED_TRACE(extra);
     EXPECT_TRUE(buildability_problems(load_experiment_text(base_yaml("init:gpt2", extra), "ok.yaml")).empty());
   }
@@ -115,7 +116,7 @@ TEST(AttentionOptions, ValidateAcceptsWhatTheLayersBuild) {
 TEST(AttentionOptions, ImplFusedOnCudaIsRefusedWhereTheKernelsDoNotRun) {
   auto yaml = [](const char* device, const char* impl) {
     return std::string("task: pretrain\nrun:\n  name: tiny\n  device: ") + device +
-           "\nmodel:\n  from: init:gpt2\n  arch:\n    n_embd: 720\n  attention:\n    impl: " + impl +
+           "\nmodel:\n  from: init:gpt2\n  arch:\n    n_embd: 720\n    attn_pdrop: 0\n  attention:\n    impl: " + impl +
            "\ndata:\n  path: corpus.txt\ntrain:\n  steps: 10\n";
   };
   TempYaml y(yaml("cuda", "fused"));
@@ -133,8 +134,31 @@ TEST(AttentionOptions, ImplFusedOnCudaIsRefusedWhereTheKernelsDoNotRun) {
   EXPECT_TRUE(buildability_problems(load_experiment_text(yaml("cuda", "auto"), "auto.yaml")).empty());
   // gpt2's own head dim (64) runs fused on the GPU.
   const std::string ok = yaml("cuda", "fused");
-  const std::string gpt2 = ok.substr(0, ok.find("  arch:")) + ok.substr(ok.find("  attention:"));
+  const std::string gpt2 = ok.substr(0, ok.find("    n_embd:")) + ok.substr(ok.find("    attn_pdrop:"));
   EXPECT_TRUE(buildability_problems(load_experiment_text(gpt2, "gpt2.yaml")).empty()) << gpt2;
+}
+
+// GPT-2 trains with attention dropout (attn_pdrop, 0.1 when config.json lacks it), which the fused
+// backend does not have: impl: fused is refused at its line on every device unless attn_pdrop is 0.
+TEST(AttentionOptions, ImplFusedIsRefusedWhereTrainingAppliesAttentionDropout) {
+  const std::string base = "task: pretrain\nrun:\n  name: tiny\n  device: cpu\nmodel:\n  from: init:gpt2\n";
+  const std::string rest = "  attention:\n    impl: fused\ndata:\n  path: corpus.txt\ntrain:\n  steps: 10\n";
+  TempYaml y(base + rest);
+  std::vector<Problem> p;
+  try {
+    load_runnable_experiment(y.path());
+  } catch (const ConfigError& e) {
+    p = e.problems();
+  }
+  ASSERT_EQ(p.size(), 1u) << dump(p);
+  EXPECT_EQ(p[0].where, y.at("impl: fused")) << p[0].text();
+  EXPECT_NE(p[0].message.find("attention dropout"), std::string::npos) << p[0].text();
+  EXPECT_NE(p[0].message.find("model.arch.attn_pdrop=0"), std::string::npos) << p[0].text();
+  EXPECT_TRUE(buildability_problems(load_experiment_text(base + "  arch:\n    attn_pdrop: 0\n" + rest, "z.yaml")).empty());
+  // Qwen models have no attention dropout.
+  std::string qwen = base;
+  qwen.replace(qwen.find("init:gpt2"), 9, "init:qwen2");
+  EXPECT_TRUE(buildability_problems(load_experiment_text(qwen + rest, "q.yaml")).empty());
 }
 
 TEST(AttentionOptions, JsonRoundTripAndErrorsNameTheKey) {
