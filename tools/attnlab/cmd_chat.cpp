@@ -35,28 +35,23 @@ struct ChatOptions {
   SamplingFlags sampling;
   uint64_t seed = 0;
   std::string out;
-  std::string tokenizer;
-  std::string chat_template = "auto";
-  bool no_thinking = false;
-  std::vector<std::string> attention;
-  std::string device = "cpu";
-  std::string dtype = "auto";
+  ModelRunFlags run;  // --tokenizer, --chat-template, --no-thinking, --attention, --device, --dtype
 };
 
 void run_chat(const ChatOptions& o) {
-  const DeviceDtype dd = parse_device_dtype("chat", o.device, o.dtype, /*allow_auto=*/true);
+  const DeviceDtype dd = parse_device_dtype("chat", o.run.device, o.run.dtype, /*allow_auto=*/true);
   o.sampling.check("chat");
   ARG_CHECK(!o.prompt || !o.prompt->empty(), "chat: --prompt is empty (leave it out to chat on stdin)");
-  const std::string tokenizer_source = !o.tokenizer.empty() ? o.tokenizer : o.model;
-  INPUT_CHECK(!o.tokenizer.empty() || data::folder_has_tokenizer(o.model), "chat: '", o.model,
+  const std::string tokenizer_source = !o.run.tokenizer.empty() ? o.run.tokenizer : o.model;
+  INPUT_CHECK(!o.run.tokenizer.empty() || data::folder_has_tokenizer(o.model), "chat: '", o.model,
               "' has no tokenizer files (tokenizer.json, or vocab.json + merges.txt); pass --tokenizer "
               "gpt2|qwen2.5|qwen3|PATH");
   const data::Tokenizer tok = data::Tokenizer::load(tokenizer_source);
-  two_pass::PromptFormat format = two_pass::prompt_format(o.chat_template, tokenizer_source);
-  if (o.no_thinking) format.enable_thinking = false;
+  two_pass::PromptFormat format = two_pass::prompt_format(o.run.chat_template, tokenizer_source);
+  if (o.run.no_thinking) format.enable_thinking = false;
 
   Ctx ctx = dd.device == Device::cuda ? Ctx::make_cuda(0, o.seed) : Ctx::make_cpu(o.seed);
-  auto model = load_any_model(o.model, {dd.device, dd.dtype, false}, ctx, o.attention);
+  auto model = load_any_model(o.model, {dd.device, dd.dtype, false}, ctx, o.run.attention);
   GenerationConfig g = o.sampling.resolve(o.model, model_eos_tokens(*model), 2048);
   two_pass::add_template_stop_tokens(tok, format, g.stop_tokens);
 
@@ -178,16 +173,7 @@ void setup(CLI::App& root) {
   o->sampling.add_to(c, "generation_config.json's max_new_tokens, else 2048");
   c->add_option("--seed", o->seed, "random seed for sampling (default 0)");
   c->add_option("--out", o->out, "write the turns (and the gate analysis) to this JSON file");
-  c->add_option("--tokenizer", o->tokenizer,
-                "gpt2, qwen2.5, qwen3 (asset cache) or a tokenizer folder/file; default: the model folder's");
-  c->add_option("--chat-template", o->chat_template,
-                "auto (default: from the tokenizer), qwen2, qwen2.5, qwen3, or none (plain transcript)")
-      ->check(CLI::IsMember({"auto", "none", "qwen2", "qwen2.5", "qwen3"}));
-  c->add_flag("--no-thinking", o->no_thinking, "Qwen3: an empty <think> block (enable_thinking=False)");
-  c->add_option("--attention", o->attention,
-                "attention option over the folder's, KEY=VALUE (repeatable): variant=two_pass, ...");
-  c->add_option("--device", o->device, "cpu (default) or cuda");
-  c->add_option("--dtype", o->dtype, "f32, bf16 (CUDA) or f64 (CPU); default bf16 on cuda, f32 on cpu");
+  o->run.add_to(c, "the model folder's");
   c->callback([o] { run_chat(*o); });
 }
 ATTNLAB_COMMAND(setup);

@@ -32,12 +32,7 @@ struct EvalGsm8kOptions {
   int64_t batch_size = 8;
   SamplingFlags sampling;
   uint64_t seed = 0;
-  std::string tokenizer;
-  std::string chat_template = "auto";
-  bool no_thinking = false;
-  std::vector<std::string> attention;
-  std::string device = "cpu";
-  std::string dtype = "auto";
+  ModelRunFlags run;  // --tokenizer, --chat-template, --no-thinking, --attention, --device, --dtype
 };
 
 std::vector<std::string> model_names(const EvalGsm8kOptions& o) {
@@ -56,7 +51,7 @@ std::vector<std::string> model_names(const EvalGsm8kOptions& o) {
 }
 
 void run_eval_gsm8k(const EvalGsm8kOptions& o) {
-  const DeviceDtype dd = parse_device_dtype("eval gsm8k", o.device, o.dtype, /*allow_auto=*/true);
+  const DeviceDtype dd = parse_device_dtype("eval gsm8k", o.run.device, o.run.dtype, /*allow_auto=*/true);
   o.sampling.check("eval gsm8k");
   ARG_CHECK(o.names.empty() || o.names.size() == o.models.size(), "eval gsm8k: ", o.names.size(), " --name for ",
             o.models.size(), " --model: give one name per model, in the same order, or none");
@@ -76,16 +71,16 @@ void run_eval_gsm8k(const EvalGsm8kOptions& o) {
   settings["models"] = nlohmann::ordered_json::array();
   for (size_t mi = 0; mi < o.models.size(); ++mi) {
     const std::string& dir = o.models[mi];
-    const std::string tokenizer_source = !o.tokenizer.empty() ? o.tokenizer : dir;
-    INPUT_CHECK(!o.tokenizer.empty() || data::folder_has_tokenizer(dir), "eval gsm8k: '", dir,
+    const std::string tokenizer_source = !o.run.tokenizer.empty() ? o.run.tokenizer : dir;
+    INPUT_CHECK(!o.run.tokenizer.empty() || data::folder_has_tokenizer(dir), "eval gsm8k: '", dir,
                 "' has no tokenizer files (tokenizer.json, or vocab.json + merges.txt); pass --tokenizer "
                 "gpt2|qwen2.5|qwen3|PATH");
     const data::Tokenizer tok = data::Tokenizer::load(tokenizer_source);
-    two_pass::PromptFormat format = two_pass::prompt_format(o.chat_template, tokenizer_source);
-    if (o.no_thinking) format.enable_thinking = false;
+    two_pass::PromptFormat format = two_pass::prompt_format(o.run.chat_template, tokenizer_source);
+    if (o.run.no_thinking) format.enable_thinking = false;
 
     Ctx ctx = dd.device == Device::cuda ? Ctx::make_cuda(0, o.seed) : Ctx::make_cpu(o.seed);
-    auto model = load_any_model(dir, {dd.device, dd.dtype, false}, ctx, o.attention);
+    auto model = load_any_model(dir, {dd.device, dd.dtype, false}, ctx, o.run.attention);
     GenerationConfig g = o.sampling.resolve(dir, model_eos_tokens(*model), 2048);
     two_pass::add_template_stop_tokens(tok, format, g.stop_tokens);
     const std::vector<std::vector<int32_t>> prompts = two_pass::gsm8k_prompt_ids(tok, format, records);
@@ -176,16 +171,7 @@ void setup(CLI::App& root) {
       ->check(CLI::Range(int64_t(1), int64_t(4096)));
   o->sampling.add_to(c, "generation_config.json's max_new_tokens, else 2048");
   c->add_option("--seed", o->seed, "random seed for sampling (default 0)");
-  c->add_option("--tokenizer", o->tokenizer,
-                "gpt2, qwen2.5, qwen3 (asset cache) or a tokenizer folder/file; default: each model folder's own");
-  c->add_option("--chat-template", o->chat_template,
-                "auto (default: from the tokenizer), qwen2, qwen2.5, qwen3, or none (plain transcript)")
-      ->check(CLI::IsMember({"auto", "none", "qwen2", "qwen2.5", "qwen3"}));
-  c->add_flag("--no-thinking", o->no_thinking, "Qwen3: an empty <think> block in the prompt (enable_thinking=False)");
-  c->add_option("--attention", o->attention,
-                "attention option over every folder's, KEY=VALUE (repeatable; attnlab config fields --section model)");
-  c->add_option("--device", o->device, "cpu (default) or cuda");
-  c->add_option("--dtype", o->dtype, "f32, bf16 (CUDA) or f64 (CPU); default bf16 on cuda, f32 on cpu");
+  o->run.add_to(c, "each model folder's own");
   c->callback([o] { run_eval_gsm8k(*o); });
 }
 ATTNLAB_COMMAND(setup);

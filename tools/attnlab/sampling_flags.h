@@ -60,6 +60,32 @@ struct SamplingFlags {
   }
 };
 
+// The model-side flags `attnlab chat` and `attnlab eval gsm8k` share: tokenizer, chat template,
+// attention options over the folder's, device and dtype. `whose` says whose folder the defaults
+// come from ("the model folder's", "each model folder's own").
+struct ModelRunFlags {
+  std::string tokenizer;
+  std::string chat_template = "auto";
+  bool no_thinking = false;
+  std::vector<std::string> attention;
+  std::string device = "cpu";
+  std::string dtype = "auto";
+
+  void add_to(CLI::App* c, const std::string& whose) {
+    c->add_option("--tokenizer", tokenizer,
+                  "gpt2, qwen2.5, qwen3 (asset cache) or a tokenizer folder/file; default: " + whose);
+    c->add_option("--chat-template", chat_template,
+                  "auto (default: from the tokenizer), qwen2, qwen2.5, qwen3, or none (plain transcript)")
+        ->check(CLI::IsMember({"auto", "none", "qwen2", "qwen2.5", "qwen3"}));
+    c->add_flag("--no-thinking", no_thinking, "Qwen3: an empty <think> block in the prompt (enable_thinking=False)");
+    c->add_option("--attention", attention,
+                  "attention option over the folder's, KEY=VALUE (repeatable): variant=two_pass, ... "
+                  "(attnlab config fields --section model)");
+    c->add_option("--device", device, "cpu (default) or cuda");
+    c->add_option("--dtype", dtype, "f32, bf16 (CUDA) or f64 (CPU); default bf16 on cuda, f32 on cpu");
+  }
+};
+
 // The resolved settings for a summary file.
 inline nlohmann::ordered_json generation_settings_json(const GenerationConfig& g) {
   nlohmann::ordered_json j;
