@@ -50,6 +50,12 @@ const std::vector<AttentionOptionDecl>& attention_option_decls() {
          "ramp weight per layer: constant (ramp_alpha in every layer) or by_layer (alpha_l = (L - l)/L, "
          "METHODS §4.5: layer 0 fully linear, the last 1/L; takes no ramp_alpha)",
          &O::ramp_schedule, {"standard", "differential"});
+    text("norm_mask", {"visible", "unmasked"}, "visible",
+         "norm linear or ramp only: the keys the normalisation sees: visible (the default: causal and padding "
+         "masks, METHODS §4.4's choice) or unmasked (the original's literal prefill: every key of the call, later "
+         "positions included, so a prompt's rows see their future; padding stays masked; decode steps are the "
+         "same either way)",
+         &O::norm_mask, {"standard"});
     text("controller", {"none", "info_density", "temperature"}, "none",
          "per-row score controller with its own parameters: none, info_density (additive, METHODS §4.3) or "
          "temperature (multiplicative)",
@@ -122,6 +128,10 @@ std::vector<std::pair<std::string, std::string>> attention_option_problems(const
   if (by_layer && o.ramp_alpha)
     p.push_back({"ramp_alpha", k + "ramp_alpha is set with " + k + "ramp_schedule: by_layer, which takes each "
                                    "layer's alpha_l = (L - l)/L; remove ramp_alpha or set ramp_schedule: constant"});
+  if (o.norm_mask == "unmasked" && o.norm == "softmax")
+    p.push_back({"norm_mask", k + "norm_mask: unmasked is METHODS §4.4's literal masking of the linear and ramp "
+                              "normalisations, but " + k + "norm is softmax; set norm: linear or ramp, or remove "
+                              "norm_mask"});
   if (o.norm == "ramp" && !o.ramp_alpha && !by_layer)
     p.push_back({"norm", k + "norm: ramp needs " + k + "ramp_alpha (the weight of linear in alpha*linear + "
                          "(1-alpha)*softmax), or " + k + "ramp_schedule: by_layer"});

@@ -24,6 +24,7 @@ struct AttentionOptions {
   std::string norm = "softmax";       // softmax | linear | ramp
   std::optional<double> ramp_alpha;   // ramp with ramp_schedule constant only
   std::string ramp_schedule = "constant";  // ramp only: constant (ramp_alpha) | by_layer (alpha_l = (L - l)/L)
+  std::string norm_mask = "visible";  // linear / ramp: visible (causal + padding) | unmasked (METHODS §4.4's literal)
   std::string controller = "none";    // none | info_density | temperature
   std::string preset = "paper";       // differential: paper | seed
   std::optional<double> lambda_init;  // differential seed preset only

@@ -57,8 +57,9 @@ StandardAttention::StandardAttention(const AttentionLayerArgs& args) : Attention
   spec_.Hq = c.num_heads;
   spec_.Hkv = c.num_kv_heads;
   spec_.d = c.head_dim;
-  spec_.causal = true;
   const AttentionOptions o = attention_options_from_json(args.options, c.source);
+  // norm_mask: unmasked (METHODS §4.4's literal prefill): the linear / ramp map over every key.
+  spec_.causal = o.norm_mask != "unmasked";
   spec_.norm = norm_of(o);
   // The from-scratch decoders have their own dropout rules; GPT-2 reads attn_pdrop.
   attn_pdrop_ = o.scratch.empty() ? config_dropout(c, "attn_pdrop") : 0.0;

@@ -39,13 +39,19 @@ const char* mode_value_label(Mode m) {
   }
 }
 
-std::vector<std::string> attention_overrides(Mode m) {
+bool takes_unmasked(Mode m) { return m == Mode::linearize || m == Mode::leramp; }
+
+std::vector<std::string> attention_overrides(Mode m, bool unmasked) {
+  CHECK(!unmasked || takes_unmasked(m), "ards: the unmasked prefill is an option of the linearize and leramp modes");
+  std::vector<std::string> o;
   switch (m) {
-    case Mode::optimize: return {"controller=info_density"};
-    case Mode::linearize: return {"norm=linear"};
-    case Mode::leramp: return {"norm=ramp", "ramp_schedule=by_layer"};
-    default: return {};
+    case Mode::optimize: o = {"controller=info_density"}; break;
+    case Mode::linearize: o = {"norm=linear"}; break;
+    case Mode::leramp: o = {"norm=ramp", "ramp_schedule=by_layer"}; break;
+    default: break;
   }
+  if (unmasked) o.push_back("norm_mask=unmasked");
+  return o;
 }
 
 bool has_diagnostics(Mode m) { return m != Mode::baseline; }
@@ -165,6 +171,7 @@ std::string console_summary(const PromptDiagnostics& d) {
 nlohmann::ordered_json to_json(const PromptDiagnostics& d) {
   nlohmann::ordered_json j;
   j["mode"] = mode_file_name(d.mode);
+  j["keys"] = d.unmasked ? "unmasked" : "visible";  // METHODS §4.4: visible keys, or the literal unmasked prefill
   j["title"] = mode_title(d.mode);
   j["value_label"] = mode_value_label(d.mode);
   j["calls"] = d.calls;

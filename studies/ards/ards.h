@@ -5,8 +5,8 @@
 //   baseline   the unmodified model, no diagnostics
 //   monitor    the unmodified model; the diagnostics of its softmax ("non-invasive monitoring", §4.8)
 //   optimize   controller: info_density (§4.3; zero-initialised: a = 0; a no-op for any weights)
-//   linearize  norm: linear (§4.4, visible keys only)
-//   leramp     norm: ramp, ramp_schedule: by_layer (§4.5, alpha_l = (L - l)/L)
+//   linearize  norm: linear (§4.4, visible keys only; or every key of the prefill, norm_mask: unmasked)
+//   leramp     norm: ramp, ramp_schedule: by_layer (§4.5, alpha_l = (L - l)/L; the same mask choice)
 // Diagnostics (§4.6) are the attention op's row reductions, captured by probes (core/probes.h) in
 // every forward call of every layer (one prefill call, then one call per decode step): KL(softmax ‖
 // P), entropy of P, variance of P over the visible keys, and the controller's output (optimize).
@@ -31,8 +31,11 @@ const char* mode_file_name(Mode m);
 const char* mode_title(Mode m);
 // The time series' y label: "γ Adjustment", "Prob Variance", "Alpha Value" (monitor: "Prob Variance").
 const char* mode_value_label(Mode m);
-// load_model's attention overrides for the mode (empty for baseline and monitor).
-std::vector<std::string> attention_overrides(Mode m);
+// load_model's attention overrides for the mode (empty for baseline and monitor). `unmasked`
+// (linearize and leramp only, see takes_unmasked): METHODS §4.4's literal prefill, where the linear
+// / ramp map of a prompt's rows covers every key of the call, later ones included (norm_mask: unmasked).
+std::vector<std::string> attention_overrides(Mode m, bool unmasked = false);
+bool takes_unmasked(Mode m);
 // What the mode asks the layers to capture (baseline: nothing; check `any`).
 ProbeRequest probe_request(Mode m);
 bool has_diagnostics(Mode m);
@@ -62,6 +65,7 @@ struct LayerSeries {
 
 struct PromptDiagnostics {
   Mode mode = Mode::baseline;
+  bool unmasked = false;  // METHODS §4.4's literal prefill (norm_mask: unmasked); the JSON's "keys"
   int64_t calls = 0;
   std::vector<LayerSeries> layers;  // in layer order
 };

@@ -117,6 +117,9 @@ const std::map<std::string, Quick>& quick_table() {
        {"", "", "needs the Qwen2.5-1.5B-Instruct weights and a GPU (the real run)", true}},
       {"attnlab ards run --model ./qwen-tiny --tokenizer qwen2.5 --monitor --max-new-tokens 16 --out /tmp/ards",
        {"", "[ -f qwen-tiny/config.json ] || attnlab init --arch qwen2 --tiny --out qwen-tiny --tokenizer none"}},
+      {"attnlab ards run --model ./qwen-tiny --tokenizer qwen2.5 --linearize --linear-unmasked --greedy "
+       "--max-new-tokens 8 --out /tmp/ards-unmasked",
+       {"", "[ -f qwen-tiny/config.json ] || attnlab init --arch qwen2 --tiny --out qwen-tiny --tokenizer none"}},
       {"attnlab train experiments/controllers/info-density-qwen2.5-sotu.yaml", {"train.steps=2 eval.batches=1"}},
       {"attnlab train experiments/controllers/temperature-qwen2.5-sotu.yaml", {"train.steps=2 eval.batches=1"}},
       {"attnlab train experiments/controllers/info-density-qwen2.5-sotu.yaml model.from=/models/Qwen2.5-1.5B-Instruct",

@@ -26,6 +26,7 @@ namespace fs = std::filesystem;
 struct ArdsOptions {
   std::string model;
   bool optimize = false, linearize = false, leramp = false, monitor = false;
+  bool linear_unmasked = false;
   std::string prompts;
   std::string tokenizer;
   uint64_t seed = 0;
@@ -63,6 +64,9 @@ void run_ards(const ArdsOptions& o) {
                     : o.leramp    ? Mode::leramp
                     : o.monitor   ? Mode::monitor
                                   : Mode::baseline;
+  INPUT_CHECK(!o.linear_unmasked || ards::takes_unmasked(mode),
+              "ards run: --linear-unmasked changes which keys the linear / ramp normalisation sees; pass it with "
+              "--linearize or --leramp");
   const Device dev = o.device == "cuda" ? Device::cuda : Device::cpu;
   const DType dt = o.dtype == "auto" ? (dev == Device::cuda ? DType::bf16 : DType::f32) : dtype_from_name(o.dtype);
 
@@ -73,7 +77,7 @@ void run_ards(const ArdsOptions& o) {
               "'; the study needs a Qwen2/2.5 (or Qwen3) chat tokenizer: pass --tokenizer qwen2.5");
 
   Ctx ctx = dev == Device::cuda ? Ctx::make_cuda(0, o.seed) : Ctx::make_cpu(o.seed);
-  auto model = load_model(o.model, {dev, dt, false}, ctx, ards::attention_overrides(mode));
+  auto model = load_model(o.model, {dev, dt, false}, ctx, ards::attention_overrides(mode, o.linear_unmasked));
   const ModelConfig& mc = model->config();
 
   // §4.7: the model's generation config; max_new_tokens 4096 unless given; eos and <|im_end|> stop.
@@ -88,8 +92,9 @@ void run_ards(const ArdsOptions& o) {
   const std::vector<std::string> prompts = o.prompts.empty() ? ards::default_prompts() : read_prompts(o.prompts);
   const std::string data_dir = (fs::path(o.out) / "diagnostics").string();
   std::vector<std::string> jsons;
-  std::printf("ARDS mode: %s (%s), model %s, %lld layers, %s %s\n", ards::mode_title(mode), ards::mode_file_name(mode),
-              o.model.c_str(), (long long)model->num_layers(), device_name(dev), dtype_name(dt));
+  std::printf("ARDS mode: %s (%s%s), model %s, %lld layers, %s %s\n", ards::mode_title(mode), ards::mode_file_name(mode),
+              o.linear_unmasked ? ", unmasked prefill" : "", o.model.c_str(), (long long)model->num_layers(),
+              device_name(dev), dtype_name(dt));
   for (size_t i = 0; i < prompts.size(); ++i) {
     const int64_t n = int64_t(i) + 1;
     data::ChatOptions copt;
@@ -100,6 +105,7 @@ void run_ards(const ArdsOptions& o) {
                   mc.vocab_size, " (is --tokenizer the model's?)");
     ards::PromptRun r = ards::run_prompt(*model, ctx, ids, g, mode, o.sampling_rate, o.seed + uint64_t(n), &tok);
     r.prompt = prompts[i];
+    r.diagnostics.unmasked = o.linear_unmasked;
     std::printf("\n=== Prompt %lld: %s\n", (long long)n, prompts[i].c_str());
     if (ards::has_diagnostics(mode)) std::printf("%s", ards::console_summary(r.diagnostics).c_str());
     std::printf("Response: %s\n", r.generation.texts.empty() ? "" : r.generation.texts[0].c_str());
@@ -133,18 +139,23 @@ void setup(CLI::App& root) {
       "--leramp = per-layer ramp alpha_l = (L - l)/L (norm=ramp, ramp_schedule=by_layer); --monitor = the\n"
       "unmodified model with the diagnostics of its softmax. Diagnostics per layer per forward call (KL from\n"
       "softmax, entropy, variance; the controller's value) come from the attention op's row reductions;\n"
-      "a seeded draw with --sampling-rate picks the sampled records. Masked keys: visible keys only (the\n"
-      "original's unmasked prefill is not implemented).\n"
+      "a seeded draw with --sampling-rate picks the sampled records. Masked keys: visible keys only, or with\n"
+      "--linear-unmasked the original's literal prefill (the prompt's rows normalise over every prompt key,\n"
+      "later ones included; METHODS §4.4).\n"
       "Writes OUT/diagnostics/prompt_<N>_<mode>.{json,csv} and, with a mode, OUT/plots/prompt_<N>_<mode>_grid.png\n"
       "(via /usr/bin/python3 tools/plot_ards.py, matplotlib).\n"
       "Examples:\n"
       "  attnlab ards run --model ./Qwen2.5-1.5B-Instruct --leramp --greedy --max-new-tokens 256 --device cuda\n"
-      "  attnlab ards run --model ./qwen-tiny --tokenizer qwen2.5 --monitor --max-new-tokens 16 --out /tmp/ards");
+      "  attnlab ards run --model ./qwen-tiny --tokenizer qwen2.5 --monitor --max-new-tokens 16 --out /tmp/ards\n"
+      "  attnlab ards run --model ./qwen-tiny --tokenizer qwen2.5 --linearize --linear-unmasked --greedy --max-new-tokens 8 --out /tmp/ards-unmasked");
   c->add_option("--model", o->model, "HF Qwen2/2.5 (or Qwen3) model folder")->required();
   c->add_flag("--optimize", o->optimize, "information-density controller (METHODS §4.3)");
   c->add_flag("--linearize", o->linearize, "linear normalisation (§4.4)");
   c->add_flag("--leramp", o->leramp, "per-layer linear/softmax ramp (§4.5)");
   c->add_flag("--monitor", o->monitor, "unmodified model, diagnostics of its softmax");
+  c->add_flag("--linear-unmasked", o->linear_unmasked,
+              "with --linearize or --leramp: the original's literal prefill, every prompt key visible to every "
+              "prompt row (norm_mask: unmasked; leaks the future, as the original does)");
   c->add_option("--prompts", o->prompts, "file with one prompt per line (default: the three prompts of §4.7)");
   c->add_option("--tokenizer", o->tokenizer, "qwen2.5, qwen3 (asset cache) or a tokenizer folder; default: the model's");
   c->add_option("--seed", o->seed, "seed of the token sampling and of the sampled records (default 0)");

@@ -144,14 +144,19 @@ TEST(ArdsModel, MonitorRecordsZeroKlAndTheSoftmaxStatistics) {
 // The per-call diagnostics (means over rows of the op's row reductions) equal values recomputed
 // from the full maps: the modified map the materialized layer keeps and the softmax of the
 // captured pre-softmax scores, visible keys only.
+// With unmasked (METHODS §4.4's literal prefill, --linear-unmasked) every row's map spans all T keys
+// of the call, later ones included: the recomputation then runs over T keys in every row.
 TEST(ArdsModel, DiagnosticsEqualValuesRecomputedFromTheFullMaps) {
   Ctx& ctx = cpu_ctx();
-  for (Mode mode : {Mode::linearize, Mode::leramp, Mode::monitor}) {
+  const std::pair<Mode, bool> cases[] = {{Mode::linearize, false}, {Mode::leramp, false}, {Mode::monitor, false},
+                                         {Mode::linearize, true}, {Mode::leramp, true}};
+  for (const auto& [mode, unmasked] : cases) {
+    SCOPED_TRACE(std::string(ards::mode_file_name(mode)) + (unmasked ? " unmasked" : " visible"));
     TinyShape s = gen_shape();
     s.L = 3;
     ModelConfig cfg = tiny_config(ModelArch::qwen2, false, s);
     nlohmann::ordered_json att = nlohmann::ordered_json::object();
-    for (const std::string& kv : ards::attention_overrides(mode)) {
+    for (const std::string& kv : ards::attention_overrides(mode, unmasked)) {
       const auto eq = kv.find('=');
       att[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
@@ -180,7 +185,11 @@ TEST(ArdsModel, DiagnosticsEqualValuesRecomputedFromTheFullMaps) {
       for (int64_t h = 0; h < H; ++h)
         for (int64_t t = 0; t < T; ++t) {
           const size_t row = size_t((h * T + t) * T);
-          const int64_t n = t + 1;
+          const int64_t n = unmasked ? T : t + 1;
+          double mass = 0;
+          for (int64_t j = 0; j < T; ++j) mass += j < n ? P[row + size_t(j)] : 0.0;
+          EXPECT_NEAR(mass, 1.0, 1e-12) << "row " << t << ": the map sums to 1 over its " << n << " keys";
+          if (unmasked && t + 1 < T) EXPECT_GT(P[row + size_t(T - 1)], 0.0) << "row " << t << " sees the last key";
           double mx = -1e300, z = 0, mean = 0;
           for (int64_t j = 0; j < n; ++j) mx = std::max(mx, sc[row + size_t(j)]);
           for (int64_t j = 0; j < n; ++j) z += std::exp(sc[row + size_t(j)] - mx);
@@ -206,6 +215,37 @@ TEST(ArdsModel, DiagnosticsEqualValuesRecomputedFromTheFullMaps) {
       }
     }
   }
+}
+
+// norm_mask: unmasked is the linear / ramp normalisations' option: refused with softmax (which the
+// study's --monitor and --optimize modes keep), and by the study for those modes.
+TEST(ArdsModel, UnmaskedPrefillIsALinearAndRampOption) {
+  AttentionOptions o;
+  o.norm_mask = "unmasked";
+  const auto p = attention_option_problems(o, true, "model.attention.");
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].first, "norm_mask");
+  EXPECT_NE(p[0].second.find("set norm: linear or ramp"), std::string::npos) << p[0].second;
+  o.norm = "linear";
+  EXPECT_TRUE(attention_option_problems(o, true, "model.attention.").empty());
+  o.variant = "differential";
+  EXPECT_FALSE(attention_option_problems(o, true, "model.attention.").empty()) << "a standard-variant option";
+  EXPECT_TRUE(ards::takes_unmasked(Mode::linearize) && ards::takes_unmasked(Mode::leramp));
+  EXPECT_FALSE(ards::takes_unmasked(Mode::monitor) || ards::takes_unmasked(Mode::optimize));
+  // The decode steps see every cached key either way, so with a one-token prompt (no later key
+  // to leak) the unmasked run generates the visible run's tokens.
+  Ctx& ctx = cpu_ctx();
+  const std::string dir = tiny_folder(ctx, "unmasked", 2, 23);
+  auto vis = load_model(dir, {Device::cpu, DType::f64, false}, ctx, ards::attention_overrides(Mode::linearize));
+  auto unm = load_model(dir, {Device::cpu, DType::f64, false}, ctx, ards::attention_overrides(Mode::linearize, true));
+  const auto a = ards::run_prompt(*vis, ctx, {7}, greedy(6), Mode::linearize, 1.0, 3);
+  const auto b = ards::run_prompt(*unm, ctx, {7}, greedy(6), Mode::linearize, 1.0, 3);
+  EXPECT_EQ(a.generation.tokens, b.generation.tokens);
+  // A longer prompt: the prefill's first rows now see later keys, so its variance series differs.
+  const auto c = ards::run_prompt(*vis, ctx, {7, 3, 19, 4, 11}, greedy(2), Mode::linearize, 1.0, 3);
+  const auto d = ards::run_prompt(*unm, ctx, {7, 3, 19, 4, 11}, greedy(2), Mode::linearize, 1.0, 3);
+  EXPECT_GT(std::fabs(c.diagnostics.layers[0].values[0] - d.diagnostics.layers[0].values[0]), 1e-9);
+  fs::remove_all(dir);
 }
 
 TEST(ArdsSampling, SeededDrawsKeepTheRate) {
