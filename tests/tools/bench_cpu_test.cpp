@@ -30,16 +30,19 @@ TEST(BenchCpu, AttentionRunsOnTheCpuWithCpuFigures) {
   EXPECT_NE(out.find("d T [variants [B H]]"), std::string::npos) << out;
 }
 
-// --impl both: every variant (and, with variants = 2, softmax with per-row controllers) on the
-// materialized backend and on the fused one (on the CPU the tiled reference), each verified against
-// the f64 materialized op; the fused rows give their speed ratio to materialized.
+// --impl both: every variant (and, with variants = 3, softmax with per-row controllers and softmax
+// with every statistics capture) on the materialized backend and on the fused one (on the CPU the
+// tiled reference), each verified against the f64 materialized op (captures included); the fused rows
+// give their speed ratio to materialized, the capture rows their ratio to the plain forward.
 TEST(BenchCpu, AttentionImplBothTimesFusedAndMaterialized) {
   if (!std::filesystem::exists(binary())) GTEST_SKIP() << "the attnlab binary is not built (" << binary() << ")";
   std::string out;
-  ASSERT_EQ(run_command(binary() + " bench --cpu --repeats 1 attention 16 40 2 1 2 --impl both", out, 300), 0) << out;
+  ASSERT_EQ(run_command(binary() + " bench --cpu --repeats 1 attention 16 40 3 1 2 --impl both", out, 300), 0) << out;
   for (const char* row : {"materialized f32 softmax d=16 T=40", "fused f32 softmax d=16 T=40", "fused f32 linear",
                           "fused f32 ramp", "fused f32 diff-softmax d=16 T=40 B=1 H=1", "fused f32 ctrl-softmax",
-                          "materialized f32 ctrl-softmax", "x the speed of materialized"})
+                          "materialized f32 ctrl-softmax", "x the speed of materialized",
+                          "fused f32 stats-softmax d=16 T=40", "materialized f32 stats-softmax",
+                          "x the forward without captures"})
     EXPECT_NE(out.find(row), std::string::npos) << row << "\n" << out;
   ASSERT_EQ(run_command(binary() + " bench --cpu --repeats 1 attention 8 16 0 1 2 --impl fused", out, 300), 0) << out;
   EXPECT_NE(out.find("fused f32 softmax d=8 T=16"), std::string::npos) << out;

@@ -2,8 +2,10 @@
 // the chosen backend (core/ops/attention.h; fused keeps no map), causal softmax,
 // forward and forward+backward in FLOP/s by the FlashAttention count (4·B·T²·H·d forward,
 // halved when causal; backward 2.5× forward). `variants` = 1 adds differential / linear / ramp at
-// the same width with their time ratio to softmax. Every timed configuration is first verified
-// at a reduced size (B = 1, 2 heads, T = 192) against the CPU in f64.
+// the same width with their time ratio to softmax (2: and softmax with per-row controllers; 3: and
+// softmax with every statistics capture, forward only, against the plain forward). Every timed
+// configuration is first verified at a reduced size (B = 1, 2 heads, T = 192) against the CPU in f64,
+// its captures included.
 // On a GPU: bf16 at B·T = 16k tokens and H·d = 2048 (PERFORMANCE.md's anchor shape) unless B and
 // H are given. On the CPU backend: f32 (the CPU kernels' fast type) at B = 1, H = 4 unless given,
 // since the anchor shape is minutes per call on a few cores.
@@ -21,6 +23,14 @@
 namespace attnlab::bench {
 namespace {
 
+// What a timed configuration adds to the plain op: per-row controllers (x = Sc·τ + a, with their
+// gradients) and/or the statistics captures of every row (entropy, KL to softmax, variance, the mass
+// of kSpans key spans), which probes ask of the forward (issue 19's capture overhead).
+struct Adds {
+  bool ctrl = false, stats = false;
+};
+constexpr int64_t kSpans = 3;
+
 // Every buffer of one forward + backward call, on one context.
 struct AttnRun {
   AttentionSpec spec;
@@ -37,8 +47,9 @@ struct AttnRun {
   }
 
   AttnRun(Ctx& c, const AttentionSpec& s, int64_t B_, int64_t T_, DType dt,
-          AttentionBackend be = AttentionBackend::materialized, bool ctrl = false)
+          AttentionBackend be = AttentionBackend::materialized, Adds adds = {})
       : spec(s), backend(be), B(B_), T(T_) {
+    const bool ctrl = adds.ctrl;
     const bool fused = be == AttentionBackend::fused;
     fwd.backend = bwd.backend = be;
     const int64_t Hq = s.Hq, Hkv = s.Hkv, d = s.d, dv = s.value_dim();
@@ -62,6 +73,15 @@ struct AttnRun {
       bwd.dlambda = make(c, acc, {1}, 0);
     }
     fwd.out = make(c, dt, {B, Hq, T, dv}, 0);
+    if (adds.stats) {  // every row's statistics, and the mass of three key spans (the first, a middle, the last)
+      AttentionCaptures& cap = fwd.captures;
+      if (!s.differential) cap.entropy = make(c, acc, {B, Hq, T}, 0), cap.kl = make(c, acc, {B, Hq, T}, 0);
+      cap.variance = make(c, acc, {B, Hq, T}, 0);
+      cap.spans = make(c, DType::i32, {kSpans, 2}, 0);
+      from_host_f64(c, cap.spans, {0, 1, double(T / 3), double(std::max(T / 3 + 1, T / 2)), double(std::max<int64_t>(T - 8, 0)),
+                                    double(T)});
+      cap.span_mass = make(c, acc, {B, Hq, T, kSpans}, 0);
+    }
     if (ctrl) {  // per-row controllers (METHODS §4.3): x = Sc·τ + a, with their gradients
       fwd.score_mul = make(c, acc, {B, Hq, T}, 18, 0.5, 1.5);
       fwd.score_add = make(c, acc, {B, Hq, T}, 19, -0.5, 0.5);
@@ -111,13 +131,13 @@ struct AttnRun {
 
 // Reduced-size check of a spec on the timed context (GPU, or the CPU in f32) against the CPU in f64
 // (same rounded inputs): the worst relative error over O, dQ, dK, dV.
-double verify(Ctx& gpu, const AttentionSpec& s, DType dt, AttentionBackend be, bool ctrl) {
+double verify(Ctx& gpu, const AttentionSpec& s, DType dt, AttentionBackend be, Adds adds) {
   const int64_t B = 1, T = 192;
   AttentionSpec small = s;
   small.Hq = small.Hkv = 2;
-  AttnRun g(gpu, small, B, T, dt, be, ctrl);
+  AttnRun g(gpu, small, B, T, dt, be, adds);
   Ctx cpu = Ctx::make_cpu(0);
-  AttnRun r(cpu, small, B, T, DType::f64, AttentionBackend::materialized, ctrl);
+  AttnRun r(cpu, small, B, T, DType::f64, AttentionBackend::materialized, adds);
   // Same values: the CPU copies the GPU's (already rounded) inputs.
   for (auto [dst, src] : {std::pair{r.fwd.q, g.fwd.q}, {r.fwd.k, g.fwd.k}, {r.fwd.v, g.fwd.v}, {r.bwd.dout, g.bwd.dout},
                           {r.fwd.q2, g.fwd.q2}, {r.fwd.k2, g.fwd.k2}, {r.fwd.lambda, g.fwd.lambda},
@@ -128,66 +148,82 @@ double verify(Ctx& gpu, const AttentionSpec& s, DType dt, AttentionBackend be, b
   r.forward(cpu);
   r.backward(cpu);
   double worst = 0;
-  for (auto [x, y] : {std::pair{g.fwd.out, r.fwd.out}, {g.bwd.dq, r.bwd.dq}, {g.bwd.dk, r.bwd.dk}, {g.bwd.dv, r.bwd.dv}})
-    worst = std::max(worst, rel_error(to_host_f64(gpu, x), to_host_f64(cpu, y)));
+  const AttentionCaptures &gc = g.fwd.captures, &rc = r.fwd.captures;
+  for (auto [x, y] : {std::pair{g.fwd.out, r.fwd.out}, {g.bwd.dq, r.bwd.dq}, {g.bwd.dk, r.bwd.dk}, {g.bwd.dv, r.bwd.dv},
+                      {gc.entropy, rc.entropy}, {gc.kl, rc.kl}, {gc.variance, rc.variance}, {gc.span_mass, rc.span_mass}})
+    if (x.defined()) worst = std::max(worst, rel_error(to_host_f64(gpu, x), to_host_f64(cpu, y)));
   return worst;
 }
 
-std::string label(const AttentionSpec& s, int64_t B, int64_t T, DType dt, AttentionBackend be, bool ctrl) {
-  return std::string(attention_backend_name(be)) + " " + dtype_name(dt) + " " + (ctrl ? "ctrl-" : "") +
+std::string label(const AttentionSpec& s, int64_t B, int64_t T, DType dt, AttentionBackend be, Adds adds) {
+  return std::string(attention_backend_name(be)) + " " + dtype_name(dt) + " " + (adds.ctrl ? "ctrl-" : "") +
+         (adds.stats ? "stats-" : "") +
          (s.differential ? "diff-" : "") + attn_norm_name(s.norm) + " d=" +
          std::to_string(s.d) + " T=" + std::to_string(T) + " B=" + std::to_string(B) + " H=" + std::to_string(s.Hq);
 }
 
-// Times forward and forward+backward of one spec on one backend; returns the fwd+bwd µs. The note
-// gives the time ratio to causal softmax on the same backend (base_fb_us) and, for fused rows, to
-// the materialized backend on the same spec (mat_fb_us) when both ran.
-double time_spec(Runner& r, const AttentionSpec& s, int64_t B, int64_t T, double base_fb_us, AttentionBackend be,
-                 bool ctrl, double mat_fb_us = 0) {
+// Forward and forward+backward µs of one timed configuration (0 when not run).
+struct Times {
+  double fwd = 0, fb = 0;
+};
+
+std::string ratio(double x) { return std::to_string(x).substr(0, 4); }
+
+// Times forward and forward+backward of one spec on one backend. The notes give the time ratio to
+// causal softmax on the same backend (`base`) and, for fused rows, to the materialized backend on
+// the same spec (`mat`) when both ran. With statistics captures only the forward is timed (the
+// captures add nothing to the backward), against the plain forward of `base`.
+Times time_spec(Runner& r, const AttentionSpec& s, int64_t B, int64_t T, Times base, AttentionBackend be, Adds adds,
+                Times mat = {}) {
   const DType dt = r.ctx().is_cuda() ? DType::bf16 : DType::f32;
   AttentionSpec small = s;
   small.Hq = small.Hkv = 2;
-  Row check{"attention_verify", label(small, 1, 192, dt, be, ctrl)};
+  Row check{"attention_verify", label(small, 1, 192, dt, be, adds)};
   const std::string why = attention_backend_support(be, s, r.ctx().device, dt);
   if (!why.empty()) {
     check.note = "skipped: " + why;
     r.add(check);
-    return 0;
+    return {};
   }
-  check.rel_err = verify(r.ctx(), s, dt, be, ctrl);
+  check.rel_err = verify(r.ctx(), s, dt, be, adds);
   verify(r, check, dt);
-  AttnRun run(r.ctx(), s, B, T, dt, be, ctrl);
+  AttnRun run(r.ctx(), s, B, T, dt, be, adds);
   // Same width for every variant: the FLOP count of the standard layer with H·d = Hq·dv.
   const double width = double(s.Hq) * double(s.value_dim());
   const double fwd_flops = 4.0 * double(B) * double(T) * double(T) * width / 2.0;
   const std::string mem = run.memory_note();
-  Row f{"attention_fwd", label(s, B, T, dt, be, ctrl)};
+  Times t;
+  Row f{"attention_fwd", label(s, B, T, dt, be, adds)};
   f.rel_err = check.rel_err;
-  f.us = r.time_us([&] { run.forward(r.ctx()); });
+  t.fwd = f.us = r.time_us([&] { run.forward(r.ctx()); });
   f.flops = fwd_flops;
   f.note = mem;
+  if (adds.stats && base.fwd > 0)
+    f.note = "time " + ratio(f.us / base.fwd) + "x the forward without captures (entropy, KL, variance, " +
+             std::to_string(kSpans) + " span masses)";
   r.add(f);
-  Row fb{"attention_fwd_bwd", label(s, B, T, dt, be, ctrl)};
+  if (adds.stats) return t;
+  Row fb{"attention_fwd_bwd", label(s, B, T, dt, be, adds)};
   fb.rel_err = check.rel_err;
-  fb.us = r.time_us([&] {
+  t.fb = fb.us = r.time_us([&] {
     run.forward(r.ctx());
     run.backward(r.ctx());
   });
   fb.flops = 3.5 * fwd_flops;
-  fb.note = base_fb_us > 0 ? "time " + std::to_string(fb.us / base_fb_us).substr(0, 4) + "x causal softmax" : mem;
-  if (mat_fb_us > 0) fb.note += "; " + std::to_string(mat_fb_us / fb.us).substr(0, 4) + "x the speed of materialized";
+  fb.note = base.fb > 0 ? "time " + ratio(fb.us / base.fb) + "x causal softmax" : mem;
+  if (mat.fb > 0) fb.note += "; " + ratio(mat.fb / fb.us) + "x the speed of materialized";
   r.add(fb);
-  return fb.us;
+  return t;
 }
 
 // One spec on the backends --impl names (both: materialized, then fused with its speed ratio).
-// Returns the fwd+bwd µs per backend: {materialized, fused} (0 when not run).
-std::pair<double, double> time_impls(Runner& r, const AttentionSpec& s, int64_t B, int64_t T,
-                                     std::pair<double, double> base, bool ctrl = false) {
+// Returns the times per backend: {materialized, fused}.
+std::pair<Times, Times> time_impls(Runner& r, const AttentionSpec& s, int64_t B, int64_t T,
+                                   std::pair<Times, Times> base, Adds adds = {}) {
   const std::string& impl = r.attention_impl;
-  double m = 0, f = 0;
-  if (impl != "fused") m = time_spec(r, s, B, T, base.first, AttentionBackend::materialized, ctrl);
-  if (impl != "materialized") f = time_spec(r, s, B, T, base.second, AttentionBackend::fused, ctrl, m);
+  Times m, f;
+  if (impl != "fused") m = time_spec(r, s, B, T, base.first, AttentionBackend::materialized, adds);
+  if (impl != "materialized") f = time_spec(r, s, B, T, base.second, AttentionBackend::fused, adds, m);
   return {m, f};
 }
 
@@ -214,9 +250,10 @@ void run(Runner& r, const std::vector<int64_t>& sizes) {
   }
   AttentionSpec s;
   s.Hq = s.Hkv = H, s.d = d, s.causal = true, s.norm = AttnNorm::softmax;
-  const std::pair<double, double> base = time_impls(r, s, B, T, {0, 0});
+  const std::pair<Times, Times> base = time_impls(r, s, B, T, {});
   if (!variants) return;
-  if (sizes[2] >= 2) time_impls(r, s, B, T, base, true);  // softmax with both per-row controllers
+  if (sizes[2] >= 2) time_impls(r, s, B, T, base, {.ctrl = true});  // softmax with both per-row controllers
+  if (sizes[2] >= 3) time_impls(r, s, B, T, base, {.stats = true});  // softmax with every statistics capture
   for (AttnNorm n : {AttnNorm::linear, AttnNorm::ramp}) {
     AttentionSpec v = s;
     v.norm = n;
@@ -233,7 +270,8 @@ void run(Runner& r, const std::vector<int64_t>& sizes) {
 
 ATTNLAB_BENCH("attention",
               "d T [variants [B H]]; variants 1 adds linear, ramp, differential (2: and softmax with per-row "
-              "controllers). GPU: bf16, B = 16384/T, "
+              "controllers; 3: and softmax with the entropy, KL, variance and span-mass captures, forward only). "
+              "GPU: bf16, B = 16384/T, "
               "H = 2048/d unless given; CPU: f32, B = 1, H = 4 unless given. --impl materialized|fused|both",
               {{64, 1024, 1}, {64, 512}, {64, 2048}, {64, 4096}, {128, 512}, {128, 1024}, {128, 2048}, {128, 4096}},
               run, /*needs_gpu=*/false, /*cpu_default_sizes=*/{{64, 256, 1}, {64, 512}, {128, 512}});
