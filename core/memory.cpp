@@ -37,7 +37,7 @@ void device_free(Device dev, void* p) {
 #endif
 }
 
-void copy_tensor(const Ctx& ctx, const Tensor& dst, const Tensor& src) {
+static void copy_bytes(const Ctx& ctx, const Tensor& dst, const Tensor& src, bool wait) {
   CHECK(dst.dtype == src.dtype && dst.numel() == src.numel(), "copy '", src.name, "' ",
         dtype_name(src.dtype), src.shape_str(), " -> '", dst.name, "' ", dtype_name(dst.dtype),
         dst.shape_str(), ": dtype or size differ");
@@ -48,11 +48,15 @@ void copy_tensor(const Ctx& ctx, const Tensor& dst, const Tensor& src) {
 #if ATTNLAB_WITH_CUDA
   auto s = static_cast<cudaStream_t>(ctx.stream);
   CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, src.bytes(), cudaMemcpyDefault, s));
-  CUDA_CHECK(cudaStreamSynchronize(s));
+  if (wait) CUDA_CHECK(cudaStreamSynchronize(s));
 #else
+  (void)ctx, (void)wait;
   FAIL_WITH("copy involves a CUDA tensor but attnlab was built without CUDA");
 #endif
 }
+
+void copy_tensor(const Ctx& ctx, const Tensor& dst, const Tensor& src) { copy_bytes(ctx, dst, src, true); }
+void copy_tensor_async(const Ctx& ctx, const Tensor& dst, const Tensor& src) { copy_bytes(ctx, dst, src, false); }
 
 static void fill_bytes(const Ctx& ctx, const Tensor& t, int byte) {
   if (t.on_cpu()) {

@@ -12,6 +12,9 @@ void device_free(Device dev, void* p);
 
 // Copies src into dst (same dtype and element count; any pair of devices). Synchronous.
 void copy_tensor(const Ctx& ctx, const Tensor& dst, const Tensor& src);
+// The same, enqueued on ctx's stream without waiting (the host sees dst only after a later
+// synchronising call, e.g. to_host_f64). On the CPU it copies at once.
+void copy_tensor_async(const Ctx& ctx, const Tensor& dst, const Tensor& src);
 // Sets every byte of t to zero / to 0xFF (NaN for every float dtype: poison for tests).
 void zero_tensor(const Ctx& ctx, const Tensor& t);
 void poison_tensor(const Ctx& ctx, const Tensor& t);

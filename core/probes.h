@@ -4,7 +4,7 @@
 //   ProbeSink sink;
 //   ProbeRequest r;  r.layers = {3};  r.rows = {T - 1};  r.probs = true;  r.entropy = true;
 //   sink.add(r);
-//   ctx.probes = &sink;  model.forward(...);  ctx.probes = nullptr;
+//   { ProbeScope scope(ctx, &sink);  model.forward(...); }   // attached for the scope, then flushed
 //   for (const Capture& c : sink.captures()) ...   // keyed by (what, layer, call); values [B, H, ...]
 //
 // Attention statistics come from the attention op's own captures (row reductions in the kernels: no
@@ -14,8 +14,11 @@
 // capture tensors at all, so their outputs are bit-identical with or without a sink.
 //
 // It works in training forwards, plain forwards and cached generation (every forward_cached call is
-// one call); each (layer) counts its calls from 0 until clear(). Captures are copied to the host
-// after each call (analysis speed, not training speed).
+// one call); each (layer) counts its calls from 0 until clear(). Captures are staged on the device:
+// the op writes them into a staging buffer the sink reuses from call to call (no allocation, no
+// host synchronisation per layer and call), and flush() — at the end of a ProbeScope, or when the
+// staging buffer is full — copies everything staged to the host at once (one copy per dtype).
+// Reading captures while some are still staged is refused (flush first).
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -32,7 +35,8 @@ namespace attnlab {
 struct ProbeRequest {
   std::vector<int64_t> layers;  // layers it applies to; empty: every layer
   // Attention, per head:
-  std::vector<int32_t> rows;    // query rows (positions within the call) for `scores` / `probs`
+  std::vector<int32_t> rows;    // query rows (positions within the call) for `scores` / `probs`;
+                                // a row beyond a call's last query reads NaN in that call
   bool scores = false;          // pre-softmax score rows x = Sc·τ + a (before the mask)  [B, H, rows, S]
   bool probs = false;           // probability rows                                        [B, H, rows, S]
   bool entropy = false;         // −Σ P log P per row                                      [B, H, T]
@@ -74,25 +78,32 @@ ProbeRequest parse_probe_request(const std::string& spec, int64_t T, int64_t num
 
 class ProbeSink {
  public:
-  void add(const ProbeRequest& r) { requests_.push_back(r); }
+  ProbeSink();
+  ~ProbeSink();
+  ProbeSink(const ProbeSink&) = delete;
+  ProbeSink& operator=(const ProbeSink&) = delete;
+
+  void add(const ProbeRequest& r);
   bool empty() const { return requests_.empty(); }
-  const std::vector<Capture>& captures() const { return captures_; }
-  // Forgets the captures and the call counters (not the requests).
+  const std::vector<Capture>& captures() const;
+  // Forgets the captures (staged ones too) and the call counters (not the requests).
   void clear();
   // The captures of one kind (in the order taken).
   std::vector<const Capture*> find(const std::string& what, int64_t layer = -1) const;
+  // Copies every staged capture to the host (one device-to-host copy per staged dtype).
+  void flush(const Ctx& ctx);
+  // Whether captures wait on the device for flush().
+  bool staged() const { return !staged_.empty(); }
 
   // ---- for layers ----
-  // Attention captures of one call of `layer`: fills `caps` with device tensors the sink owns (or
-  // leaves it empty when no request names the layer). `distribution`: whether entropy/KL exist for
-  // this layer's maps. After the op ran, finish_attention() copies them out.
-  struct Pending;
-  // `acc`: the op's accumulation dtype (acc_dtype of the layer's compute dtype).
-  std::shared_ptr<Pending> begin_attention(Ctx& ctx, int64_t layer, int64_t B, int64_t H, int64_t T, int64_t S,
-                                           DType acc, bool distribution, bool differential, AttentionCaptures* caps);
-  void finish_attention(Ctx& ctx, const std::shared_ptr<Pending>& p);
+  // Attention captures of one call of `layer`: fills `caps` with staging tensors (or leaves it
+  // empty and returns false when no request names the layer). `distribution`: whether entropy/KL
+  // exist for this layer's maps. `acc`: the op's accumulation dtype (acc_dtype of the compute dtype).
+  // The op then writes the captures in place; nothing else is needed after it.
+  bool begin_attention(Ctx& ctx, int64_t layer, int64_t B, int64_t H, int64_t T, int64_t S, DType acc,
+                       bool distribution, bool differential, AttentionCaptures* caps);
   // Whether `layer` wants the activation `what` ("hidden", "attn_out", "q_proj"), and taking it:
-  // x is [B, T, W]; the rows at the requested positions are copied (positions ≥ T are skipped).
+  // x is [B, T, W]; the rows at the requested positions are kept (positions ≥ T are skipped).
   bool wants(int64_t layer, const std::string& what) const;
   void take_activation(Ctx& ctx, int64_t layer, const std::string& what, const Tensor& x);
   // Whether `layer` wants its controller's output, and taking it whole (x: [B, H, T]).
@@ -103,12 +114,46 @@ class ProbeSink {
   void take_gates(Ctx& ctx, int64_t layer, const Tensor& m);
 
  private:
+  struct LayerPlan;  // the union of the requests naming one layer, with its device row/span lists
+  struct Stage;      // one staging buffer (per dtype)
+  struct Staged {    // a capture whose values wait in a stage
+    Capture meta;    // what, layer, call, shape (values empty)
+    DType dtype = DType::f32;
+    int64_t offset = 0, count = 0;
+    std::vector<int32_t> keep;  // activations: the positions kept of [B, T, W] (meta.shape is [B, npos, W])
+    int64_t T = 0;              // activations: T of the staged [B, T, W]; 0 for everything staged whole
+  };
   bool names_layer(const ProbeRequest& r, int64_t layer) const;
+  const LayerPlan& plan(Ctx& ctx, int64_t layer);
+  // A staging tensor of `dims` in `dt` for `entry` (flushes first when the stage is full).
+  Tensor stage(Ctx& ctx, DType dt, const std::vector<int64_t>& dims, Staged entry);
+  void discard_staged();
+  friend class ProbeScope;
   void take_whole(Ctx& ctx, int64_t layer, const std::string& what, const Tensor& x);
   int64_t next_call(int64_t layer, const std::string& kind);
   std::vector<ProbeRequest> requests_;
   std::vector<Capture> captures_;
   std::map<std::pair<int64_t, std::string>, int64_t> calls_;
+  std::map<int64_t, std::unique_ptr<LayerPlan>> plans_;
+  std::map<DType, std::unique_ptr<Stage>> stages_;
+  std::vector<Staged> staged_;
+};
+
+// Attaches `sink` to ctx (ctx.probes) for a scope and restores what was attached before when it
+// ends; on a normal exit it flushes the sink, so its captures can be read after the scope. An
+// exception leaving the scope drops what was staged. A null or empty sink attaches nothing.
+class ProbeScope {
+ public:
+  ProbeScope(Ctx& ctx, ProbeSink* sink);
+  ~ProbeScope() noexcept(false);
+  ProbeScope(const ProbeScope&) = delete;
+  ProbeScope& operator=(const ProbeScope&) = delete;
+
+ private:
+  Ctx& ctx_;
+  ProbeSink* sink_;
+  ProbeSink* before_;
+  int exceptions_;
 };
 
 }  // namespace attnlab

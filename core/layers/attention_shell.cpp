@@ -157,17 +157,16 @@ void AttentionShell::probe_activation(Ctx& ctx, const char* what, const Tensor& 
 
 void AttentionShell::attend_probed(Ctx& ctx, AttendInputs in, const Tensor& out) {
   AttentionCaptures caps;
-  std::shared_ptr<ProbeSink::Pending> pending;
+  bool captured = false;
   if (ctx.probes) {
     const AttentionSpec& s = attention_spec();
     const bool distribution = !s.differential && s.norm != AttnNorm::relaxed_linear;
     const int64_t S = in.keys > 0 ? in.keys : in.k.dim(2);
-    pending = ctx.probes->begin_attention(ctx, layer_, in.q.dim(0), s.Hq, in.q.dim(2), S, acc_dtype(in.q.dtype),
-                                          distribution, s.differential, &caps);
+    captured = ctx.probes->begin_attention(ctx, layer_, in.q.dim(0), s.Hq, in.q.dim(2), S, acc_dtype(in.q.dtype),
+                                           distribution, s.differential, &caps);
   }
-  in.captures = pending ? &caps : nullptr;
-  attend(ctx, in, out);
-  if (pending) ctx.probes->finish_attention(ctx, pending);
+  in.captures = captured ? &caps : nullptr;
+  attend(ctx, in, out);  // writes the captures into the sink's staging buffer
 }
 
 // out_hf → (head norm) → merged → o_proj (·scale) → (post LayerNorm, ·scale) → y. `normed_hf`,

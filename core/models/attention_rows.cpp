@@ -23,15 +23,10 @@ std::vector<std::vector<double>> planned_attention_rows(TrainableModel& m, Ctx& 
   std::vector<double> id_values(ids.begin(), ids.end());
   Buffer id_buf(m.device(), DType::i32, {1, T}, "capture.ids");
   from_host_f64(ctx, id_buf.t(), id_values);
-  ProbeSink* before = ctx.probes;
-  ctx.probes = &sink;
-  try {
+  {
+    ProbeScope scope(ctx, &sink);
     m.forward(ctx, id_buf.t(), Tensor(), 0);
-  } catch (...) {
-    ctx.probes = before;
-    throw;
   }
-  ctx.probes = before;
   const auto taken = sink.find("probs", layer);
   INPUT_CHECK(taken.size() == 1, "layer ", layer, " of ", m.describe(), " gave ", taken.size(),
               " attention probability captures (expected 1): its attention variant does not capture probabilities");

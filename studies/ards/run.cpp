@@ -30,14 +30,10 @@ PromptRun run_prompt(Model& model, Ctx& ctx, const std::vector<int32_t>& ids, co
   ProbeSink sink;
   if (has_diagnostics(mode)) sink.add(probe_request(mode));
   const auto t0 = std::chrono::steady_clock::now();
-  ctx.probes = sink.empty() ? nullptr : &sink;
-  try {
+  {
+    ProbeScope scope(ctx, &sink);
     r.generation = generate(model, ctx, {ids}, config, tokenizer);
-  } catch (...) {
-    ctx.probes = nullptr;
-    throw;
   }
-  ctx.probes = nullptr;
   const std::vector<double> alphas = mode == Mode::leramp ? layer_ramp_alphas(model) : std::vector<double>{};
   r.diagnostics = collect(sink, mode, model.num_layers(), alphas, sampling_rate, seed);
   sink.clear();  // §4.6: cleared per prompt

@@ -91,9 +91,10 @@ DualFormReport run_dual_form_check(const std::string& file, const std::vector<st
     for (int32_t t = 0; t < T; ++t) r.positions.push_back(t);
     sink.add(r);
     CachedForward fwd(*m, ctx, 1, T, T + 1);
-    ctx.probes = &sink;
-    fwd.prefill(ctx, {ids});
-    ctx.probes = nullptr;
+    {
+      ProbeScope scope(ctx, &sink);
+      fwd.prefill(ctx, {ids});
+    }
     resid = sink.find("hidden", layer - 1).at(0)->values;
   }
   const std::string pre = "model.layers." + std::to_string(layer);

@@ -49,15 +49,10 @@ PromptCapture Capturer::run(const std::vector<int32_t>& ids, const CaptureReques
   req.probs = r.prefix_probs > 0;
   sink.add(req);
   CachedForward fwd(m_, ctx_, 1, max_prompt_, max_prompt_ + 1);
-  ProbeSink* before = ctx_.probes;
-  ctx_.probes = &sink;
-  try {
+  {
+    ProbeScope scope(ctx_, &sink);
     fwd.prefill(ctx_, {ids});
-  } catch (...) {
-    ctx_.probes = before;
-    throw;
   }
-  ctx_.probes = before;
 
   PromptCapture c;
   c.T = T;

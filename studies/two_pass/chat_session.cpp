@@ -101,15 +101,10 @@ ChatTurn run_chat_turn(TrainableModel& model, Ctx& ctx, const data::Tokenizer& t
   ProbeRequest req;
   req.gates = true;
   sink.add(req);
-  ProbeSink* before = ctx.probes;
-  ctx.probes = &sink;
-  try {
+  {
+    ProbeScope scope(ctx, &sink);
     turn.generation = generate_with_last_step(*m, ctx, tok, prompt, config, on_token);
-  } catch (...) {
-    ctx.probes = before;
-    throw;
   }
-  ctx.probes = before;
   const std::vector<int32_t>& ids = turn.generation.tokens[0];
   std::vector<std::string> texts;
   for (int32_t id : ids) texts.push_back(token_text(tok, id));

@@ -42,10 +42,11 @@ RunResult run(Model& m, Ctx& ctx, const TokenBatch& tb, int64_t B, int64_t T, Pr
   m.plan(ctx, B, T);
   Buffer ids = make_ids(ctx.device, {B, T}, tb.ids), targets = make_ids(ctx.device, {B, T}, tb.targets);
   m.params().zero_grads(ctx);
-  ctx.probes = sink;
   RunResult r;
-  r.loss = to_host_f64(ctx, m.forward(ctx, ids, targets, double(tb.valid)))[0];
-  ctx.probes = nullptr;
+  {
+    ProbeScope scope(ctx, sink);
+    r.loss = to_host_f64(ctx, m.forward(ctx, ids, targets, double(tb.valid)))[0];
+  }
   r.logits = m.logits_f64(ctx);
   m.backward(ctx);
   r.grads = read_grads(ctx, m);
@@ -138,11 +139,12 @@ TEST(Probes, WorkInCachedGenerationOneCallPerStep) {
   r.entropy = true;
   r.layers = {0};
   sink.add(r);
-  ctx.probes = &sink;
-  fwd.prefill(ctx, {{1, 2, 3, 4}});
-  fwd.decode(ctx, {5});
-  fwd.decode(ctx, {6});
-  ctx.probes = nullptr;
+  {
+    ProbeScope scope(ctx, &sink);
+    fwd.prefill(ctx, {{1, 2, 3, 4}});
+    fwd.decode(ctx, {5});
+    fwd.decode(ctx, {6});
+  }
   const auto got = sink.find("entropy", 0);
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got[0]->call, 0);
@@ -152,9 +154,10 @@ TEST(Probes, WorkInCachedGenerationOneCallPerStep) {
   // The decode step's entropy equals the last row of a full forward's entropy over the same tokens.
   ProbeSink full;
   full.add(r);
-  ctx.probes = &full;
-  full_last_logits(m, ctx, {1, 2, 3, 4, 5, 6});
-  ctx.probes = nullptr;
+  {
+    ProbeScope scope(ctx, &full);
+    full_last_logits(m, ctx, {1, 2, 3, 4, 5, 6});
+  }
   const auto& all = full.find("entropy", 0)[0]->values;  // [1, 4, 6]
   for (int64_t h = 0; h < 4; ++h) EXPECT_NEAR(got[2]->values[size_t(h)], all[size_t(h * 6 + 5)], 1e-10) << h;
 }

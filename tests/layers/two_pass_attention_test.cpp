@@ -31,10 +31,11 @@ RunResult run(Model& m, Ctx& ctx, const TokenBatch& tb, int64_t B, int64_t T, Pr
   m.plan(ctx, B, T);
   Buffer ids = make_ids(ctx.device, {B, T}, tb.ids), targets = make_ids(ctx.device, {B, T}, tb.targets);
   m.params().zero_grads(ctx);
-  ctx.probes = sink;
   RunResult r;
-  r.loss = to_host_f64(ctx, m.forward(ctx, ids, targets, double(tb.valid)))[0];
-  ctx.probes = nullptr;
+  {
+    ProbeScope scope(ctx, sink);
+    r.loss = to_host_f64(ctx, m.forward(ctx, ids, targets, double(tb.valid)))[0];
+  }
   r.logits = m.logits_f64(ctx);
   m.backward(ctx);
   r.grads = read_grads(ctx, m);
@@ -292,9 +293,11 @@ TEST(TwoPass, GateMagnitudeProbeInTrainingAndGeneration) {
   sink.add(r);
   const std::vector<int32_t> seq = {3, 8, 1, 5};
   const std::vector<double> plain_logits = full_last_logits(m, ctx, seq);
-  ctx.probes = &sink;
-  const std::vector<double> probed_logits = full_last_logits(m, ctx, seq);
-  ctx.probes = nullptr;
+  std::vector<double> probed_logits;
+  {
+    ProbeScope scope(ctx, &sink);
+    probed_logits = full_last_logits(m, ctx, seq);
+  }
   EXPECT_EQ(plain_logits, probed_logits) << "probing changes nothing";
   const auto found = sink.find("gate_magnitude");
   ASSERT_EQ(found.size(), size_t(m.num_layers()));
@@ -310,11 +313,12 @@ TEST(TwoPass, GateMagnitudeProbeInTrainingAndGeneration) {
   // Generation: the prefill's capture equals the full forward's (same draft gather), and every
   // decode step adds one [1, 1] capture per layer.
   sink.clear();
-  ctx.probes = &sink;
-  CachedForward fwd(m, ctx, 1, 4, 7);
-  fwd.prefill(ctx, {seq});
-  fwd.decode(ctx, {2});
-  ctx.probes = nullptr;
+  {
+    ProbeScope scope(ctx, &sink);
+    CachedForward fwd(m, ctx, 1, 4, 7);
+    fwd.prefill(ctx, {seq});
+    fwd.decode(ctx, {2});
+  }
   const auto gen = sink.find("gate_magnitude");
   ASSERT_EQ(gen.size(), size_t(2 * m.num_layers()));
   for (const Capture* c : gen) {

@@ -114,9 +114,11 @@ void run_forward(const ForwardOptions& o) {
   if (o.grads) model->params().zero_grads(ctx);
   ProbeSink sink;
   for (const std::string& spec : o.captures) sink.add(parse_probe_request(spec, T, model->num_layers()));
-  if (!sink.empty()) ctx.probes = &sink;
-  Tensor loss = model->forward(ctx, ids_dev, valid > 0 ? targets_dev.t() : Tensor(), double(valid));
-  ctx.probes = nullptr;
+  Tensor loss;
+  {
+    ProbeScope scope(ctx, &sink);
+    loss = model->forward(ctx, ids_dev, valid > 0 ? targets_dev.t() : Tensor(), double(valid));
+  }
 
   std::vector<Buffer> keep;
   std::vector<NamedTensor> out;

@@ -172,9 +172,10 @@ TEST(ArdsModel, DiagnosticsEqualValuesRecomputedFromTheFullMaps) {
     sink.add(r);
     m.plan(ctx, B, T);
     Buffer ids = make_ids(Device::cpu, {B, T}, tb.ids);
-    ctx.probes = &sink;
-    m.forward(ctx, ids, Tensor(), 0);
-    ctx.probes = nullptr;
+    {
+      ProbeScope scope(ctx, &sink);
+      m.forward(ctx, ids, Tensor(), 0);
+    }
     const ards::PromptDiagnostics d =
         ards::collect(sink, mode, 3, ards::layer_ramp_alphas(m), 1.0, 0);
     for (int64_t layer = 0; layer < 3; ++layer) {

@@ -235,9 +235,10 @@ TEST(IclRun, CapturesEqualAPlainForwardsProbes) {
   Buffer ids_dev(Device::cpu, DType::i32, {1, T});
   from_host_f64(ctx, ids_dev.t(), std::vector<double>(ids.begin(), ids.end()));
   m->plan(ctx, 1, T);
-  ctx.probes = &sink;
-  m->forward(ctx, ids_dev, Tensor(), 0);
-  ctx.probes = nullptr;
+  {
+    ProbeScope scope(ctx, &sink);
+    m->forward(ctx, ids_dev, Tensor(), 0);
+  }
   ASSERT_EQ(c.hidden.size(), size_t(L + 1));
   const std::vector<const Capture*> h = sink.find("hidden");
   ASSERT_EQ(h.size(), size_t(L));

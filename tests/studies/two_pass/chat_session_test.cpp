@@ -91,6 +91,7 @@ void feed_generation(ProbeSink& sink, Ctx& ctx, int64_t B, int64_t row, int64_t 
       Buffer b = make_tensor(Device::cpu, DType::f64, {B, 1}, v);
       sink.take_gates(ctx, l, b.t());
     }
+  sink.flush(ctx);  // as a ProbeScope does when generation ends
 }
 
 TEST(GateReport, PerTokenPerLayerMeansAndLargestToken) {
@@ -187,9 +188,11 @@ TEST(ChatTurn, EveryGeneratedTokenHasItsOwnDecodeCall) {
   req.positions = {0};
   req.hidden = true;
   sink.add(req);
-  ctx.probes = &sink;
-  const GenerationResult r = two_pass::generate_with_last_step(m, ctx, tok, prompt, g);
-  ctx.probes = nullptr;
+  GenerationResult r;
+  {
+    ProbeScope scope(ctx, &sink);
+    r = two_pass::generate_with_last_step(m, ctx, tok, prompt, g);
+  }
   ASSERT_EQ(r.tokens[0].size(), 5u);
   EXPECT_EQ(r.tokens[0], generate(m, ctx, {prompt}, g).tokens[0]);
   std::vector<int32_t> seq = prompt;
@@ -202,9 +205,10 @@ TEST(ChatTurn, EveryGeneratedTokenHasItsOwnDecodeCall) {
   full.add(fr);
   m.plan(ctx, 1, T);
   Buffer ids = make_ids(Device::cpu, {1, T}, seq);
-  ctx.probes = &full;
-  m.forward(ctx, ids.t(), Tensor(), 0);
-  ctx.probes = nullptr;
+  {
+    ProbeScope scope(ctx, &full);
+    m.forward(ctx, ids.t(), Tensor(), 0);
+  }
   for (int64_t l = 0; l < m.num_layers(); ++l) {
     const auto calls = sink.find("hidden", l);
     ASSERT_EQ(calls.size(), 6u) << "prefill + one call per generated token";
