@@ -1,5 +1,5 @@
 #pragma once
-// Row normalisation kernels shared by LayerNorm (kLayerNorm = true) and RMSNorm (false).
+// Row normalisation kernels shared by LayerNorm, RMSNorm and (backward only) SimpleRMSNorm.
 //
 // Layout: a "row group" of `tpr` threads owns one row of C elements; a block holds `rpb` row
 // groups. Each thread keeps at most kElemsPerThread elements of its row in registers, as packs of
@@ -14,7 +14,7 @@
 // partial row per block into the scratch; a second kernel sums the G partial rows of each column
 // in a fixed order and adds the result into dγ/dβ. No float atomics anywhere, so the result is
 // bitwise reproducible for a given GPU model. Scratch: G × nparam × C floats (nparam = 2 for
-// LayerNorm, 1 for RMSNorm); G ≤ SM count × resident blocks per SM.
+// LayerNorm, 1 for RMSNorm and SimpleRMSNorm); G ≤ SM count × resident blocks per SM.
 #include <algorithm>
 
 #include "core/ops/row_norm.h"
@@ -23,6 +23,13 @@
 #include "cuda/vec_access.cuh"
 
 namespace attnlab::cuda::rownorm {
+
+// Which normalisation a kernel computes. SimpleRMSNorm (METHODS §3.5) uses the backward only (its
+// forward is cuda/simple_rmsnorm.cu); its saved per-row statistic is den = ρ + eps, not rstd.
+enum class Kind { layer, rms, simple_rms };
+// Weight-gradient parameters per column: dγ and dβ for LayerNorm, dγ otherwise.
+template <Kind K>
+inline constexpr int kParams = K == Kind::layer ? 2 : 1;
 
 constexpr int kElemsPerThread = 8;
 constexpr int kForwardBlock = 256;   // threads per block we aim for (whole row groups)
@@ -73,22 +80,24 @@ struct PackRegs<bf16_t, 8> {
 };
 
 // y = LayerNorm: (x − μ)·rstd·γ + β; RMSNorm (HF Qwen): γ ⊙ T(x·rstd), x̂ rounded to T first.
-template <class T, int VEC, bool kLayerNorm>
+template <class T, int VEC, Kind K>
 __global__ void __launch_bounds__(1024, 1)
     forward_kernel(T* __restrict__ y, float* __restrict__ mean_out, float* __restrict__ rstd_out,
                    const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, int64_t rows, int C,
                    int tpr, float eps) {
-  constexpr int K = kElemsPerThread / VEC;
+  static_assert(K != Kind::simple_rms, "SimpleRMSNorm's forward is cuda/simple_rmsnorm.cu");
+  constexpr bool kLayerNorm = K == Kind::layer;
+  constexpr int NK = kElemsPerThread / VEC;
   __shared__ float red[32];
   const int rpb = blockDim.x / tpr, rg = threadIdx.x / tpr, t = threadIdx.x % tpr;
   const int64_t row = int64_t(blockIdx.x) * rpb + rg;
   const bool active = row < rows;
   const int packs = C / VEC;
   const T* xr = x + (active ? row : 0) * int64_t(C);
-  float v[K][VEC];
+  float v[NK][VEC];
   float sum[1] = {0.f};
 #pragma unroll
-  for (int k = 0; k < K; ++k) {
+  for (int k = 0; k < NK; ++k) {
     const int p = t + k * tpr;
     if (active && p < packs) {
       load_floats<VEC>(v[k], xr, p);
@@ -106,7 +115,7 @@ __global__ void __launch_bounds__(1024, 1)
   }
   float sq[1] = {0.f};  // LayerNorm: centred second pass over registers (no cancellation)
 #pragma unroll
-  for (int k = 0; k < K; ++k) {
+  for (int k = 0; k < NK; ++k) {
     const int p = t + k * tpr;
     if (active && p < packs)
 #pragma unroll
@@ -121,7 +130,7 @@ __global__ void __launch_bounds__(1024, 1)
   }
   T* yr = y + row * int64_t(C);
 #pragma unroll
-  for (int k = 0; k < K; ++k) {
+  for (int k = 0; k < NK; ++k) {
     const int p = t + k * tpr;
     if (p >= packs) continue;
     float wv[VEC], bv[VEC], o[VEC];
@@ -143,16 +152,20 @@ __global__ void __launch_bounds__(1024, 1)
 
 // dx = rstd·(g − [LayerNorm: mean(g)] − x̂·mean(g ⊙ x̂)), g = γ ⊙ dy; folds dγ (Σ dy ⊙ x̂) and,
 // for LayerNorm, dβ (Σ dy) of the visited rows into partial[blockIdx.x][param][C].
+// SimpleRMSNorm: `rstd` holds den = ρ + eps, so the row's factor is 1/den and x̂ = x/den; its dx
+// (g/den − Σ(g·x)·x/(den²·C·ρ)) is the RMSNorm form with mean(g ⊙ x̂) scaled by den/ρ (0 when
+// ρ = den − eps is 0), which is what `eps` is passed for; dγ = Σ dy ⊙ x̂ as for RMSNorm.
 // The weight-gradient accumulators live in shared memory, [rpb][NP][C], each element owned by
 // the one thread that owns its column in its row group (no races, no atomics); keeping them out
 // of registers is what lets 1024-thread blocks run without spilling.
-template <class T, int VEC, bool kLayerNorm>
+template <class T, int VEC, Kind K>
 __global__ void __launch_bounds__(1024, 1)
     backward_kernel(T* __restrict__ dx, float* __restrict__ partial, const T* __restrict__ dy, const T* __restrict__ x,
                     const T* __restrict__ w, const float* __restrict__ mean, const float* __restrict__ rstd,
-                    int64_t rows, int C, int tpr, bool accumulate) {
-  constexpr int K = kElemsPerThread / VEC;
-  constexpr int NP = kLayerNorm ? 2 : 1;   // partial params: dγ (and dβ)
+                    int64_t rows, int C, int tpr, bool accumulate, float eps) {
+  constexpr bool kLayerNorm = K == Kind::layer, kSimple = K == Kind::simple_rms;
+  constexpr int NK = kElemsPerThread / VEC;
+  constexpr int NP = kParams<K>;           // partial params: dγ (and dβ)
   extern __shared__ float4 acc_storage[];  // [rpb][NP][C] floats when partial != nullptr
   __shared__ float red[32 * 2];
   float* const acc = reinterpret_cast<float*>(acc_storage);
@@ -161,7 +174,7 @@ __global__ void __launch_bounds__(1024, 1)
   float* const my_acc = acc + int64_t(rg) * NP * C;
   if (partial) {
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
+    for (int k = 0; k < NK; ++k) {
       const int p = t + k * tpr;
       if (p >= packs) continue;
 #pragma unroll
@@ -177,15 +190,20 @@ __global__ void __launch_bounds__(1024, 1)
     const int64_t row = slot * rpb + rg;
     const bool active = row < rows;
     const float mu = (kLayerNorm && active) ? mean[row] : 0.f;
-    const float rs = active ? rstd[row] : 0.f;
+    float rs = active ? rstd[row] : 0.f, gx_scale = 1.f;
+    if (kSimple && active) {
+      const float den = rs, rho = den - eps;
+      rs = 1.f / den;
+      gx_scale = rho > 0.f ? den / rho : 0.f;
+    }
     const int64_t off = (active ? row : 0) * int64_t(C);
     const T* const x_row = x + off;
     const T* const dy_row = dy + off;
     // Raw packs, not floats: bf16 rows then take half the registers; x̂ and g are recomputed.
-    PackRegs<T, VEC> xq[K], dq[K];
+    PackRegs<T, VEC> xq[NK], dq[NK];
     float sums[2] = {0.f, 0.f};  // Σ g, Σ g·x̂
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
+    for (int k = 0; k < NK; ++k) {
       const int p = t + k * tpr;
       if (!(active && p < packs)) continue;
       xq[k].load(x_row, p);
@@ -209,9 +227,10 @@ __global__ void __launch_bounds__(1024, 1)
     if (dx == nullptr) continue;  // uniform: x needs no gradient, only the weight partials
     group_sum<2>(sums, tpr, red);
     if (!active) continue;
-    const float mean_g = kLayerNorm ? sums[0] / float(C) : 0.f, mean_gx = sums[1] / float(C);
+    const float mean_g = kLayerNorm ? sums[0] / float(C) : 0.f;
+    const float mean_gx = kSimple ? sums[1] / float(C) * gx_scale : sums[1] / float(C);
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
+    for (int k = 0; k < NK; ++k) {
       const int p = t + k * tpr;
       if (p >= packs) continue;
       float o[VEC], prev[VEC], wv[VEC];
@@ -268,17 +287,16 @@ static __global__ void partial_sum_kernel(float* __restrict__ dw, float* __restr
 
 // ---- launchers ---------------------------------------------------------------------------
 
-template <class T, bool kLayerNorm>
+template <class T, Kind K>
 void forward(Ctx& ctx, T* y, float* mean, float* rstd, const T* x, const T* w, const T* b, int64_t rows, int64_t C,
              float eps) {
   const int vec = choose_vec<T>(C, {y, x, w, b});
   const Layout l = make_layout(C, vec, kForwardBlock);
   const int64_t grid = ceil_div(rows, l.rpb);
   if (vec == 1)
-    forward_kernel<T, 1, kLayerNorm>
-        <<<grid, l.block(), 0, stream_of(ctx)>>>(y, mean, rstd, x, w, b, rows, int(C), l.tpr, eps);
+    forward_kernel<T, 1, K><<<grid, l.block(), 0, stream_of(ctx)>>>(y, mean, rstd, x, w, b, rows, int(C), l.tpr, eps);
   else
-    forward_kernel<T, kVec16<T>, kLayerNorm>
+    forward_kernel<T, kVec16<T>, K>
         <<<grid, l.block(), 0, stream_of(ctx)>>>(y, mean, rstd, x, w, b, rows, int(C), l.tpr, eps);
   CUDA_CHECK_LAUNCH();
 }
@@ -287,39 +305,36 @@ void forward(Ctx& ctx, T* y, float* mean, float* rstd, const T* x, const T* w, c
 inline size_t acc_bytes(const Layout& l, int64_t C, int np) { return size_t(l.rpb) * np * C * sizeof(float); }
 
 // Blocks of the backward grid: enough to fill the GPU once, never more than the row slots.
-template <class T, int VEC, bool kLayerNorm>
+template <class T, int VEC, Kind K>
 int64_t backward_grid(const Ctx& ctx, const Layout& l, int64_t rows, int64_t C) {
-  constexpr int np = kLayerNorm ? 2 : 1;
+  constexpr int np = kParams<K>;
   int per_sm = 0, sms = 0;
   const size_t smem = acc_bytes(l, C, np);
   // Above 48 KiB a kernel must opt in to dynamic shared memory (per device, idempotent).
-  CUDA_CHECK(cudaFuncSetAttribute(backward_kernel<T, VEC, kLayerNorm>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  int(smem)));
-  CUDA_CHECK(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, backward_kernel<T, VEC, kLayerNorm>, l.block(), smem));
+  CUDA_CHECK(cudaFuncSetAttribute(backward_kernel<T, VEC, K>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, backward_kernel<T, VEC, K>, l.block(), smem));
   CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, std::max(0, ctx.device_index)));
   return std::min<int64_t>(ceil_div(rows, l.rpb), int64_t(std::max(1, per_sm)) * sms);
 }
 
 // Scratch floats for any pointer alignment (the pack width is picked per call).
-template <class T, bool kLayerNorm>
+template <class T, Kind K>
 size_t backward_scratch_floats(const Ctx& ctx, int64_t rows, int64_t C) {
-  constexpr int np = kLayerNorm ? 2 : 1;
+  constexpr int np = kParams<K>;
   if (rows <= 0) return 0;
-  int64_t g = backward_grid<T, 1, kLayerNorm>(ctx, make_layout(C, 1, kBackwardBlock), rows, C);
+  int64_t g = backward_grid<T, 1, K>(ctx, make_layout(C, 1, kBackwardBlock), rows, C);
   if (C % kVec16<T> == 0)
-    g = std::max(
-        g, backward_grid<T, kVec16<T>, kLayerNorm>(ctx, make_layout(C, kVec16<T>, kBackwardBlock), rows, C));
+    g = std::max(g, backward_grid<T, kVec16<T>, K>(ctx, make_layout(C, kVec16<T>, kBackwardBlock), rows, C));
   return size_t(g) * np * size_t(C);
 }
 
-template <class T, int VEC, bool kLayerNorm>
+template <class T, int VEC, Kind K>
 void launch_backward(Ctx& ctx, const Layout& l, T* dx, float* dw, float* db, float* scratch, size_t scratch_floats,
                      const T* dy, const T* x, const T* w, const float* mean, const float* rstd, int64_t rows, int64_t C,
-                     bool accumulate) {
-  constexpr int np = kLayerNorm ? 2 : 1;
+                     bool accumulate, float eps) {
+  constexpr int np = kParams<K>;
   const bool want_partials = dw != nullptr || db != nullptr;
-  const int64_t grid = backward_grid<T, VEC, kLayerNorm>(ctx, l, rows, C);
+  const int64_t grid = backward_grid<T, VEC, K>(ctx, l, rows, C);
   if (want_partials) {
     const size_t need = size_t(grid) * np * size_t(C);
     CHECK(scratch != nullptr && scratch_floats >= need,
@@ -327,8 +342,8 @@ void launch_backward(Ctx& ctx, const Layout& l, T* dx, float* dw, float* db, flo
           " floats (ask *_backward_scratch_floats), got ", scratch ? scratch_floats : 0);
   }
   const size_t smem = want_partials ? acc_bytes(l, C, np) : 0;
-  backward_kernel<T, VEC, kLayerNorm><<<grid, l.block(), smem, stream_of(ctx)>>>(
-      dx, want_partials ? scratch : nullptr, dy, x, w, mean, rstd, rows, int(C), l.tpr, accumulate);
+  backward_kernel<T, VEC, K><<<grid, l.block(), smem, stream_of(ctx)>>>(
+      dx, want_partials ? scratch : nullptr, dy, x, w, mean, rstd, rows, int(C), l.tpr, accumulate, eps);
   CUDA_CHECK_LAUNCH();
   if (!want_partials) return;
   partial_sum_kernel<<<dim3(unsigned(ceil_div(C, 32)), np), dim3(32, 32), 0, stream_of(ctx)>>>(dw, db, scratch,
@@ -336,17 +351,19 @@ void launch_backward(Ctx& ctx, const Layout& l, T* dx, float* dw, float* db, flo
   CUDA_CHECK_LAUNCH();
 }
 
-template <class T, bool kLayerNorm>
+// `rstd`: den for SimpleRMSNorm; `eps`: SimpleRMSNorm's (ρ = den − eps), unused by the others.
+template <class T, Kind K>
 void backward(Ctx& ctx, T* dx, float* dw, float* db, float* scratch, size_t scratch_floats, const T* dy, const T* x,
-              const T* w, const float* mean, const float* rstd, int64_t rows, int64_t C, bool accumulate) {
+              const T* w, const float* mean, const float* rstd, int64_t rows, int64_t C, bool accumulate,
+              float eps = 0.f) {
   const int vec = choose_vec<T>(C, {dx, dy, x, w});
   const Layout l = make_layout(C, vec, kBackwardBlock);
   if (vec == 1)
-    launch_backward<T, 1, kLayerNorm>(ctx, l, dx, dw, db, scratch, scratch_floats, dy, x, w, mean, rstd, rows, C,
-                                      accumulate);
+    launch_backward<T, 1, K>(ctx, l, dx, dw, db, scratch, scratch_floats, dy, x, w, mean, rstd, rows, C, accumulate,
+                             eps);
   else
-    launch_backward<T, kVec16<T>, kLayerNorm>(ctx, l, dx, dw, db, scratch, scratch_floats, dy, x, w, mean, rstd,
-                                                 rows, C, accumulate);
+    launch_backward<T, kVec16<T>, K>(ctx, l, dx, dw, db, scratch, scratch_floats, dy, x, w, mean, rstd, rows, C,
+                                     accumulate, eps);
 }
 
 }  // namespace attnlab::cuda::rownorm

@@ -121,8 +121,10 @@ void RmsNorm::forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Aren
 SimpleRmsNorm::SimpleRmsNorm(const std::string& name, Param* weight, double eps)
     : name_(name), weight_(weight), eps_(eps) {}
 
-void SimpleRmsNorm::plan(ActivationPlanner& p, DType dt, int64_t rows) {
+void SimpleRmsNorm::plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t rows, int64_t C) {
   den_ = p.saved(acc_dtype(dt), {rows}, name_.name + ".den");
+  const size_t floats = simple_rmsnorm_backward_scratch_floats(ctx, dt, rows, C);
+  scratch_ = floats ? p.scratch(kNormScratch, DType::f32, {int64_t(floats)}) : Tensor();
 }
 
 void SimpleRmsNorm::forward(Ctx& ctx, const Tensor& x, const Tensor& y) {
@@ -139,6 +141,8 @@ void SimpleRmsNorm::backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const 
   a.x = x;
   a.weight = weight_->value;
   a.den = den_;
+  a.scratch = scratch_;
+  a.eps = eps_;
   a.accumulate_dx = accumulate_dx;
   simple_rmsnorm_backward(ctx, a);
 }
@@ -169,7 +173,7 @@ Norm Norm::simple_rms_norm(const std::string& name, Param* weight, double eps) {
 
 void Norm::plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t rows, int64_t C) {
   if (kind_ == Kind::rms) rms_norm_.plan(p, ctx, dt, rows, C);
-  else if (kind_ == Kind::simple) simple_.plan(p, dt, rows);
+  else if (kind_ == Kind::simple) simple_.plan(p, ctx, dt, rows, C);
   else ln_.plan(p, ctx, dt, rows, C);
 }
 void Norm::forward(Ctx& ctx, const Tensor& x, const Tensor& y) {

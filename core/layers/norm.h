@@ -59,15 +59,16 @@ class SimpleRmsNorm {
  public:
   SimpleRmsNorm() = default;
   SimpleRmsNorm(const std::string& name, Param* weight, double eps);
-  void plan(ActivationPlanner& p, DType dt, int64_t rows);
+  void plan(ActivationPlanner& p, const Ctx& ctx, DType dt, int64_t rows, int64_t C);
   void forward(Ctx& ctx, const Tensor& x, const Tensor& y);
   void backward(Ctx& ctx, const Tensor& dy, const Tensor& x, const Tensor& dx, bool accumulate_dx);
   void forward_inference(Ctx& ctx, const Tensor& x, const Tensor& y, Arena& scratch) const;
+
  private:
   LayerName name_;
   Param* weight_ = nullptr;
   double eps_ = 1e-8;
-  Tensor den_;
+  Tensor den_, scratch_;
 };
 // The model's normalisation: LayerNorm (GPT-2), RMSNorm (Qwen) or SimpleRMSNorm (the seed preset's
 // differential decoder), chosen at construction. Two Norms over the same parameters are a shared

@@ -92,10 +92,19 @@ void simple_rmsnorm_backward(Ctx& ctx, const SimpleRmsNormBackwardArgs& a) {
     CHECK(a.dx.data != a.dy.data, op, ": dx must not alias dy");
   }
   if (a.dweight.defined()) check_row_norm_tensor(op, a.dweight, s.C, acc_dtype(a.x.dtype), "dweight");
-  check_device(ctx.device, {&a.dx, &a.dweight, &a.dy, &a.x, &a.weight, &a.den});
+  check_device(ctx.device, {&a.dx, &a.dweight, &a.dy, &a.x, &a.weight, &a.den, &a.scratch});
   if (s.rows == 0) return;
   if (ctx.is_cuda()) return ATTNLAB_CUDA_DISPATCH(cuda::simple_rmsnorm_backward(ctx, a));
   dispatch_cpu_float(a.x.dtype, op, [&](auto t) { cpu_backward<decltype(t)>(a, s); });
+}
+
+size_t simple_rmsnorm_backward_scratch_floats(const Ctx& ctx, DType dt, int64_t rows, int64_t C) {
+  if (!ctx.is_cuda()) return 0;
+#if ATTNLAB_WITH_CUDA
+  return cuda::simple_rmsnorm_backward_scratch_floats(ctx, dt, rows, C);
+#else
+  FAIL_WITH("simple_rmsnorm: a CUDA context reached an op but attnlab was built without CUDA");
+#endif
 }
 
 }  // namespace attnlab

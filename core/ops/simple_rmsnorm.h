@@ -5,6 +5,10 @@
 //   dx = g/den − (Σ_k g_k x_k)·x / (den²·C·ρ)       (ρ = 0: the second term is taken as 0)
 //   ds += Σ_rows dy ⊙ x/den
 // Saved: den per row (acc dtype). CPU: f32, f64; CUDA: f32, bf16 (fp32 arithmetic inside).
+// The CUDA backward is the row norms' (cuda/row_norm.cuh): ds folded per block into `scratch`, then
+// summed in a fixed order (bitwise reproducible, no atomics). CUDA backward: C ≤ kRowNormMaxC (8192).
+#include <cstddef>
+
 #include "core/ctx.h"
 
 namespace attnlab {
@@ -24,16 +28,22 @@ struct SimpleRmsNormBackwardArgs {
   Tensor x;        // [rows, C] in: forward input
   Tensor weight;   // [C] in
   Tensor den;      // [rows] in: from forward
+  // CUDA only, needed when dweight is defined: f32 with at least
+  // simple_rmsnorm_backward_scratch_floats(ctx, dtype, rows, C) elements (per-block partial sums).
+  Tensor scratch;
   double eps = 1e-8;  // as in forward (ρ = den − eps)
   bool accumulate_dx = false;
 };
 
 void simple_rmsnorm_forward(Ctx& ctx, const SimpleRmsNormArgs& a);
 void simple_rmsnorm_backward(Ctx& ctx, const SimpleRmsNormBackwardArgs& a);
+// f32 elements the backward needs in `scratch` on this context (0 on the CPU).
+size_t simple_rmsnorm_backward_scratch_floats(const Ctx& ctx, DType dt, int64_t rows, int64_t C);
 
 namespace cuda {
 void simple_rmsnorm_forward(Ctx& ctx, const SimpleRmsNormArgs& a);
 void simple_rmsnorm_backward(Ctx& ctx, const SimpleRmsNormBackwardArgs& a);
+size_t simple_rmsnorm_backward_scratch_floats(const Ctx& ctx, DType dt, int64_t rows, int64_t C);
 }  // namespace cuda
 
 }  // namespace attnlab
