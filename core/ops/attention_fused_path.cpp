@@ -2,6 +2,8 @@
 // forward and the backward.
 #include "core/ops/attention_fused_path.h"
 
+#include <atomic>
+
 #include "core/dispatch.h"
 
 namespace attnlab {
@@ -15,6 +17,13 @@ const char* fused_path_name(FusedPath p) {
   return "?";
 }
 
+namespace {
+std::atomic<bool> g_force_warp{false};
+}  // namespace
+
+void set_fused_force_warp(bool on) { g_force_warp.store(on); }
+bool fused_force_warp() { return g_force_warp.load(); }
+
 std::string fused_mma_refusal(const FusedPathQuery& q) {
   const AttentionSpec& s = q.spec;
   if (q.sm == 0) return "not a CUDA device";
@@ -27,6 +36,7 @@ std::string fused_mma_refusal(const FusedPathQuery& q) {
   if (s.dropout > 0) return "the fused backend has no attention dropout";
   if (q.score_add || q.score_mul) return "the tensor-core kernels take no per-row controllers";
   if (q.captures) return "the tensor-core forward computes no statistics or captured rows";
+  if (q.force_warp) return "the warp kernels are forced (set_fused_force_warp)";
   return "";
 }
 
@@ -44,12 +54,15 @@ FusedPathQuery base_query(const AttentionInputs& a, int sm) {
   q.sm = sm;
   q.score_add = a.score_add.defined();
   q.score_mul = a.score_mul.defined();
+  q.force_warp = fused_force_warp();
   return q;
 }
 
-int sm_of(const Ctx& ctx) { return ctx.is_cuda() ? ATTNLAB_CUDA_DISPATCH(cuda::attention_fused_device_sm(ctx)) : 0; }
-
 }  // namespace
+
+int fused_device_sm(const Ctx& ctx) {
+  return ctx.is_cuda() ? ATTNLAB_CUDA_DISPATCH(cuda::attention_fused_device_sm(ctx)) : 0;
+}
 
 FusedPathQuery fused_path_query(const AttentionArgs& a, int sm) {
   FusedPathQuery q = base_query(a, sm);
@@ -62,10 +75,10 @@ FusedPathQuery fused_path_query(const AttentionArgs& a, int sm) {
 FusedPathQuery fused_path_query(const AttentionBackwardArgs& a, int sm) { return base_query(a, sm); }
 
 FusedPath attention_fused_path(const Ctx& ctx, const AttentionArgs& a) {
-  return fused_path(fused_path_query(a, sm_of(ctx)));
+  return fused_path(fused_path_query(a, fused_device_sm(ctx)));
 }
 FusedPath attention_fused_path(const Ctx& ctx, const AttentionBackwardArgs& a) {
-  return fused_path(fused_path_query(a, sm_of(ctx)));
+  return fused_path(fused_path_query(a, fused_device_sm(ctx)));
 }
 
 }  // namespace attnlab

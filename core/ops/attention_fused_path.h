@@ -28,6 +28,20 @@ struct FusedPathQuery {
   bool score_add = false;  // per-row controllers given
   bool score_mul = false;
   bool captures = false;   // forward only: any statistic or captured row asked for
+  bool force_warp = false; // fused_force_warp() was on when the query was built
+};
+
+// Process-wide switch that sends every CUDA fused call to the warp kernels (tests comparing the two
+// paths on the same inputs, `attnlab bench attention --fused-path warp`). Flip it only between a
+// forward and its backward's completion, never in between: both read it through the predicate.
+void set_fused_force_warp(bool on);
+bool fused_force_warp();
+struct ScopedFusedForceWarp {
+  bool before;
+  explicit ScopedFusedForceWarp(bool on = true) : before(fused_force_warp()) { set_fused_force_warp(on); }
+  ~ScopedFusedForceWarp() { set_fused_force_warp(before); }
+  ScopedFusedForceWarp(const ScopedFusedForceWarp&) = delete;
+  ScopedFusedForceWarp& operator=(const ScopedFusedForceWarp&) = delete;
 };
 
 // Empty when the mma kernels run this call, else why not (it then runs on the warp kernels).
@@ -42,6 +56,9 @@ FusedPathQuery fused_path_query(const AttentionBackwardArgs& a, int sm);
 // fused) takes for these arguments on ctx's device: cpu, warp or mma. For tests and benchmarks.
 FusedPath attention_fused_path(const Ctx& ctx, const AttentionArgs& a);
 FusedPath attention_fused_path(const Ctx& ctx, const AttentionBackwardArgs& a);
+
+// Compute capability of ctx's device as FusedPathQuery::sm wants it (0 for the CPU).
+int fused_device_sm(const Ctx& ctx);
 
 namespace cuda {
 int attention_fused_device_sm(const Ctx& ctx);  // compute capability of ctx's GPU (cuda/attention_fused.cu)

@@ -49,6 +49,7 @@ TEST(AttentionFusedPath, EachUnsupportedInputFallsBackToTheWarpKernels) {
       {"score_add", [](FusedPathQuery& q) { q.score_add = true; }},
       {"score_mul", [](FusedPathQuery& q) { q.score_mul = true; }},
       {"captures", [](FusedPathQuery& q) { q.captures = true; }},
+      {"force_warp", [](FusedPathQuery& q) { q.force_warp = true; }},
   };
   for (const Edit& e : edits) {
     FusedPathQuery q = eligible(64);
@@ -83,6 +84,13 @@ TEST(AttentionFusedPath, ForwardAndBackwardQueriesAgree) {
       EXPECT_EQ(pf == FusedPath::mma, !add && norm == AttnNorm::softmax);
       // the CPU context: the tiled reference whatever the spec
       EXPECT_EQ(attention_fused_path(Ctx{}, f), FusedPath::cpu);
+      {
+        ScopedFusedForceWarp w;
+        EXPECT_TRUE(fused_path_query(f, 90).force_warp && fused_path_query(b, 90).force_warp);
+        EXPECT_EQ(fused_path(fused_path_query(f, 90)), FusedPath::warp);
+        EXPECT_EQ(fused_path(fused_path_query(b, 90)), FusedPath::warp);
+      }
+      EXPECT_FALSE(fused_force_warp());  // the scope restored it
     }
 }
 

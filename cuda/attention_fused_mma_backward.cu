@@ -1,0 +1,315 @@
+// Fused attention backward on tensor cores (bf16, softmax; core/ops/attention_fused_path.h's
+// predicate), FlashAttention-2's recomputation from the saved lse in the tiled reference's order
+// (core/ops/attention_tiled_backward.cpp), deterministic: every gradient entry has one owner (a
+// lane's accumulator register), sums run in a fixed order, no floating-point atomics.
+//   1. Δ:     one warp per row, Δ = dO·O (fp32) → the workspace's kDsm slot (the warp kernels' layout).
+//   2. dK/dV: one block per (batch, kv head, 64-key tile), a warp per 16 keys; the query heads of
+//             the group in order, their query tiles of 32 rows in order (from the first row that sees
+//             the tile): Sᵀ = K·Qᵀ, Pᵀ = exp(Sᵀ·s − lse), dPᵀ = V·dOᵀ, dSᵀ = Pᵀ ∘ (dPᵀ − Δ),
+//             dV += Pᵀ·dO, dK += dSᵀ·Q (Pᵀ, dSᵀ reused from the accumulators as A operands); then
+//             dK·s. Keys in [S, S_cap) get zeros.
+//   3. dQ:    one block per 64 query rows, a warp per 16, Q and dO in registers; the key tiles in
+//             order: S = Q·Kᵀ, P, dP = dO·Vᵀ, dS = P ∘ (dP − Δ), dQ += dS·K; then dQ·s.
+// Masked entries are exact zeros (selected, not multiplied), so cache rows past S never reach a sum.
+#include "cuda/attention_fused_mma.cuh"
+
+namespace attnlab::cuda::fused::mma_path {
+
+namespace {
+
+constexpr int kQTile = 32;  // query rows per step of the dK/dV blocks
+
+// 1. Δ = dO·O per row (one warp per row).
+__global__ void __launch_bounds__(kMmaThreads) delta_kernel(BwdParams<bf16_t> p) {
+  const int lane = threadIdx.x % 32;
+  const int64_t r = int64_t(blockIdx.x) * kMmaWarps + threadIdx.x / 32;
+  if (r >= p.c.B * p.c.Hq * p.c.T) return;
+  const int dv = p.c.dv;
+  float a = 0.f;
+  for (int e = lane; e < dv; e += 32) a = fmaf(to_f(p.dout[r * dv + e]), to_f(p.out[r * dv + e]), a);
+  a = warp_sum(a);
+  if (lane == 0) p.stats[r * kStats + kDsm] = a;
+}
+
+template <int D>
+constexpr size_t dkdv_smem() {
+  return sizeof(bf16_t) * size_t(2 * kKeyTile + 2 * kQTile) * padded<D>() + sizeof(float) * 2 * kQTile +
+         sizeof(int64_t) * kQTile;
+}
+
+// 2. dK, dV.
+template <int D>
+__global__ void __launch_bounds__(kMmaThreads) mma_dkdv_kernel(BwdParams<bf16_t> p) {
+#if ATTNLAB_MMA_ARCH_OK
+  constexpr int KS = D / 16, OT = D / 8, QT = kQTile / 8;
+  const Common& c = p.c;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16_t* ks = reinterpret_cast<bf16_t*>(smem_raw);  // [kKeyTile][padded]
+  bf16_t* vs = ks + kKeyTile * padded<D>();           // [kKeyTile][padded]
+  bf16_t* qs = vs + kKeyTile * padded<D>();           // [kQTile][padded]
+  bf16_t* gs = qs + kQTile * padded<D>();             // [kQTile][padded] dO rows
+  float* lse2 = reinterpret_cast<float*>(gs + kQTile * padded<D>());  // [kQTile] lse·log2 e
+  float* dl = lse2 + kQTile;                                           // [kQTile] Δ
+  int64_t* nv = reinterpret_cast<int64_t*>(dl + kQTile);               // [kQTile] visible keys
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = attnlab::mma::lane_group(lane), qd = attnlab::mma::lane_in_group(lane);
+  const int64_t ntk = (c.S_cap + kKeyTile - 1) / kKeyTile;
+  const int64_t bk = blockIdx.x / ntk, j0 = (blockIdx.x % ntk) * kKeyTile;
+  const int64_t b = bk / c.Hkv, hkv = bk % c.Hkv, kv0 = bk * c.S_cap;
+  const int64_t jw = j0 + warp * 16;  // this warp's first key
+
+  load_tile_async<D>(ks, p.k[0] + kv0 * D, j0, kKeyTile, c.S);  // keys ≥ S: zeros, never visible
+  load_tile_async<D>(vs, p.v + kv0 * D, j0, kKeyTile, c.S);
+  cp_async_commit();
+
+  float dk[OT][4], dv[OT][4];
+#pragma unroll
+  for (int i = 0; i < OT; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dk[i][e] = dv[i][e] = 0.f;
+  const float sl2 = c.scale * kLog2e;
+  // Rows before i_start see no key of this tile (causal: key j needs t + offset ≥ j).
+  const int64_t i_start = c.causal && j0 > c.offset ? j0 - c.offset : 0;
+  const bool any_key = j0 < c.S && (!c.klen || c.klen[b] > j0);
+
+  for (int64_t h = hkv * c.G; any_key && h < (hkv + 1) * c.G; ++h) {
+    const int64_t row0 = (b * c.Hq + h) * c.T;
+    for (int64_t i0 = i_start; i0 < c.T; i0 += kQTile) {
+      __syncthreads();  // the previous query tile is consumed
+      load_tile_async<D>(qs, p.q[0] + row0 * D, i0, kQTile, c.T);
+      load_tile_async<D>(gs, p.dout + row0 * D, i0, kQTile, c.T);
+      cp_async_commit();
+      if (threadIdx.x < kQTile) {
+        const int64_t i = i0 + threadIdx.x;
+        const bool in = i < c.T;
+        lse2[threadIdx.x] = in ? p.lse[0][row0 + i] * kLog2e : 0.f;
+        dl[threadIdx.x] = in ? p.stats[(row0 + i) * kStats + kDsm] : 0.f;
+        nv[threadIdx.x] = mma_visible(c, b, i);
+      }
+      cp_async_wait<0>();
+      __syncthreads();
+      const int64_t i_last = i0 + kQTile - 1 < c.T ? i0 + kQTile - 1 : c.T - 1;
+      if (jw >= mma_visible(c, b, i_last)) continue;  // no row of the tile sees this warp's keys
+
+      // Sᵀ (16 keys × 32 queries) and dPᵀ = V·dOᵀ.
+      float st[QT][4], dpt[QT][4];
+#pragma unroll
+      for (int i = 0; i < QT; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) st[i][e] = dpt[i][e] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < KS; ++kk) {
+        uint32_t ka[4], va[4];
+        load_a<D>(ka, ks, warp * 16, kk * 16, lane);
+        load_a<D>(va, vs, warp * 16, kk * 16, lane);
+#pragma unroll
+        for (int np = 0; np < QT / 2; ++np) {
+          uint32_t qb[4], gb[4];
+          load_b<D>(qb, qs, np * 16, kk * 16, lane);
+          load_b<D>(gb, gs, np * 16, kk * 16, lane);
+          mma_bf16(st[2 * np], ka, qb[0], qb[1]);
+          mma_bf16(st[2 * np + 1], ka, qb[2], qb[3]);
+          mma_bf16(dpt[2 * np], va, gb[0], gb[1]);
+          mma_bf16(dpt[2 * np + 1], va, gb[2], gb[3]);
+        }
+      }
+      // Pᵀ in st, dSᵀ in dpt (row = key jw + g (+8), column = query).
+#pragma unroll
+      for (int nt = 0; nt < QT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const attnlab::mma::RowCol rc = c_elem(lane, e);
+          const int qi = nt * 8 + rc.col;
+          const bool vis = jw + rc.row < nv[qi];
+          const float pr = vis ? exp2f(st[nt][e] * sl2 - lse2[qi]) : 0.f;
+          st[nt][e] = pr;
+          dpt[nt][e] = vis ? pr * (dpt[nt][e] - dl[qi]) : 0.f;
+        }
+      // dV += Pᵀ·dO, dK += dSᵀ·Q (k = queries, two k16 blocks).
+#pragma unroll
+      for (int kb = 0; kb < kQTile / 16; ++kb) {
+        uint32_t pa[4], da[4];
+        c_to_a(pa, st[2 * kb], st[2 * kb + 1]);
+        c_to_a(da, dpt[2 * kb], dpt[2 * kb + 1]);
+#pragma unroll
+        for (int np = 0; np < OT / 2; ++np) {
+          uint32_t gb[4], qb[4];
+          load_bt<D>(gb, gs, kb * 16, np * 16, lane);
+          load_bt<D>(qb, qs, kb * 16, np * 16, lane);
+          mma_bf16(dv[2 * np], pa, gb[0], gb[1]);
+          mma_bf16(dv[2 * np + 1], pa, gb[2], gb[3]);
+          mma_bf16(dk[2 * np], da, qb[0], qb[1]);
+          mma_bf16(dk[2 * np + 1], da, qb[2], qb[3]);
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();  // a block that skipped every row still has its K / V copies in flight
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    const int64_t j = jw + g + 8 * hf;
+    if (j >= c.S_cap) continue;
+    const int64_t at = (kv0 + j) * D;
+#pragma unroll
+    for (int ot = 0; ot < OT; ++ot) {
+      const int col = ot * 8 + 2 * qd;
+      if (p.dk[0]) store_bf16x2(p.dk[0] + at + col, dk[ot][2 * hf] * c.scale, dk[ot][2 * hf + 1] * c.scale);
+      if (p.dv) store_bf16x2(p.dv + at + col, dv[ot][2 * hf], dv[ot][2 * hf + 1]);
+    }
+  }
+#else
+  __trap();
+#endif
+}
+
+template <int D>
+constexpr size_t dq_smem() {
+  return sizeof(bf16_t) * size_t(2 * kBlockRows + 2 * kKeyTile) * padded<D>();
+}
+
+// 3. dQ.
+template <int D>
+__global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p) {
+#if ATTNLAB_MMA_ARCH_OK
+  constexpr int KS = D / 16, NT = kKeyTile / 8, OT = D / 8;
+  const Common& c = p.c;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16_t* qs = reinterpret_cast<bf16_t*>(smem_raw);  // [kBlockRows][padded]
+  bf16_t* gs = qs + kBlockRows * padded<D>();         // [kBlockRows][padded] dO
+  bf16_t* ks = gs + kBlockRows * padded<D>();         // [kKeyTile][padded]
+  bf16_t* vs = ks + kKeyTile * padded<D>();           // [kKeyTile][padded]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = attnlab::mma::lane_group(lane), qd = attnlab::mma::lane_in_group(lane);
+  const int64_t ntq = (c.T + kBlockRows - 1) / kBlockRows;
+  const int64_t bh = blockIdx.x / ntq, t0 = (blockIdx.x % ntq) * kBlockRows;
+  const int64_t b = bh / c.Hq, h = bh % c.Hq;
+  const int64_t row0 = bh * c.T, kv0 = (b * c.Hkv + h / c.G) * c.S_cap;
+
+  load_tile_async<D>(qs, p.q[0] + row0 * D, t0, kBlockRows, c.T);
+  load_tile_async<D>(gs, p.dout + row0 * D, t0, kBlockRows, c.T);
+  cp_async_commit();
+  const int64_t tw = t0 + warp * 16;
+  const int64_t tr[2] = {tw + g, tw + g + 8};
+  const int64_t n[2] = {mma_visible(c, b, tr[0]), mma_visible(c, b, tr[1])};
+  float lse2[2], dl[2];
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    const bool in = tr[hf] < c.T;
+    lse2[hf] = in ? p.lse[0][row0 + tr[hf]] * kLog2e : 0.f;
+    dl[hf] = in ? p.stats[(row0 + tr[hf]) * kStats + kDsm] : 0.f;
+  }
+  const int64_t warp_n = tw < c.T ? mma_visible(c, b, tw + 15 < c.T ? tw + 15 : c.T - 1) : 0;
+  const int64_t block_n = mma_visible(c, b, t0 + kBlockRows - 1 < c.T ? t0 + kBlockRows - 1 : c.T - 1);
+  cp_async_wait<0>();
+  __syncthreads();
+  uint32_t qa[KS][4], ga[KS][4];
+#pragma unroll
+  for (int kk = 0; kk < KS; ++kk) {
+    load_a<D>(qa[kk], qs, warp * 16, kk * 16, lane);
+    load_a<D>(ga[kk], gs, warp * 16, kk * 16, lane);
+  }
+  float dq[OT][4];
+#pragma unroll
+  for (int i = 0; i < OT; ++i) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
+  const float sl2 = c.scale * kLog2e;
+
+  for (int64_t j0 = 0; j0 < block_n; j0 += kKeyTile) {
+    __syncthreads();
+    load_tile_async<D>(ks, p.k[0] + kv0 * D, j0, kKeyTile, block_n);
+    load_tile_async<D>(vs, p.v + kv0 * D, j0, kKeyTile, block_n);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    if (j0 >= warp_n) continue;
+    float s[NT][4], dp[NT][4];
+#pragma unroll
+    for (int i = 0; i < NT; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[i][e] = dp[i][e] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk)
+#pragma unroll
+      for (int np = 0; np < NT / 2; ++np) {
+        uint32_t kb[4], vb[4];
+        load_b<D>(kb, ks, np * 16, kk * 16, lane);
+        load_b<D>(vb, vs, np * 16, kk * 16, lane);
+        mma_bf16(s[2 * np], qa[kk], kb[0], kb[1]);
+        mma_bf16(s[2 * np + 1], qa[kk], kb[2], kb[3]);
+        mma_bf16(dp[2 * np], ga[kk], vb[0], vb[1]);
+        mma_bf16(dp[2 * np + 1], ga[kk], vb[2], vb[3]);
+      }
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int hf = e >> 1;
+        const bool vis = j0 + nt * 8 + c_elem(lane, e).col < n[hf];
+        const float pr = vis ? exp2f(s[nt][e] * sl2 - lse2[hf]) : 0.f;
+        dp[nt][e] = vis ? pr * (dp[nt][e] - dl[hf]) : 0.f;
+      }
+    // dQ += dS·K (k = keys: four k16 blocks; K rows are B's rows: .trans).
+#pragma unroll
+    for (int kb = 0; kb < kKeyTile / 16; ++kb) {
+      uint32_t da[4];
+      c_to_a(da, dp[2 * kb], dp[2 * kb + 1]);
+#pragma unroll
+      for (int np = 0; np < OT / 2; ++np) {
+        uint32_t kb2[4];
+        load_bt<D>(kb2, ks, kb * 16, np * 16, lane);
+        mma_bf16(dq[2 * np], da, kb2[0], kb2[1]);
+        mma_bf16(dq[2 * np + 1], da, kb2[2], kb2[3]);
+      }
+    }
+  }
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    if (tr[hf] >= c.T) continue;
+    bf16_t* dst = p.dq[0] + (row0 + tr[hf]) * D;
+#pragma unroll
+    for (int ot = 0; ot < OT; ++ot)
+      store_bf16x2(dst + ot * 8 + 2 * qd, dq[ot][2 * hf] * c.scale, dq[ot][2 * hf + 1] * c.scale);
+  }
+#else
+  __trap();
+#endif
+}
+
+template <int D>
+void launch(Ctx& ctx, const BwdParams<bf16_t>& p) {
+  const Common& c = p.c;
+  const cudaStream_t st = stream_of(ctx);
+  const int64_t rows = c.B * c.Hq * c.T;
+  delta_kernel<<<dim3(unsigned((rows + kMmaWarps - 1) / kMmaWarps)), kMmaThreads, 0, st>>>(p);
+  CUDA_CHECK_LAUNCH();
+  if (p.dk[0] || p.dv) {
+    constexpr size_t smem = dkdv_smem<D>();
+    CUDA_CHECK(cudaFuncSetAttribute(mma_dkdv_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    const int64_t blocks = c.B * c.Hkv * ((c.S_cap + kKeyTile - 1) / kKeyTile);
+    mma_dkdv_kernel<D><<<dim3(unsigned(blocks)), kMmaThreads, smem, st>>>(p);
+    CUDA_CHECK_LAUNCH();
+  }
+  if (p.dq[0]) {
+    constexpr size_t smem = dq_smem<D>();
+    CUDA_CHECK(cudaFuncSetAttribute(mma_dq_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    const int64_t blocks = c.B * c.Hq * ((c.T + kBlockRows - 1) / kBlockRows);
+    mma_dq_kernel<D><<<dim3(unsigned(blocks)), kMmaThreads, smem, st>>>(p);
+    CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace
+
+void launch_mma_backward(Ctx& ctx, const BwdParams<bf16_t>& p) {
+  check_aligned16(p.q[0], "q"), check_aligned16(p.k[0], "k"), check_aligned16(p.v, "v");
+  check_aligned16(p.dout, "dout");
+  for (const void* g : {static_cast<const void*>(p.dq[0]), static_cast<const void*>(p.dk[0]),
+                        static_cast<const void*>(p.dv)})
+    if (g) check_aligned16(g, "dq/dk/dv");
+  if (p.c.d == 64 && p.c.dv == 64) return launch<64>(ctx, p);
+  if (p.c.d == 128 && p.c.dv == 128) return launch<128>(ctx, p);
+  FAIL_WITH("attention backward (fused, CUDA tensor cores): head dims d=", p.c.d, " dv=", p.c.dv,
+            " reached the mma kernels, which take d = dv in {64, 128}; core/ops/attention_fused_path.cpp's "
+            "predicate should have sent this call to the warp kernels");
+}
+
+}  // namespace attnlab::cuda::fused::mma_path

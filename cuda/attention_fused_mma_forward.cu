@@ -1,0 +1,191 @@
+// Fused attention forward on tensor cores (bf16, softmax; the calls core/ops/attention_fused_path.h's
+// predicate admits). One block = 64 query rows of one (batch, head), 4 warps of 16 rows each; the
+// block walks the key tiles [j0, j0 + 64) up to the visible keys of its last row:
+//   Q (16 × d per warp) sits in registers as A fragments for the whole walk;
+//   K and V tiles are copied to shared memory (cp.async, rows padded by 16 bytes);
+//   S = Q·Kᵀ on mma.sync m16n8k16 (K rows are B's columns: ldmatrix without .trans);
+//   the masked, scaled scores update each row's running max M and sum ℓ on the accumulators
+//   themselves (a row lives in the 4 lanes of a quad: max by two xor shuffles; ℓ stays per lane
+//   and is summed once at the end), O is rescaled by exp(M_old − M_new) when M moves;
+//   P (fp32 accumulators, rounded to bf16) is reused in place as the A operand of O += P·V
+//   (V rows are B's rows: ldmatrix .trans).
+// The reference's arithmetic (core/ops/attention_tiled_forward.cpp) in base 2: x·log2 e, exp2.
+// Saved: lse = M + log ℓ (natural log, 0 for a row with no visible key, whose O is 0), and, when
+// the caller keeps them, row_min (first index of the minimum score) and row_sum (0 for softmax),
+// exactly what the warp kernel saves, so either backward reads them.
+#include "cuda/attention_fused_mma.cuh"
+
+namespace attnlab::cuda::fused::mma_path {
+
+namespace {
+
+template <int D>
+constexpr size_t forward_smem() {
+  return sizeof(bf16_t) * size_t(kBlockRows + 2 * kKeyTile) * padded<D>();
+}
+
+template <int D>
+__global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16_t> p) {
+#if ATTNLAB_MMA_ARCH_OK
+  constexpr int KS = D / 16;          // k16 slices of the head dim
+  constexpr int NT = kKeyTile / 8;    // n8 score tiles per key tile
+  constexpr int OT = D / 8;           // n8 output tiles
+  const Common& c = p.c;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16_t* qs = reinterpret_cast<bf16_t*>(smem_raw);  // [kBlockRows][padded]
+  bf16_t* ks = qs + kBlockRows * padded<D>();         // [kKeyTile][padded]
+  bf16_t* vs = ks + kKeyTile * padded<D>();           // [kKeyTile][padded]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t ntq = (c.T + kBlockRows - 1) / kBlockRows;
+  const int64_t bh = blockIdx.x / ntq, t0 = (blockIdx.x % ntq) * kBlockRows;
+  const int64_t b = bh / c.Hq, h = bh % c.Hq;
+  const int64_t row0 = bh * c.T;                            // global row of query 0 of (b, h)
+  const int64_t kv0 = (b * c.Hkv + h / c.G) * c.S_cap;      // row of key 0 of the kv head
+
+  load_tile_async<D>(qs, p.q[0] + row0 * D, t0, kBlockRows, c.T);
+  cp_async_commit();
+
+  // This lane's two rows (accumulator rows g and g + 8 of the warp's 16), their visible keys; the
+  // warp's and the block's furthest key (visible keys grow with t: its last row has the most).
+  const int g = attnlab::mma::lane_group(lane), qd = attnlab::mma::lane_in_group(lane);
+  const int64_t tw = t0 + warp * 16;
+  const int64_t tr[2] = {tw + g, tw + g + 8};
+  const int64_t n[2] = {mma_visible(c, b, tr[0]), mma_visible(c, b, tr[1])};
+  const int64_t warp_n = tw < c.T ? mma_visible(c, b, tw + 15 < c.T ? tw + 15 : c.T - 1) : 0;
+  const int64_t block_n = mma_visible(c, b, t0 + kBlockRows - 1 < c.T ? t0 + kBlockRows - 1 : c.T - 1);
+
+  cp_async_wait<0>();
+  __syncthreads();
+  uint32_t qa[KS][4];
+#pragma unroll
+  for (int kk = 0; kk < KS; ++kk) load_a<D>(qa[kk], qs, warp * 16, kk * 16, lane);
+
+  float o[OT][4];
+#pragma unroll
+  for (int i = 0; i < OT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
+  float mn[2] = {INFINITY, INFINITY};  // running min of x (natural units) and its first index
+  int64_t imin[2] = {-1, -1};
+  const float sl2 = c.scale * kLog2e;
+  const bool want_min = p.rmin[0] != nullptr;  // the argmin costs a compare per score: only if kept
+
+  for (int64_t j0 = 0; j0 < block_n; j0 += kKeyTile) {
+    __syncthreads();  // the previous K / V tiles are consumed
+    load_tile_async<D>(ks, p.k[0] + kv0 * D, j0, kKeyTile, block_n);
+    load_tile_async<D>(vs, p.v + kv0 * D, j0, kKeyTile, block_n);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    if (j0 >= warp_n) continue;  // no row of this warp sees a key of the tile
+
+    float s[NT][4];
+#pragma unroll
+    for (int i = 0; i < NT; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk)
+#pragma unroll
+      for (int np = 0; np < NT / 2; ++np) {
+        uint32_t kb[4];
+        load_b<D>(kb, ks, np * 16, kk * 16, lane);
+        mma_bf16(s[2 * np], qa[kk], kb[0], kb[1]);
+        mma_bf16(s[2 * np + 1], qa[kk], kb[2], kb[3]);
+      }
+
+    // Mask (key j visible to row t iff j < n_t), scale to base 2, the tile's row max and min.
+    float tmax[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int hf = i >> 1;
+        const int64_t j = j0 + nt * 8 + c_elem(lane, i).col;
+        const bool vis = j < n[hf];
+        const float x = s[nt][i] * c.scale;  // natural units, as the warp kernel's minimum
+        if (want_min && vis && (x < mn[hf] || (x == mn[hf] && j < imin[hf]))) mn[hf] = x, imin[hf] = j;
+        s[nt][i] = vis ? s[nt][i] * sl2 : -INFINITY;
+        tmax[hf] = fmaxf(tmax[hf], s[nt][i]);
+      }
+    float base[2];
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      const float m_new = fmaxf(m_run[hf], quad_max(tmax[hf]));
+      base[hf] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet keeps exact zeros
+      const float f = exp2f(m_run[hf] - base[hf]);
+      l_run[hf] *= f;
+#pragma unroll
+      for (int ot = 0; ot < OT; ++ot) o[ot][2 * hf] *= f, o[ot][2 * hf + 1] *= f;
+      m_run[hf] = m_new;
+    }
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float pe = exp2f(s[nt][i] - base[i >> 1]);  // masked: exp2(−inf) = 0
+        l_run[i >> 1] += pe;
+        s[nt][i] = pe;
+      }
+
+    // O += P·V: the k16 block kb of P is score tiles 2kb, 2kb + 1.
+#pragma unroll
+    for (int kb = 0; kb < kKeyTile / 16; ++kb) {
+      uint32_t pa[4];
+      c_to_a(pa, s[2 * kb], s[2 * kb + 1]);
+#pragma unroll
+      for (int np = 0; np < OT / 2; ++np) {
+        uint32_t vb[4];
+        load_bt<D>(vb, vs, kb * 16, np * 16, lane);
+        mma_bf16(o[2 * np], pa, vb[0], vb[1]);
+        mma_bf16(o[2 * np + 1], pa, vb[2], vb[3]);
+      }
+    }
+  }
+
+  // Rows: ℓ over the quad, the first minimum over the quad, then O = acc / ℓ and the statistics.
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    const float l = quad_sum(l_run[hf]);
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+      const float w = __shfl_xor_sync(0xffffffffu, mn[hf], off);
+      const int64_t jw = __shfl_xor_sync(0xffffffffu, imin[hf], off);
+      if (jw >= 0 && (imin[hf] < 0 || w < mn[hf] || (w == mn[hf] && jw < imin[hf]))) mn[hf] = w, imin[hf] = jw;
+    }
+    if (tr[hf] >= c.T) continue;
+    const int64_t r = row0 + tr[hf];
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+#pragma unroll
+    for (int ot = 0; ot < OT; ++ot)
+      store_bf16x2(p.out + r * D + ot * 8 + 2 * qd, o[ot][2 * hf] * inv, o[ot][2 * hf + 1] * inv);
+    if (qd == 0) {
+      if (p.lse[0]) p.lse[0][r] = n[hf] > 0 ? m_run[hf] * kLn2 + logf(l) : 0.f;
+      if (p.rmin[0]) p.rmin[0][r] = int32_t(imin[hf]);
+      if (p.rsum[0]) p.rsum[0][r] = 0.f;
+    }
+  }
+#else
+  __trap();
+#endif
+}
+
+template <int D>
+void launch(Ctx& ctx, const FwdParams<bf16_t>& p) {
+  constexpr size_t smem = forward_smem<D>();
+  CUDA_CHECK(cudaFuncSetAttribute(mma_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  const int64_t blocks = p.c.B * p.c.Hq * ((p.c.T + kBlockRows - 1) / kBlockRows);
+  mma_forward_kernel<D><<<dim3(unsigned(blocks)), kMmaThreads, smem, stream_of(ctx)>>>(p);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void launch_mma_forward(Ctx& ctx, const FwdParams<bf16_t>& p) {
+  check_aligned16(p.q[0], "q"), check_aligned16(p.k[0], "k"), check_aligned16(p.v, "v");
+  check_aligned16(p.out, "out");
+  if (p.c.d == 64 && p.c.dv == 64) return launch<64>(ctx, p);
+  if (p.c.d == 128 && p.c.dv == 128) return launch<128>(ctx, p);
+  FAIL_WITH("attention (fused, CUDA tensor cores): head dims d=", p.c.d, " dv=", p.c.dv,
+            " reached the mma kernels, which take d = dv in {64, 128}; core/ops/attention_fused_path.cpp's "
+            "predicate should have sent this call to the warp kernels");
+}
+
+}  // namespace attnlab::cuda::fused::mma_path
