@@ -6,7 +6,8 @@
 // at a reduced size (B = 1, 2 heads, T = 192) against the CPU in f64.
 // On a GPU: bf16 at B·T = 16k tokens and H·d = 2048 (PERFORMANCE.md's anchor shape) unless B and
 // H are given. On the CPU backend: f32 (the CPU kernels' fast type) at B = 1, H = 4 unless given,
-// since the anchor shape is minutes per call on a few cores.
+// since the anchor shape is minutes per call on a few cores. Fused rows name the kernels that ran
+// (core/ops/attention_fused_path.h) at the end: path=mma (bf16 tensor cores), path=warp, path=cpu.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +16,7 @@
 
 #include "core/memory.h"
 #include "core/ops/attention.h"
+#include "core/ops/attention_fused_path.h"
 #include "tools/bench/bench.h"
 #include "tools/bench/bench_util.h"
 
@@ -133,10 +135,22 @@ double verify(Ctx& gpu, const AttentionSpec& s, DType dt, AttentionBackend be, b
   return worst;
 }
 
-std::string label(const AttentionSpec& s, int64_t B, int64_t T, DType dt, AttentionBackend be, bool ctrl) {
-  return std::string(attention_backend_name(be)) + " " + dtype_name(dt) + " " + (ctrl ? "ctrl-" : "") +
-         (s.differential ? "diff-" : "") + attn_norm_name(s.norm) + " d=" +
-         std::to_string(s.d) + " T=" + std::to_string(T) + " B=" + std::to_string(B) + " H=" + std::to_string(s.Hq);
+// The fused backend's kernels for this call (core/ops/attention_fused_path.h): cpu, warp or mma.
+std::string fused_path_of(const Ctx& ctx, const AttentionSpec& s, DType dt, bool ctrl) {
+  FusedPathQuery q;
+  q.spec = s, q.dtype = dt, q.sm = fused_device_sm(ctx);
+  q.score_add = q.score_mul = ctrl;
+  q.force_warp = fused_force_warp();
+  return fused_path_name(fused_path(q));
+}
+
+std::string label(const Ctx& ctx, const AttentionSpec& s, int64_t B, int64_t T, DType dt, AttentionBackend be,
+                  bool ctrl) {
+  std::string l = std::string(attention_backend_name(be)) + " " + dtype_name(dt) + " " + (ctrl ? "ctrl-" : "") +
+                  (s.differential ? "diff-" : "") + attn_norm_name(s.norm) + " d=" + std::to_string(s.d) +
+                  " T=" + std::to_string(T) + " B=" + std::to_string(B) + " H=" + std::to_string(s.Hq);
+  if (be == AttentionBackend::fused) l += " path=" + fused_path_of(ctx, s, dt, ctrl);
+  return l;
 }
 
 // Times forward and forward+backward of one spec on one backend; returns the fwd+bwd µs. The note
@@ -147,7 +161,7 @@ double time_spec(Runner& r, const AttentionSpec& s, int64_t B, int64_t T, double
   const DType dt = r.ctx().is_cuda() ? DType::bf16 : DType::f32;
   AttentionSpec small = s;
   small.Hq = small.Hkv = 2;
-  Row check{"attention_verify", label(small, 1, 192, dt, be, ctrl)};
+  Row check{"attention_verify", label(r.ctx(), small, 1, 192, dt, be, ctrl)};
   const std::string why = attention_backend_support(be, s, r.ctx().device, dt);
   if (!why.empty()) {
     check.note = "skipped: " + why;
@@ -161,13 +175,13 @@ double time_spec(Runner& r, const AttentionSpec& s, int64_t B, int64_t T, double
   const double width = double(s.Hq) * double(s.value_dim());
   const double fwd_flops = 4.0 * double(B) * double(T) * double(T) * width / 2.0;
   const std::string mem = run.memory_note();
-  Row f{"attention_fwd", label(s, B, T, dt, be, ctrl)};
+  Row f{"attention_fwd", label(r.ctx(), s, B, T, dt, be, ctrl)};
   f.rel_err = check.rel_err;
   f.us = r.time_us([&] { run.forward(r.ctx()); });
   f.flops = fwd_flops;
   f.note = mem;
   r.add(f);
-  Row fb{"attention_fwd_bwd", label(s, B, T, dt, be, ctrl)};
+  Row fb{"attention_fwd_bwd", label(r.ctx(), s, B, T, dt, be, ctrl)};
   fb.rel_err = check.rel_err;
   fb.us = r.time_us([&] {
     run.forward(r.ctx());

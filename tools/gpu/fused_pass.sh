@@ -5,7 +5,8 @@
 # $OUT/fused_<stage>.log and the pass goes on after a failing stage; the exit status says whether
 # every stage passed. Sized for one call of a few minutes:
 #   tests      the fused GPU tests (vs CPU f64, vs GPU materialized, backward twice bit for bit,
-#              the op contract), JUnit XML in $OUT/fused_gpu_tests.xml
+#              the op contract; the tensor-core path's AttentionFusedMmaGpu: vs CPU f64, vs the warp
+#              kernels, determinism, path query), JUnit XML in $OUT/fused_gpu_tests.xml
 #   memcheck   compute-sanitizer memcheck on the small fused cases (both dtypes)
 #   racecheck  compute-sanitizer racecheck on the same cases (the kernels share K/V/dK/dV tiles)
 #   bench      attnlab bench attention --impl both: d 64 T 1024 and d 128 T 4096 with every variant
@@ -30,6 +31,9 @@ stage() {  # stage NAME COMMAND...: run, log, remember failure
   echo "=== $name took $((SECONDS - t0)) s" | tee -a "$OUT/fused_$name.log"
 }
 small='*AttentionFusedGpu*T7*:*AttentionFusedGpu*Offset*:*AttentionFusedGpu*RampCapDv2d*:*AttentionFusedGpu*DecodeCtrl*'
+# the tensor-core kernels (bf16 only) on their small cases, the Matches* tests (the path query costs nothing)
+small+=':*AttentionFusedMmaGpu.MatchesCpu*/mhaT7d128:*AttentionFusedMmaGpu.MatchesCpu*/tinyT1S1'
+small+=':*AttentionFusedMmaGpu.MatchesWarp*/nonCausalPrime:*AttentionFusedMmaGpu.MatchesCpu*/decodeGqaPadD128'
 stages=("$@")
 [[ ${#stages[@]} -eq 0 ]] && stages=(tests memcheck racecheck bench torch)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/fused_device.txt" 2>&1
