@@ -1,15 +1,19 @@
-// Fused attention backward on tensor cores (bf16, softmax; core/ops/attention_fused_path.h's
-// predicate), FlashAttention-2's recomputation from the saved lse in the tiled reference's order
-// (core/ops/attention_tiled_backward.cpp), deterministic: every gradient entry has one owner (a
-// lane's accumulator register), sums run in a fixed order, no floating-point atomics.
-//   1. Δ:     one warp per row, Δ = dO·O (fp32) → the workspace's kDsm slot (the warp kernels' layout).
-//   2. dK/dV: one block per (batch, kv head, 64-key tile), a warp per 16 keys; the query heads of
+// Fused attention backward on tensor cores (bf16, softmax and linear; core/ops/attention_fused_path.h's
+// predicate), FlashAttention-2's recomputation from the saved row statistics in the tiled
+// reference's order (core/ops/attention_tiled_backward.cpp), deterministic: every gradient entry
+// has one owner (a lane's accumulator register), sums run in a fixed order, no floating-point atomics.
+//   1. rows:  one warp per row, Δ = dO·O (fp32) → the workspace's kDsm slot (the warp kernels'
+//             layout); linear also m = x at row_min → kMin, 1/Z → kInvZ.
+//   2. dQ:    one block per 64 query rows, a warp per 16, Q and dO in registers; the key tiles in
+//             order: S = Q·Kᵀ, P, dP = dO·Vᵀ, dS = P ∘ (dP − Δ) (linear: (dP − Δ)/Z, no S needed),
+//             dQ += dS·K; then dQ·s. Linear's argmin term c = (Σ_j dP_j − n·Δ)/Z (AttnRowGrad::dx:
+//             the min key's score moves every P of the row) is applied as dQ −= c·k_argmin and
+//             left in kSumG for step 3.
+//   3. dK/dV: one block per (batch, kv head, 64-key tile), a warp per 16 keys; the query heads of
 //             the group in order, their query tiles of 32 rows in order (from the first row that sees
-//             the tile): Sᵀ = K·Qᵀ, Pᵀ = exp(Sᵀ·s − lse), dPᵀ = V·dOᵀ, dSᵀ = Pᵀ ∘ (dPᵀ − Δ),
+//             the tile): Sᵀ = K·Qᵀ, Pᵀ, dPᵀ = V·dOᵀ, dSᵀ (linear: minus c at the row's argmin key),
 //             dV += Pᵀ·dO, dK += dSᵀ·Q (Pᵀ, dSᵀ reused from the accumulators as A operands); then
 //             dK·s. Keys in [S, S_cap) get zeros.
-//   3. dQ:    one block per 64 query rows, a warp per 16, Q and dO in registers; the key tiles in
-//             order: S = Q·Kᵀ, P, dP = dO·Vᵀ, dS = P ∘ (dP − Δ), dQ += dS·K; then dQ·s.
 // Masked entries are exact zeros (selected, not multiplied), so cache rows past S never reach a sum.
 #include "cuda/attention_fused_mma.cuh"
 
@@ -19,26 +23,43 @@ namespace {
 
 constexpr int kQTile = 32;  // query rows per step of the dK/dV blocks
 
-// 1. Δ = dO·O per row (one warp per row).
-__global__ void __launch_bounds__(kMmaThreads) delta_kernel(BwdParams<bf16_t> p) {
+// 1. Per row (one warp each): Δ = dO·O (fp32) → kDsm; linear also m = x at row_min (the score
+// recomputed as a fp32 dot product) → kMin and 1/Z → kInvZ.
+template <bool LIN>
+__global__ void __launch_bounds__(kMmaThreads) rows_kernel(BwdParams<bf16_t> p) {
+  const Common& c = p.c;
   const int lane = threadIdx.x % 32;
   const int64_t r = int64_t(blockIdx.x) * kMmaWarps + threadIdx.x / 32;
-  if (r >= p.c.B * p.c.Hq * p.c.T) return;
-  const int dv = p.c.dv;
+  if (r >= c.B * c.Hq * c.T) return;
+  const int dv = c.dv, d = c.d;
   float a = 0.f;
   for (int e = lane; e < dv; e += 32) a = fmaf(to_f(p.dout[r * dv + e]), to_f(p.out[r * dv + e]), a);
   a = warp_sum(a);
-  if (lane == 0) p.stats[r * kStats + kDsm] = a;
+  float* st = p.stats + r * kStats;
+  if constexpr (LIN) {
+    const int64_t b = r / (c.Hq * c.T), h = (r / c.T) % c.Hq, t = r % c.T;
+    const int64_t n = mma_visible(c, b, t);
+    const int64_t imin = p.rmin[0][r];
+    float m = 0.f;
+    if (n > 0 && imin >= 0) {
+      const bf16_t* kr = p.k[0] + ((b * c.Hkv + h / c.G) * c.S_cap + imin) * d;
+      for (int e = lane; e < d; e += 32) m = fmaf(to_f(p.q[0][r * d + e]), to_f(kr[e]), m);
+      m = warp_sum(m) * c.scale;
+    }
+    if (lane == 0) st[kMin] = m, st[kInvZ] = n > 0 ? 1.f / p.rsum[0][r] : 0.f;
+  }
+  if (lane == 0) st[kDsm] = a;
 }
 
 template <int D>
 constexpr size_t dkdv_smem() {
-  return sizeof(bf16_t) * size_t(2 * kKeyTile + 2 * kQTile) * padded<D>() + sizeof(float) * 2 * kQTile +
-         sizeof(int64_t) * kQTile;
+  return sizeof(bf16_t) * size_t(2 * kKeyTile + 2 * kQTile) * padded<D>() + sizeof(float) * 4 * kQTile +
+         sizeof(int64_t) * 2 * kQTile;
 }
 
-// 2. dK, dV.
-template <int D>
+// 2. dK, dV. Linear: Pᵀ = (x − m + 1)/Z, dSᵀ = (dPᵀ − Δ)/Z and, at the row's argmin key, − c
+// (the dQ kernel's argmin term of that row, which it leaves in kSumG).
+template <int D, bool LIN>
 __global__ void __launch_bounds__(kMmaThreads) mma_dkdv_kernel(BwdParams<bf16_t> p) {
 #if ATTNLAB_MMA_ARCH_OK
   constexpr int KS = D / 16, OT = D / 8, QT = kQTile / 8;
@@ -48,9 +69,12 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dkdv_kernel(BwdParams<bf16_t>
   bf16_t* vs = ks + kKeyTile * padded<D>();           // [kKeyTile][padded]
   bf16_t* qs = vs + kKeyTile * padded<D>();           // [kQTile][padded]
   bf16_t* gs = qs + kQTile * padded<D>();             // [kQTile][padded] dO rows
-  float* lse2 = reinterpret_cast<float*>(gs + kQTile * padded<D>());  // [kQTile] lse·log2 e
+  float* lse2 = reinterpret_cast<float*>(gs + kQTile * padded<D>());  // [kQTile] lse·log2 e; linear: m
   float* dl = lse2 + kQTile;                                           // [kQTile] Δ
-  int64_t* nv = reinterpret_cast<int64_t*>(dl + kQTile);               // [kQTile] visible keys
+  float* iz = dl + kQTile;                                             // [kQTile] linear: 1/Z
+  float* cc = iz + kQTile;                                             // [kQTile] linear: argmin term c
+  int64_t* nv = reinterpret_cast<int64_t*>(cc + kQTile);               // [kQTile] visible keys
+  int64_t* im = nv + kQTile;                                           // [kQTile] linear: argmin key
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = attnlab::mma::lane_group(lane), qd = attnlab::mma::lane_in_group(lane);
   const int64_t ntk = (c.S_cap + kKeyTile - 1) / kKeyTile;
@@ -82,8 +106,16 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dkdv_kernel(BwdParams<bf16_t>
       if (threadIdx.x < kQTile) {
         const int64_t i = i0 + threadIdx.x;
         const bool in = i < c.T;
-        lse2[threadIdx.x] = in ? p.lse[0][row0 + i] * kLog2e : 0.f;
-        dl[threadIdx.x] = in ? p.stats[(row0 + i) * kStats + kDsm] : 0.f;
+        const float* st = p.stats + (row0 + i) * kStats;
+        if constexpr (LIN) {
+          lse2[threadIdx.x] = in ? st[kMin] : 0.f;
+          iz[threadIdx.x] = in ? st[kInvZ] : 0.f;
+          cc[threadIdx.x] = in ? st[kSumG] : 0.f;
+          im[threadIdx.x] = in ? int64_t(p.rmin[0][row0 + i]) : -1;
+        } else {
+          lse2[threadIdx.x] = in ? p.lse[0][row0 + i] * kLog2e : 0.f;
+        }
+        dl[threadIdx.x] = in ? st[kDsm] : 0.f;
         nv[threadIdx.x] = mma_visible(c, b, i);
       }
       cp_async_wait<0>();
@@ -120,10 +152,16 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dkdv_kernel(BwdParams<bf16_t>
         for (int e = 0; e < 4; ++e) {
           const attnlab::mma::RowCol rc = c_elem(lane, e);
           const int qi = nt * 8 + rc.col;
-          const bool vis = jw + rc.row < nv[qi];
-          const float pr = vis ? exp2f(st[nt][e] * sl2 - lse2[qi]) : 0.f;
-          st[nt][e] = pr;
-          dpt[nt][e] = vis ? pr * (dpt[nt][e] - dl[qi]) : 0.f;
+          const int64_t key = jw + rc.row;
+          const bool vis = key < nv[qi];
+          if constexpr (LIN) {
+            st[nt][e] = vis ? (st[nt][e] * c.scale - lse2[qi] + 1.f) * iz[qi] : 0.f;
+            dpt[nt][e] = vis ? (dpt[nt][e] - dl[qi]) * iz[qi] - (key == im[qi] ? cc[qi] : 0.f) : 0.f;
+          } else {
+            const float pr = vis ? exp2f(st[nt][e] * sl2 - lse2[qi]) : 0.f;
+            st[nt][e] = pr;
+            dpt[nt][e] = vis ? pr * (dpt[nt][e] - dl[qi]) : 0.f;
+          }
         }
       // dV += Pᵀ·dO, dK += dSᵀ·Q (k = queries, two k16 blocks).
 #pragma unroll
@@ -167,8 +205,10 @@ constexpr size_t dq_smem() {
   return sizeof(bf16_t) * size_t(2 * kBlockRows + 2 * kKeyTile) * padded<D>();
 }
 
-// 3. dQ.
-template <int D>
+// 3. dQ. Linear: dS = (dP − Δ)/Z needs no scores; the row's Σ_j g_j = Σ_{j<n} dP_j is summed on
+// the way, and at the end the argmin term c = (Σ g − n·Δ)/Z enters as dQ −= c·k_argmin (and goes
+// to kSumG for the dK kernel, which runs after this one).
+template <int D, bool LIN>
 __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p) {
 #if ATTNLAB_MMA_ARCH_OK
   constexpr int KS = D / 16, NT = kKeyTile / 8, OT = D / 8;
@@ -191,21 +231,23 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
   const int64_t tw = t0 + warp * 16;
   const int64_t tr[2] = {tw + g, tw + g + 8};
   const int64_t n[2] = {mma_visible(c, b, tr[0]), mma_visible(c, b, tr[1])};
-  float lse2[2], dl[2];
+  float lse2[2], dl[2], iz[2], sum_g[2] = {0.f, 0.f};
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {
     const bool in = tr[hf] < c.T;
-    lse2[hf] = in ? p.lse[0][row0 + tr[hf]] * kLog2e : 0.f;
-    dl[hf] = in ? p.stats[(row0 + tr[hf]) * kStats + kDsm] : 0.f;
+    const float* st = p.stats + (row0 + tr[hf]) * kStats;
+    lse2[hf] = in && !LIN ? p.lse[0][row0 + tr[hf]] * kLog2e : 0.f;
+    iz[hf] = in && LIN ? st[kInvZ] : 0.f;
+    dl[hf] = in ? st[kDsm] : 0.f;
   }
   const int64_t warp_n = tw < c.T ? mma_visible(c, b, tw + 15 < c.T ? tw + 15 : c.T - 1) : 0;
   const int64_t block_n = mma_visible(c, b, t0 + kBlockRows - 1 < c.T ? t0 + kBlockRows - 1 : c.T - 1);
   cp_async_wait<0>();
   __syncthreads();
-  uint32_t qa[KS][4], ga[KS][4];
+  uint32_t qa[LIN ? 1 : KS][4], ga[KS][4];  // linear's dQ needs no scores, hence no Q fragments
 #pragma unroll
   for (int kk = 0; kk < KS; ++kk) {
-    load_a<D>(qa[kk], qs, warp * 16, kk * 16, lane);
+    if constexpr (!LIN) load_a<D>(qa[kk], qs, warp * 16, kk * 16, lane);
     load_a<D>(ga[kk], gs, warp * 16, kk * 16, lane);
   }
   float dq[OT][4];
@@ -233,8 +275,10 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
         uint32_t kb[4], vb[4];
         load_b<D>(kb, ks, np * 16, kk * 16, lane);
         load_b<D>(vb, vs, np * 16, kk * 16, lane);
-        mma_bf16(s[2 * np], qa[kk], kb[0], kb[1]);
-        mma_bf16(s[2 * np + 1], qa[kk], kb[2], kb[3]);
+        if constexpr (!LIN) {
+          mma_bf16(s[2 * np], qa[LIN ? 0 : kk], kb[0], kb[1]);
+          mma_bf16(s[2 * np + 1], qa[LIN ? 0 : kk], kb[2], kb[3]);
+        }
         mma_bf16(dp[2 * np], ga[kk], vb[0], vb[1]);
         mma_bf16(dp[2 * np + 1], ga[kk], vb[2], vb[3]);
       }
@@ -244,8 +288,13 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
       for (int e = 0; e < 4; ++e) {
         const int hf = e >> 1;
         const bool vis = j0 + nt * 8 + c_elem(lane, e).col < n[hf];
-        const float pr = vis ? exp2f(s[nt][e] * sl2 - lse2[hf]) : 0.f;
-        dp[nt][e] = vis ? pr * (dp[nt][e] - dl[hf]) : 0.f;
+        if constexpr (LIN) {
+          sum_g[hf] += vis ? dp[nt][e] : 0.f;
+          dp[nt][e] = vis ? (dp[nt][e] - dl[hf]) * iz[hf] : 0.f;
+        } else {
+          const float pr = vis ? exp2f(s[nt][e] * sl2 - lse2[hf]) : 0.f;
+          dp[nt][e] = vis ? pr * (dp[nt][e] - dl[hf]) : 0.f;
+        }
       }
     // dQ += dS·K (k = keys: four k16 blocks; K rows are B's rows: .trans).
 #pragma unroll
@@ -263,7 +312,23 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
   }
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {
-    if (tr[hf] >= c.T) continue;
+    if constexpr (LIN) {
+      const float sg = quad_sum(sum_g[hf]);  // every lane of the quad takes part: before any exit
+      if (tr[hf] >= c.T) continue;
+      const int64_t r = row0 + tr[hf];
+      const float cr = n[hf] > 0 ? (sg - float(n[hf]) * dl[hf]) * iz[hf] : 0.f;
+      if (qd == 0) p.stats[r * kStats + kSumG] = cr;
+      if (n[hf] > 0) {
+        const bf16_t* kr = p.k[0] + (kv0 + p.rmin[0][r]) * D;
+#pragma unroll
+        for (int ot = 0; ot < OT; ++ot) {
+          const int col = ot * 8 + 2 * qd;
+          dq[ot][2 * hf] = fmaf(-cr, to_f(kr[col]), dq[ot][2 * hf]);
+          dq[ot][2 * hf + 1] = fmaf(-cr, to_f(kr[col + 1]), dq[ot][2 * hf + 1]);
+        }
+      }
+    }
+    if (tr[hf] >= c.T || !p.dq[0]) continue;
     bf16_t* dst = p.dq[0] + (row0 + tr[hf]) * D;
 #pragma unroll
     for (int ot = 0; ot < OT; ++ot)
@@ -274,27 +339,38 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
 #endif
 }
 
-template <int D>
+template <int D, bool LIN>
 void launch(Ctx& ctx, const BwdParams<bf16_t>& p) {
   const Common& c = p.c;
   const cudaStream_t st = stream_of(ctx);
   const int64_t rows = c.B * c.Hq * c.T;
-  delta_kernel<<<dim3(unsigned((rows + kMmaWarps - 1) / kMmaWarps)), kMmaThreads, 0, st>>>(p);
+  rows_kernel<LIN><<<dim3(unsigned((rows + kMmaWarps - 1) / kMmaWarps)), kMmaThreads, 0, st>>>(p);
   CUDA_CHECK_LAUNCH();
+  // Linear's dK needs the argmin terms the dQ kernel computes: dQ runs first, even when dQ itself
+  // is not asked for.
+  if (p.dq[0] || (LIN && p.dk[0])) {
+    constexpr size_t smem = dq_smem<D>();
+    CUDA_CHECK(cudaFuncSetAttribute(mma_dq_kernel<D, LIN>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    const int64_t blocks = c.B * c.Hq * ((c.T + kBlockRows - 1) / kBlockRows);
+    mma_dq_kernel<D, LIN><<<dim3(unsigned(blocks)), kMmaThreads, smem, st>>>(p);
+    CUDA_CHECK_LAUNCH();
+  }
   if (p.dk[0] || p.dv) {
     constexpr size_t smem = dkdv_smem<D>();
-    CUDA_CHECK(cudaFuncSetAttribute(mma_dkdv_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    CUDA_CHECK(cudaFuncSetAttribute(mma_dkdv_kernel<D, LIN>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     const int64_t blocks = c.B * c.Hkv * ((c.S_cap + kKeyTile - 1) / kKeyTile);
-    mma_dkdv_kernel<D><<<dim3(unsigned(blocks)), kMmaThreads, smem, st>>>(p);
+    mma_dkdv_kernel<D, LIN><<<dim3(unsigned(blocks)), kMmaThreads, smem, st>>>(p);
     CUDA_CHECK_LAUNCH();
   }
-  if (p.dq[0]) {
-    constexpr size_t smem = dq_smem<D>();
-    CUDA_CHECK(cudaFuncSetAttribute(mma_dq_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    const int64_t blocks = c.B * c.Hq * ((c.T + kBlockRows - 1) / kBlockRows);
-    mma_dq_kernel<D><<<dim3(unsigned(blocks)), kMmaThreads, smem, st>>>(p);
-    CUDA_CHECK_LAUNCH();
-  }
+}
+
+template <int D>
+void launch_norm(Ctx& ctx, const BwdParams<bf16_t>& p) {
+  if (p.c.mode == int(AttnNorm::softmax)) return launch<D, false>(ctx, p);
+  if (p.c.mode == int(AttnNorm::linear)) return launch<D, true>(ctx, p);
+  FAIL_WITH("attention backward (fused, CUDA tensor cores): normalisation ", attn_norm_name(AttnNorm(p.c.mode)),
+            " reached the mma kernels, which run softmax and linear; core/ops/attention_fused_path.cpp's "
+            "predicate should have sent this call to the warp kernels");
 }
 
 }  // namespace
@@ -305,8 +381,8 @@ void launch_mma_backward(Ctx& ctx, const BwdParams<bf16_t>& p) {
   for (const void* g : {static_cast<const void*>(p.dq[0]), static_cast<const void*>(p.dk[0]),
                         static_cast<const void*>(p.dv)})
     if (g) check_aligned16(g, "dq/dk/dv");
-  if (p.c.d == 64 && p.c.dv == 64) return launch<64>(ctx, p);
-  if (p.c.d == 128 && p.c.dv == 128) return launch<128>(ctx, p);
+  if (p.c.d == 64 && p.c.dv == 64) return launch_norm<64>(ctx, p);
+  if (p.c.d == 128 && p.c.dv == 128) return launch_norm<128>(ctx, p);
   FAIL_WITH("attention backward (fused, CUDA tensor cores): head dims d=", p.c.d, " dv=", p.c.dv,
             " reached the mma kernels, which take d = dv in {64, 128}; core/ops/attention_fused_path.cpp's "
             "predicate should have sent this call to the warp kernels");

@@ -1,18 +1,23 @@
-// Fused attention forward on tensor cores (bf16, softmax; the calls core/ops/attention_fused_path.h's
-// predicate admits). One block = 64 query rows of one (batch, head), 4 warps of 16 rows each; the
-// block walks the key tiles [j0, j0 + 64) up to the visible keys of its last row:
+// Fused attention forward on tensor cores (bf16, softmax and linear; the calls
+// core/ops/attention_fused_path.h's predicate admits). One block = 64 query rows of one (batch,
+// head), 4 warps of 16 rows each; the block walks the key tiles [j0, j0 + 64) up to the visible
+// keys of its last row:
 //   Q (16 × d per warp) sits in registers as A fragments for the whole walk;
 //   K and V tiles are copied to shared memory (cp.async, rows padded by 16 bytes);
 //   S = Q·Kᵀ on mma.sync m16n8k16 (K rows are B's columns: ldmatrix without .trans);
-//   the masked, scaled scores update each row's running max M and sum ℓ on the accumulators
-//   themselves (a row lives in the 4 lanes of a quad: max by two xor shuffles; ℓ stays per lane
-//   and is summed once at the end), O is rescaled by exp(M_old − M_new) when M moves;
+//   softmax: the masked, scaled scores update each row's running max M and sum ℓ on the
+//   accumulators themselves (a row lives in the 4 lanes of a quad: max by two xor shuffles; ℓ
+//   stays per lane and is summed once at the end), O is rescaled by exp(M_old − M_new) when M moves;
 //   P (fp32 accumulators, rounded to bf16) is reused in place as the A operand of O += P·V
 //   (V rows are B's rows: ldmatrix .trans).
-// The reference's arithmetic (core/ops/attention_tiled_forward.cpp) in base 2: x·log2 e, exp2.
-// Saved: lse = M + log ℓ (natural log, 0 for a row with no visible key, whose O is 0), and, when
-// the caller keeps them, row_min (first index of the minimum score) and row_sum (0 for softmax),
-// exactly what the warp kernel saves, so either backward reads them.
+//   linear: one pass as the tiled reference (core/ops/attention_tiled.h), but with the running
+//   minimum m as the shift instead of the first key's score: the bf16 A operand is x − m + 1 ∈
+//   [1, range + 1] (well conditioned), and when m drops by δ the sums move by δ per key already
+//   in them (O += δ·Σv, Z += δ·count; Σv over visible keys comes from a second mma with the 0/1
+//   mask as A). No rescaling, no second pass.
+// Saved: softmax lse = M + log ℓ (natural log, 0 for a row with no visible key, whose O is 0);
+// linear row_sum = Z and row_min (first index of the minimum score, −1 with no key); row_min also
+// for softmax when the caller keeps it — what the warp kernel saves, so either backward reads them.
 #include "cuda/attention_fused_mma.cuh"
 
 namespace attnlab::cuda::fused::mma_path {
@@ -24,7 +29,7 @@ constexpr size_t forward_smem() {
   return sizeof(bf16_t) * size_t(kBlockRows + 2 * kKeyTile) * padded<D>();
 }
 
-template <int D>
+template <int D, bool LIN>
 __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16_t> p) {
 #if ATTNLAB_MMA_ARCH_OK
   constexpr int KS = D / 16;          // k16 slices of the head dim
@@ -60,14 +65,21 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
 #pragma unroll
   for (int kk = 0; kk < KS; ++kk) load_a<D>(qa[kk], qs, warp * 16, kk * 16, lane);
 
-  float o[OT][4];
+  // softmax: o = Σ e·v, run = M (base 2), acc = ℓ (this lane's part).
+  // linear:  o = Σ (x − run + 1)·v with run the running min, o1 = Σ v over visible keys, acc = this
+  //          lane's part of Σ (x − run + 1), cnt its visible keys; when the min drops by δ every
+  //          sum gains δ per key already in it: o += δ·o1, acc += δ·cnt (exact shift, no rescale).
+  float o[OT][4], o1[LIN ? OT : 1][4];
 #pragma unroll
   for (int i = 0; i < OT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
+#pragma unroll
+  for (int i = 0; i < (LIN ? OT : 1); ++i) o1[i][0] = o1[i][1] = o1[i][2] = o1[i][3] = 0.f;
+  float run[2] = {LIN ? INFINITY : -INFINITY, LIN ? INFINITY : -INFINITY}, acc[2] = {0.f, 0.f};
+  float cnt[2] = {0.f, 0.f};
   float mn[2] = {INFINITY, INFINITY};  // running min of x (natural units) and its first index
   int64_t imin[2] = {-1, -1};
   const float sl2 = c.scale * kLog2e;
-  const bool want_min = p.rmin[0] != nullptr;  // the argmin costs a compare per score: only if kept
+  const bool want_min = LIN || p.rmin[0] != nullptr;  // the argmin costs a compare per score
 
   for (int64_t j0 = 0; j0 < block_n; j0 += kKeyTile) {
     __syncthreads();  // the previous K / V tiles are consumed
@@ -91,8 +103,9 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
         mma_bf16(s[2 * np + 1], qa[kk], kb[2], kb[3]);
       }
 
-    // Mask (key j visible to row t iff j < n_t), scale to base 2, the tile's row max and min.
-    float tmax[2] = {-INFINITY, -INFINITY};
+    // Mask (key j visible to row t iff j < n_t), the first minimum; softmax: scores to base 2 and
+    // the tile's row max (masked: −inf); linear: natural units, the tile's row min (masked: +inf).
+    float ext[2] = {LIN ? INFINITY : -INFINITY, LIN ? INFINITY : -INFINITY};
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
@@ -102,48 +115,86 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
         const bool vis = j < n[hf];
         const float x = s[nt][i] * c.scale;  // natural units, as the warp kernel's minimum
         if (want_min && vis && (x < mn[hf] || (x == mn[hf] && j < imin[hf]))) mn[hf] = x, imin[hf] = j;
-        s[nt][i] = vis ? s[nt][i] * sl2 : -INFINITY;
-        tmax[hf] = fmaxf(tmax[hf], s[nt][i]);
+        if constexpr (LIN) {
+          s[nt][i] = vis ? x : INFINITY;
+          ext[hf] = fminf(ext[hf], s[nt][i]);
+        } else {
+          s[nt][i] = vis ? s[nt][i] * sl2 : -INFINITY;
+          ext[hf] = fmaxf(ext[hf], s[nt][i]);
+        }
       }
     float base[2];
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
-      const float m_new = fmaxf(m_run[hf], quad_max(tmax[hf]));
-      base[hf] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet keeps exact zeros
-      const float f = exp2f(m_run[hf] - base[hf]);
-      l_run[hf] *= f;
+      if constexpr (LIN) {
+        const float m_new = fminf(run[hf], quad_min(ext[hf]));
+        if (m_new < run[hf] && run[hf] != INFINITY) {
+          const float dlt = run[hf] - m_new;
+          acc[hf] = fmaf(dlt, cnt[hf], acc[hf]);
 #pragma unroll
-      for (int ot = 0; ot < OT; ++ot) o[ot][2 * hf] *= f, o[ot][2 * hf + 1] *= f;
-      m_run[hf] = m_new;
+          for (int ot = 0; ot < OT; ++ot) {
+            o[ot][2 * hf] = fmaf(dlt, o1[ot][2 * hf], o[ot][2 * hf]);
+            o[ot][2 * hf + 1] = fmaf(dlt, o1[ot][2 * hf + 1], o[ot][2 * hf + 1]);
+          }
+        }
+        run[hf] = m_new;
+        base[hf] = m_new;
+      } else {
+        const float m_new = fmaxf(run[hf], quad_max(ext[hf]));
+        base[hf] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet keeps exact zeros
+        const float f = exp2f(run[hf] - base[hf]);
+        acc[hf] *= f;
+#pragma unroll
+        for (int ot = 0; ot < OT; ++ot) o[ot][2 * hf] *= f, o[ot][2 * hf + 1] *= f;
+        run[hf] = m_new;
+      }
     }
+    // Weights: softmax e = exp2(x − M) (masked: 0); linear x − m + 1 (masked: 0), and the mask in mk.
+    float mk[LIN ? NT : 1][4];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const float pe = exp2f(s[nt][i] - base[i >> 1]);  // masked: exp2(−inf) = 0
-        l_run[i >> 1] += pe;
-        s[nt][i] = pe;
+        const int hf = i >> 1;
+        if constexpr (LIN) {
+          const bool vis = s[nt][i] != INFINITY;
+          const float w = vis ? s[nt][i] - base[hf] + 1.f : 0.f;
+          mk[nt][i] = vis ? 1.f : 0.f;
+          cnt[hf] += mk[nt][i];
+          acc[hf] += w;
+          s[nt][i] = w;
+        } else {
+          const float pe = exp2f(s[nt][i] - base[hf]);  // masked: exp2(−inf) = 0
+          acc[hf] += pe;
+          s[nt][i] = pe;
+        }
       }
 
-    // O += P·V: the k16 block kb of P is score tiles 2kb, 2kb + 1.
+    // O += P·V (linear: and O1 += mask·V): the k16 block kb of P is score tiles 2kb, 2kb + 1.
 #pragma unroll
     for (int kb = 0; kb < kKeyTile / 16; ++kb) {
-      uint32_t pa[4];
+      uint32_t pa[4], ma[4];
       c_to_a(pa, s[2 * kb], s[2 * kb + 1]);
+      if constexpr (LIN) c_to_a(ma, mk[2 * kb], mk[2 * kb + 1]);
 #pragma unroll
       for (int np = 0; np < OT / 2; ++np) {
         uint32_t vb[4];
         load_bt<D>(vb, vs, kb * 16, np * 16, lane);
         mma_bf16(o[2 * np], pa, vb[0], vb[1]);
         mma_bf16(o[2 * np + 1], pa, vb[2], vb[3]);
+        if constexpr (LIN) {
+          mma_bf16(o1[2 * np], ma, vb[0], vb[1]);
+          mma_bf16(o1[2 * np + 1], ma, vb[2], vb[3]);
+        }
       }
     }
   }
 
-  // Rows: ℓ over the quad, the first minimum over the quad, then O = acc / ℓ and the statistics.
+  // Rows: the normaliser over the quad (ℓ or Z), the first minimum over the quad, then O = o / it
+  // and the statistics.
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {
-    const float l = quad_sum(l_run[hf]);
+    const float l = quad_sum(acc[hf]);
 #pragma unroll
     for (int off = 1; off < 4; off <<= 1) {
       const float w = __shfl_xor_sync(0xffffffffu, mn[hf], off);
@@ -157,9 +208,9 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
     for (int ot = 0; ot < OT; ++ot)
       store_bf16x2(p.out + r * D + ot * 8 + 2 * qd, o[ot][2 * hf] * inv, o[ot][2 * hf + 1] * inv);
     if (qd == 0) {
-      if (p.lse[0]) p.lse[0][r] = n[hf] > 0 ? m_run[hf] * kLn2 + logf(l) : 0.f;
+      if (p.lse[0]) p.lse[0][r] = !LIN && n[hf] > 0 ? run[hf] * kLn2 + logf(l) : 0.f;
       if (p.rmin[0]) p.rmin[0][r] = int32_t(imin[hf]);
-      if (p.rsum[0]) p.rsum[0][r] = 0.f;
+      if (p.rsum[0]) p.rsum[0][r] = LIN && n[hf] > 0 ? l : 0.f;
     }
   }
 #else
@@ -167,13 +218,22 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
 #endif
 }
 
-template <int D>
+template <int D, bool LIN>
 void launch(Ctx& ctx, const FwdParams<bf16_t>& p) {
   constexpr size_t smem = forward_smem<D>();
-  CUDA_CHECK(cudaFuncSetAttribute(mma_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  CUDA_CHECK(cudaFuncSetAttribute(mma_forward_kernel<D, LIN>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   const int64_t blocks = p.c.B * p.c.Hq * ((p.c.T + kBlockRows - 1) / kBlockRows);
-  mma_forward_kernel<D><<<dim3(unsigned(blocks)), kMmaThreads, smem, stream_of(ctx)>>>(p);
+  mma_forward_kernel<D, LIN><<<dim3(unsigned(blocks)), kMmaThreads, smem, stream_of(ctx)>>>(p);
   CUDA_CHECK_LAUNCH();
+}
+
+template <int D>
+void launch_norm(Ctx& ctx, const FwdParams<bf16_t>& p) {
+  if (p.c.mode == int(AttnNorm::softmax)) return launch<D, false>(ctx, p);
+  if (p.c.mode == int(AttnNorm::linear)) return launch<D, true>(ctx, p);
+  FAIL_WITH("attention (fused, CUDA tensor cores): normalisation ", attn_norm_name(AttnNorm(p.c.mode)),
+            " reached the mma kernels, which run softmax and linear; core/ops/attention_fused_path.cpp's "
+            "predicate should have sent this call to the warp kernels");
 }
 
 }  // namespace
@@ -181,8 +241,8 @@ void launch(Ctx& ctx, const FwdParams<bf16_t>& p) {
 void launch_mma_forward(Ctx& ctx, const FwdParams<bf16_t>& p) {
   check_aligned16(p.q[0], "q"), check_aligned16(p.k[0], "k"), check_aligned16(p.v, "v");
   check_aligned16(p.out, "out");
-  if (p.c.d == 64 && p.c.dv == 64) return launch<64>(ctx, p);
-  if (p.c.d == 128 && p.c.dv == 128) return launch<128>(ctx, p);
+  if (p.c.d == 64 && p.c.dv == 64) return launch_norm<64>(ctx, p);
+  if (p.c.d == 128 && p.c.dv == 128) return launch_norm<128>(ctx, p);
   FAIL_WITH("attention (fused, CUDA tensor cores): head dims d=", p.c.d, " dv=", p.c.dv,
             " reached the mma kernels, which take d = dv in {64, 128}; core/ops/attention_fused_path.cpp's "
             "predicate should have sent this call to the warp kernels");

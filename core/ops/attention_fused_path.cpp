@@ -31,7 +31,8 @@ std::string fused_mma_refusal(const FusedPathQuery& q) {
   if (q.dtype != DType::bf16) return std::string("the tensor-core kernels take bf16, not ") + dtype_name(q.dtype);
   if (s.d != 64 && s.d != 128) return "the tensor-core kernels take head dims 64 and 128";
   if (s.value_dim() != s.d) return "the tensor-core kernels take dv = d";
-  if (s.norm != AttnNorm::softmax) return std::string("the tensor-core kernels run softmax only, not ") + attn_norm_name(s.norm);
+  if (s.norm != AttnNorm::softmax && s.norm != AttnNorm::linear)
+    return std::string("the tensor-core kernels run softmax and linear, not ") + attn_norm_name(s.norm);
   if (s.differential) return "the tensor-core kernels do not run differential attention";
   if (s.dropout > 0) return "the fused backend has no attention dropout";
   if (q.score_add || q.score_mul) return "the tensor-core kernels take no per-row controllers";

@@ -1,5 +1,5 @@
 // The fused backend's kernel choice (core/ops/attention_fused_path.h): the one predicate the CUDA
-// forward and backward share. An eligible call (bf16, sm_80+, softmax, d = dv ∈ {64, 128}, no
+// forward and backward share. An eligible call (bf16, sm_80+, softmax or linear, d = dv ∈ {64, 128}, no
 // controllers, captures or differential) takes the tensor-core kernels; changing any one of those
 // inputs sends it to the warp kernels with a reason; a forward and its backward built from the same
 // inputs get the same answer; the CPU is its own path.
@@ -30,6 +30,8 @@ TEST(AttentionFusedPath, EligibleCallsTakeTheTensorCores) {
   FusedPathQuery q = eligible(64);
   q.spec.causal = false;  // masks, GQA and offsets are the kernels' business, not the predicate's
   EXPECT_EQ(fused_path(q), FusedPath::mma);
+  q.spec.norm = AttnNorm::linear;
+  EXPECT_EQ(fused_path(q), FusedPath::mma);
 }
 
 TEST(AttentionFusedPath, EachUnsupportedInputFallsBackToTheWarpKernels) {
@@ -42,7 +44,6 @@ TEST(AttentionFusedPath, EachUnsupportedInputFallsBackToTheWarpKernels) {
       {"f32", [](FusedPathQuery& q) { q.dtype = DType::f32; }},
       {"d 96", [](FusedPathQuery& q) { q.spec.d = q.spec.dv = 96; }},
       {"dv 2d", [](FusedPathQuery& q) { q.spec.dv = 2 * q.spec.d; }},
-      {"linear", [](FusedPathQuery& q) { q.spec.norm = AttnNorm::linear; }},
       {"ramp", [](FusedPathQuery& q) { q.spec.norm = AttnNorm::ramp; }},
       {"differential", [](FusedPathQuery& q) { q.spec.differential = true; }},
       {"dropout", [](FusedPathQuery& q) { q.spec.dropout = 0.1; }},
@@ -69,7 +70,7 @@ TEST(AttentionFusedPath, EachUnsupportedInputFallsBackToTheWarpKernels) {
 TEST(AttentionFusedPath, ForwardAndBackwardQueriesAgree) {
   float row_value = 0.5f;
   for (bool add : {false, true})
-    for (AttnNorm norm : {AttnNorm::softmax, AttnNorm::linear}) {
+    for (AttnNorm norm : {AttnNorm::softmax, AttnNorm::linear, AttnNorm::ramp}) {
       AttentionArgs f;
       AttentionBackwardArgs b;
       for (AttentionInputs* in : {static_cast<AttentionInputs*>(&f), static_cast<AttentionInputs*>(&b)}) {
@@ -81,7 +82,7 @@ TEST(AttentionFusedPath, ForwardAndBackwardQueriesAgree) {
       ASSERT_EQ(f.score_add.defined(), add);
       const FusedPath pf = fused_path(fused_path_query(f, 90)), pb = fused_path(fused_path_query(b, 90));
       EXPECT_EQ(pf, pb) << "add " << add << " norm " << attn_norm_name(norm);
-      EXPECT_EQ(pf == FusedPath::mma, !add && norm == AttnNorm::softmax);
+      EXPECT_EQ(pf == FusedPath::mma, !add && norm != AttnNorm::ramp);
       // the CPU context: the tiled reference whatever the spec
       EXPECT_EQ(attention_fused_path(Ctx{}, f), FusedPath::cpu);
       {

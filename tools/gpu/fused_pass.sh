@@ -34,6 +34,7 @@ small='*AttentionFusedGpu*T7*:*AttentionFusedGpu*Offset*:*AttentionFusedGpu*Ramp
 # the tensor-core kernels (bf16 only) on their small cases, the Matches* tests (the path query costs nothing)
 small+=':*AttentionFusedMmaGpu.MatchesCpu*/mhaT7d128:*AttentionFusedMmaGpu.MatchesCpu*/tinyT1S1'
 small+=':*AttentionFusedMmaGpu.MatchesWarp*/nonCausalPrime:*AttentionFusedMmaGpu.MatchesCpu*/decodeGqaPadD128'
+small+=':*AttentionFusedMmaGpu.MatchesCpu*/linearMhaT7d128:*AttentionFusedMmaGpu.MatchesCpu*/linearDecodePadD128'
 stages=("$@")
 [[ ${#stages[@]} -eq 0 ]] && stages=(tests memcheck racecheck bench torch)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/fused_device.txt" 2>&1
