@@ -6,12 +6,12 @@
 //             layout); linear also m = x at row_min → kMin, 1/Z → kInvZ.
 //   2. dQ:    one block per 64 query rows, a warp per 16, Q and dO in registers; the key tiles in
 //             order: S = Q·Kᵀ, P, dP = dO·Vᵀ, dS = P ∘ (dP − Δ) (linear: (dP − Δ)/Z, no S needed),
-//             dQ += dS·K; then dQ·s. Linear's argmin term c = (Σ_j dP_j − n·Δ)/Z (AttnRowGrad::dx:
+//             dQ += dS·K; then dQ·τ·s, dτ = s·q·(Σ dS·K), da = 0 (per-row controllers). Linear's argmin term c = (Σ_j dP_j − n·Δ)/Z (AttnRowGrad::dx:
 //             the min key's score moves every P of the row) is applied as dQ −= c·k_argmin and
 //             left in kSumG for step 3.
 //   3. dK/dV: one block per (batch, kv head, 64-key tile), a warp per 16 keys; the query heads of
 //             the group in order, their query tiles of 32 rows in order (from the first row that sees
-//             the tile): Sᵀ = K·Qᵀ, Pᵀ, dPᵀ = V·dOᵀ, dSᵀ (linear: minus c at the row's argmin key),
+//             the tile): Sᵀ = K·Qᵀ, Pᵀ, dPᵀ = V·dOᵀ, dSᵀ·τ (linear: minus c at the row's argmin key),
 //             dV += Pᵀ·dO, dK += dSᵀ·Q (Pᵀ, dSᵀ reused from the accumulators as A operands); then
 //             dK·s. Keys in [S, S_cap) get zeros.
 // Masked entries are exact zeros (selected, not multiplied), so cache rows past S never reach a sum.
@@ -45,6 +45,7 @@ __global__ void __launch_bounds__(kMmaThreads) rows_kernel(BwdParams<bf16_t> p) 
       const bf16_t* kr = p.k[0] + ((b * c.Hkv + h / c.G) * c.S_cap + imin) * d;
       for (int e = lane; e < d; e += 32) m = fmaf(to_f(p.q[0][r * d + e]), to_f(kr[e]), m);
       m = warp_sum(m) * c.scale;
+      m = fmaf(m, c.mul ? c.mul[r] : 1.f, c.add ? c.add[r] : 0.f);  // x = Sc·τ + a
     }
     if (lane == 0) st[kMin] = m, st[kInvZ] = n > 0 ? 1.f / p.rsum[0][r] : 0.f;
   }
@@ -53,7 +54,7 @@ __global__ void __launch_bounds__(kMmaThreads) rows_kernel(BwdParams<bf16_t> p) 
 
 template <int D>
 constexpr size_t dkdv_smem() {
-  return sizeof(bf16_t) * size_t(2 * kKeyTile + 2 * kQTile) * padded<D>() + sizeof(float) * 4 * kQTile +
+  return sizeof(bf16_t) * size_t(2 * kKeyTile + 2 * kQTile) * padded<D>() + sizeof(float) * 6 * kQTile +
          sizeof(int64_t) * 2 * kQTile;
 }
 
@@ -73,7 +74,9 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dkdv_kernel(BwdParams<bf16_t>
   float* dl = lse2 + kQTile;                                           // [kQTile] Δ
   float* iz = dl + kQTile;                                             // [kQTile] linear: 1/Z
   float* cc = iz + kQTile;                                             // [kQTile] linear: argmin term c
-  int64_t* nv = reinterpret_cast<int64_t*>(cc + kQTile);               // [kQTile] visible keys
+  float* ta = cc + kQTile;                                             // [kQTile] controller τ
+  float* ad = ta + kQTile;                                             // [kQTile] controller a
+  int64_t* nv = reinterpret_cast<int64_t*>(ad + kQTile);               // [kQTile] visible keys
   int64_t* im = nv + kQTile;                                           // [kQTile] linear: argmin key
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = attnlab::mma::lane_group(lane), qd = attnlab::mma::lane_in_group(lane);
@@ -91,7 +94,6 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dkdv_kernel(BwdParams<bf16_t>
   for (int i = 0; i < OT; ++i)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dk[i][e] = dv[i][e] = 0.f;
-  const float sl2 = c.scale * kLog2e;
   // Rows before i_start see no key of this tile (causal: key j needs t + offset ≥ j).
   const int64_t i_start = c.causal && j0 > c.offset ? j0 - c.offset : 0;
   const bool any_key = j0 < c.S && (!c.klen || c.klen[b] > j0);
@@ -116,6 +118,8 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dkdv_kernel(BwdParams<bf16_t>
           lse2[threadIdx.x] = in ? p.lse[0][row0 + i] * kLog2e : 0.f;
         }
         dl[threadIdx.x] = in ? st[kDsm] : 0.f;
+        ta[threadIdx.x] = in && c.mul ? c.mul[row0 + i] : 1.f;
+        ad[threadIdx.x] = in && c.add ? c.add[row0 + i] : 0.f;
         nv[threadIdx.x] = mma_visible(c, b, i);
       }
       cp_async_wait<0>();
@@ -154,13 +158,15 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dkdv_kernel(BwdParams<bf16_t>
           const int qi = nt * 8 + rc.col;
           const int64_t key = jw + rc.row;
           const bool vis = key < nv[qi];
+          const float x = fmaf(st[nt][e] * c.scale, ta[qi], ad[qi]);
+          // dSᵀ carries τ (dSc = dx·τ); the scale s is applied once at the end.
           if constexpr (LIN) {
-            st[nt][e] = vis ? (st[nt][e] * c.scale - lse2[qi] + 1.f) * iz[qi] : 0.f;
-            dpt[nt][e] = vis ? (dpt[nt][e] - dl[qi]) * iz[qi] - (key == im[qi] ? cc[qi] : 0.f) : 0.f;
+            st[nt][e] = vis ? (x - lse2[qi] + 1.f) * iz[qi] : 0.f;
+            dpt[nt][e] = vis ? ((dpt[nt][e] - dl[qi]) * iz[qi] - (key == im[qi] ? cc[qi] : 0.f)) * ta[qi] : 0.f;
           } else {
-            const float pr = vis ? exp2f(st[nt][e] * sl2 - lse2[qi]) : 0.f;
+            const float pr = vis ? exp2f(x * kLog2e - lse2[qi]) : 0.f;
             st[nt][e] = pr;
-            dpt[nt][e] = vis ? pr * (dpt[nt][e] - dl[qi]) : 0.f;
+            dpt[nt][e] = vis ? pr * (dpt[nt][e] - dl[qi]) * ta[qi] : 0.f;
           }
         }
       // dV += Pᵀ·dO, dK += dSᵀ·Q (k = queries, two k16 blocks).
@@ -231,7 +237,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
   const int64_t tw = t0 + warp * 16;
   const int64_t tr[2] = {tw + g, tw + g + 8};
   const int64_t n[2] = {mma_visible(c, b, tr[0]), mma_visible(c, b, tr[1])};
-  float lse2[2], dl[2], iz[2], sum_g[2] = {0.f, 0.f};
+  float lse2[2], dl[2], iz[2], tau[2], add[2], sum_g[2] = {0.f, 0.f};
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {
     const bool in = tr[hf] < c.T;
@@ -239,6 +245,8 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
     lse2[hf] = in && !LIN ? p.lse[0][row0 + tr[hf]] * kLog2e : 0.f;
     iz[hf] = in && LIN ? st[kInvZ] : 0.f;
     dl[hf] = in ? st[kDsm] : 0.f;
+    tau[hf] = in && c.mul ? c.mul[row0 + tr[hf]] : 1.f;
+    add[hf] = in && c.add ? c.add[row0 + tr[hf]] : 0.f;
   }
   const int64_t warp_n = tw < c.T ? mma_visible(c, b, tw + 15 < c.T ? tw + 15 : c.T - 1) : 0;
   const int64_t block_n = mma_visible(c, b, t0 + kBlockRows - 1 < c.T ? t0 + kBlockRows - 1 : c.T - 1);
@@ -253,8 +261,6 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
   float dq[OT][4];
 #pragma unroll
   for (int i = 0; i < OT; ++i) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
-  const float sl2 = c.scale * kLog2e;
-
   for (int64_t j0 = 0; j0 < block_n; j0 += kKeyTile) {
     __syncthreads();
     load_tile_async<D>(ks, p.k[0] + kv0 * D, j0, kKeyTile, block_n);
@@ -292,7 +298,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
           sum_g[hf] += vis ? dp[nt][e] : 0.f;
           dp[nt][e] = vis ? (dp[nt][e] - dl[hf]) * iz[hf] : 0.f;
         } else {
-          const float pr = vis ? exp2f(s[nt][e] * sl2 - lse2[hf]) : 0.f;
+          const float pr = vis ? exp2f(fmaf(s[nt][e] * c.scale, tau[hf], add[hf]) * kLog2e - lse2[hf]) : 0.f;
           dp[nt][e] = vis ? pr * (dp[nt][e] - dl[hf]) : 0.f;
         }
       }
@@ -310,15 +316,18 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
       }
     }
   }
+  // Rows: linear's argmin term, then dτ = Σ_j dx_j·Sc_j = s·q·acc (acc = Σ_j dx_j·k_j, the
+  // accumulators before τ and s), da = Σ_j dx_j = 0 for a normalising map, dQ = τ·s·acc. The quad
+  // shuffles run on every lane (no exit before them).
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {
+    const bool in = tr[hf] < c.T;
+    const int64_t r = row0 + tr[hf];
     if constexpr (LIN) {
-      const float sg = quad_sum(sum_g[hf]);  // every lane of the quad takes part: before any exit
-      if (tr[hf] >= c.T) continue;
-      const int64_t r = row0 + tr[hf];
-      const float cr = n[hf] > 0 ? (sg - float(n[hf]) * dl[hf]) * iz[hf] : 0.f;
-      if (qd == 0) p.stats[r * kStats + kSumG] = cr;
-      if (n[hf] > 0) {
+      const float sg = quad_sum(sum_g[hf]);
+      const float cr = in && n[hf] > 0 ? (sg - float(n[hf]) * dl[hf]) * iz[hf] : 0.f;
+      if (in && qd == 0) p.stats[r * kStats + kSumG] = cr;
+      if (in && n[hf] > 0) {
         const bf16_t* kr = p.k[0] + (kv0 + p.rmin[0][r]) * D;
 #pragma unroll
         for (int ot = 0; ot < OT; ++ot) {
@@ -328,11 +337,25 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
         }
       }
     }
-    if (tr[hf] >= c.T || !p.dq[0]) continue;
-    bf16_t* dst = p.dq[0] + (row0 + tr[hf]) * D;
+    if (p.dmul) {
+      const bf16_t* qrow = qs + (warp * 16 + g + 8 * hf) * padded<D>();
+      float part = 0.f;
 #pragma unroll
-    for (int ot = 0; ot < OT; ++ot)
-      store_bf16x2(dst + ot * 8 + 2 * qd, dq[ot][2 * hf] * c.scale, dq[ot][2 * hf + 1] * c.scale);
+      for (int ot = 0; ot < OT; ++ot) {
+        const int col = ot * 8 + 2 * qd;
+        part = fmaf(to_f(qrow[col]), dq[ot][2 * hf], part);
+        part = fmaf(to_f(qrow[col + 1]), dq[ot][2 * hf + 1], part);
+      }
+      const float dtau = quad_sum(part) * c.scale;
+      if (in && qd == 0) p.dmul[r] = dtau;
+    }
+    if (!in) continue;
+    if (p.dadd && qd == 0) p.dadd[r] = 0.f;
+    if (!p.dq[0]) continue;
+    bf16_t* dst = p.dq[0] + r * D;
+    const float f = c.scale * tau[hf];
+#pragma unroll
+    for (int ot = 0; ot < OT; ++ot) store_bf16x2(dst + ot * 8 + 2 * qd, dq[ot][2 * hf] * f, dq[ot][2 * hf + 1] * f);
   }
 #else
   __trap();
@@ -346,9 +369,9 @@ void launch(Ctx& ctx, const BwdParams<bf16_t>& p) {
   const int64_t rows = c.B * c.Hq * c.T;
   rows_kernel<LIN><<<dim3(unsigned((rows + kMmaWarps - 1) / kMmaWarps)), kMmaThreads, 0, st>>>(p);
   CUDA_CHECK_LAUNCH();
-  // Linear's dK needs the argmin terms the dQ kernel computes: dQ runs first, even when dQ itself
-  // is not asked for.
-  if (p.dq[0] || (LIN && p.dk[0])) {
+  // Linear's dK needs the argmin terms the dQ kernel computes, and dτ / da come from it: it runs
+  // first, and whenever one of them is asked for, even without dQ.
+  if (p.dq[0] || (LIN && p.dk[0]) || p.dmul || p.dadd) {
     constexpr size_t smem = dq_smem<D>();
     CUDA_CHECK(cudaFuncSetAttribute(mma_dq_kernel<D, LIN>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     const int64_t blocks = c.B * c.Hq * ((c.T + kBlockRows - 1) / kBlockRows);

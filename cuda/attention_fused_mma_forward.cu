@@ -15,6 +15,7 @@
 //   [1, range + 1] (well conditioned), and when m drops by δ the sums move by δ per key already
 //   in them (O += δ·Σv, Z += δ·count; Σv over visible keys comes from a second mma with the 0/1
 //   mask as A). No rescaling, no second pass.
+// Per-row controllers: x = Sc·τ + a on the accumulators before either normalisation.
 // Saved: softmax lse = M + log ℓ (natural log, 0 for a row with no visible key, whose O is 0);
 // linear row_sum = Z and row_min (first index of the minimum score, −1 with no key); row_min also
 // for softmax when the caller keeps it — what the warp kernel saves, so either backward reads them.
@@ -78,7 +79,14 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
   float cnt[2] = {0.f, 0.f};
   float mn[2] = {INFINITY, INFINITY};  // running min of x (natural units) and its first index
   int64_t imin[2] = {-1, -1};
-  const float sl2 = c.scale * kLog2e;
+  // Per-row controllers (METHODS §4.3): x = Sc·τ + a with Sc = s·q·k; identity when absent.
+  float tau[2] = {1.f, 1.f}, add[2] = {0.f, 0.f};
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf)
+    if (tr[hf] < c.T) {
+      if (c.mul) tau[hf] = c.mul[row0 + tr[hf]];
+      if (c.add) add[hf] = c.add[row0 + tr[hf]];
+    }
   const bool want_min = LIN || p.rmin[0] != nullptr;  // the argmin costs a compare per score
 
   for (int64_t j0 = 0; j0 < block_n; j0 += kKeyTile) {
@@ -113,13 +121,13 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
         const int hf = i >> 1;
         const int64_t j = j0 + nt * 8 + c_elem(lane, i).col;
         const bool vis = j < n[hf];
-        const float x = s[nt][i] * c.scale;  // natural units, as the warp kernel's minimum
+        const float x = fmaf(s[nt][i] * c.scale, tau[hf], add[hf]);  // natural units, as the warp kernel's
         if (want_min && vis && (x < mn[hf] || (x == mn[hf] && j < imin[hf]))) mn[hf] = x, imin[hf] = j;
         if constexpr (LIN) {
           s[nt][i] = vis ? x : INFINITY;
           ext[hf] = fminf(ext[hf], s[nt][i]);
         } else {
-          s[nt][i] = vis ? s[nt][i] * sl2 : -INFINITY;
+          s[nt][i] = vis ? x * kLog2e : -INFINITY;
           ext[hf] = fmaxf(ext[hf], s[nt][i]);
         }
       }

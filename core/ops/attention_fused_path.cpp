@@ -35,7 +35,6 @@ std::string fused_mma_refusal(const FusedPathQuery& q) {
     return std::string("the tensor-core kernels run softmax and linear, not ") + attn_norm_name(s.norm);
   if (s.differential) return "the tensor-core kernels do not run differential attention";
   if (s.dropout > 0) return "the fused backend has no attention dropout";
-  if (q.score_add || q.score_mul) return "the tensor-core kernels take no per-row controllers";
   if (q.captures) return "the tensor-core forward computes no statistics or captured rows";
   if (q.force_warp) return "the warp kernels are forced (set_fused_force_warp)";
   return "";

@@ -1,14 +1,16 @@
 // The fused attention's tensor-core path (cuda/attention_fused_mma_*.cu: bf16 mma.sync, softmax and
 // linear, d = dv ∈ {64, 128}), reached through the tiled entry points with a CUDA context, on odd and prime
 // T, S and batch, GQA and MHA, causal and not, key padding with a fully masked sequence, KV-cache
-// offsets and decoding (T = 1):
-//   - the path query says mma for these calls, and warp for f32, ramp, controllers or forced;
+// offsets and decoding (T = 1), per-row controllers (dτ, da):
+//   - the path query says mma for these calls (controllers included), and warp for f32, ramp,
+//     captures or forced;
 //   - linear: the argmin may move between near-tied keys under bf16 rounding (counted, a few rows),
 //     the CPU backward then takes the GPU's argmin;
 //   - forward and backward against the CPU materialized op in f64 on the bf16-rounded inputs;
 //   - against the warp kernels on the same inputs (set_fused_force_warp);
 //   - the backward run twice gives the same bits (no atomics);
 //   - a forward with captures takes the warp kernels and its backward the mma ones: still right.
+#include <algorithm>
 #include <cmath>
 
 #include "core/ops/attention_fused_path.h"
@@ -23,6 +25,7 @@ struct MmaCase {
   int64_t B, T, S, S_cap, Hq, Hkv, d;
   bool causal, pad;
   int64_t offset = -1;
+  bool ctrl = false;  // per-row controllers a and τ
 };
 
 const MmaCase kCases[] = {
@@ -38,6 +41,9 @@ const MmaCase kCases[] = {
     {"linearDecodePadD128", AttnNorm::linear, 3, 1, 293, 311, 4, 2, 128, true, true},
     {"linearNonCausalPrime", AttnNorm::linear, 3, 67, 61, 61, 5, 5, 64, false, true, 0},
     {"linearLongRowsT257", AttnNorm::linear, 1, 257, 1031, 1031, 2, 1, 128, true, false},
+    {"ctrlSoftmaxGqaPad", AttnNorm::softmax, 3, 61, 67, 71, 6, 2, 64, true, true, -1, true},
+    {"ctrlLinearD128", AttnNorm::linear, 2, 37, 43, 43, 4, 2, 128, true, false, -1, true},
+    {"ctrlLinearPadPrime", AttnNorm::linear, 3, 29, 31, 37, 3, 1, 64, true, true, -1, true},
 };
 
 AttnProblem make(const MmaCase& c) {
@@ -49,8 +55,10 @@ AttnProblem make(const MmaCase& c) {
     p.key_len.resize(size_t(c.B));
     for (int64_t b = 0; b < c.B; ++b) p.key_len[size_t(b)] = int32_t(b == 0 ? c.S - c.S / 3 : (b == 1 ? 0 : c.S));
   }
+  p.add = p.mul = c.ctrl;
   p.randomize(4100 + uint64_t(c.T * 11 + c.S), 2.0);
   for (auto* v : {&p.q, &p.k, &p.v, &p.dout}) *v = round_as(DType::bf16, *v);
+  for (auto* v : {&p.sadd, &p.smul}) *v = round_as(DType::f32, *v);
   return p;
 }
 
@@ -74,6 +82,15 @@ void compare(const char* name, const AttnOutputs& g, const AttnOutputs& r, const
   cmp("dq", g.dq, r.dq, 3e-2);
   cmp("dk", g.dk, r.dk, 3e-2);
   cmp("dv", g.dv, r.dv, 2e-2);
+  if (!r.dmul.empty()) cmp("dtau", g.dmul, r.dmul, 3e-2);
+  if (!r.dadd.empty()) {
+    // Mathematically zero for every normalising map (METHODS §4.3): the kernels write 0.
+    ASSERT_EQ(g.dadd.size(), r.dadd.size());
+    double worst = 0, scale = 1;
+    for (double x : g.dadd) worst = std::max(worst, std::isfinite(x) ? std::fabs(x) : INFINITY);
+    for (double x : r.dmul) scale = std::max(scale, std::fabs(x));
+    EXPECT_LT(worst, factor * 1e-3 * scale) << name << " da vs " << against;
+  }
 }
 
 class AttentionFusedMmaGpu : public ::testing::TestWithParam<int> {};
@@ -98,8 +115,10 @@ TEST_P(AttentionFusedMmaGpu, PathQueryPicksTheTensorCores) {
     ScopedFusedForceWarp w;
     EXPECT_STREQ(fused_path_name(attention_fused_path(ctx, a)), "warp");
   }
-  float tau = 1.f;
-  a.score_mul.data = &tau;  // presence is what the predicate reads
+  float val = 1.f;
+  a.score_mul.data = &val;  // presence is what the predicate reads: controllers stay on tensor cores
+  EXPECT_STREQ(fused_path_name(attention_fused_path(ctx, a)), "mma");
+  a.captures.entropy.data = &val;  // captures do not
   EXPECT_STREQ(fused_path_name(attention_fused_path(ctx, a)), "warp");
 }
 
@@ -150,6 +169,7 @@ TEST_P(AttentionFusedMmaGpu, BackwardIsBitForBitDeterministic) {
   EXPECT_EQ(a.dq, b.dq) << c.name;
   EXPECT_EQ(a.dk, b.dk) << c.name;
   EXPECT_EQ(a.dv, b.dv) << c.name;
+  EXPECT_EQ(a.dmul, b.dmul) << c.name;
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, AttentionFusedMmaGpu, ::testing::Range(0, int(sizeof(kCases) / sizeof(kCases[0]))),

@@ -1,8 +1,8 @@
 // The fused backend's kernel choice (core/ops/attention_fused_path.h): the one predicate the CUDA
-// forward and backward share. An eligible call (bf16, sm_80+, softmax or linear, d = dv ∈ {64, 128}, no
-// controllers, captures or differential) takes the tensor-core kernels; changing any one of those
-// inputs sends it to the warp kernels with a reason; a forward and its backward built from the same
-// inputs get the same answer; the CPU is its own path.
+// forward and backward share. An eligible call (bf16, sm_80+, softmax or linear, d = dv ∈ {64, 128},
+// with or without per-row controllers, no captures, not differential) takes the tensor-core
+// kernels; changing any one of those inputs sends it to the warp kernels with a reason; a forward
+// and its backward built from the same inputs get the same answer; the CPU is its own path.
 #include <gtest/gtest.h>
 
 #include "core/ops/attention_fused_path.h"
@@ -32,6 +32,8 @@ TEST(AttentionFusedPath, EligibleCallsTakeTheTensorCores) {
   EXPECT_EQ(fused_path(q), FusedPath::mma);
   q.spec.norm = AttnNorm::linear;
   EXPECT_EQ(fused_path(q), FusedPath::mma);
+  q.score_add = q.score_mul = true;  // per-row controllers run on the tensor cores too
+  EXPECT_EQ(fused_path(q), FusedPath::mma);
 }
 
 TEST(AttentionFusedPath, EachUnsupportedInputFallsBackToTheWarpKernels) {
@@ -47,8 +49,6 @@ TEST(AttentionFusedPath, EachUnsupportedInputFallsBackToTheWarpKernels) {
       {"ramp", [](FusedPathQuery& q) { q.spec.norm = AttnNorm::ramp; }},
       {"differential", [](FusedPathQuery& q) { q.spec.differential = true; }},
       {"dropout", [](FusedPathQuery& q) { q.spec.dropout = 0.1; }},
-      {"score_add", [](FusedPathQuery& q) { q.score_add = true; }},
-      {"score_mul", [](FusedPathQuery& q) { q.score_mul = true; }},
       {"captures", [](FusedPathQuery& q) { q.captures = true; }},
       {"force_warp", [](FusedPathQuery& q) { q.force_warp = true; }},
   };
@@ -69,7 +69,7 @@ TEST(AttentionFusedPath, EachUnsupportedInputFallsBackToTheWarpKernels) {
 // captures; with captures only the forward leaves the tensor cores.
 TEST(AttentionFusedPath, ForwardAndBackwardQueriesAgree) {
   float row_value = 0.5f;
-  for (bool add : {false, true})
+  for (bool diff : {false, true})
     for (AttnNorm norm : {AttnNorm::softmax, AttnNorm::linear, AttnNorm::ramp}) {
       AttentionArgs f;
       AttentionBackwardArgs b;
@@ -77,12 +77,13 @@ TEST(AttentionFusedPath, ForwardAndBackwardQueriesAgree) {
         in->spec = eligible(128).spec;
         in->spec.norm = norm;
         in->q.dtype = DType::bf16;
-        if (add) in->score_add.data = &row_value;  // defined: only presence matters to the query
+        in->spec.differential = diff;
+        in->score_add.data = &row_value;  // defined: only presence matters to the query
       }
-      ASSERT_EQ(f.score_add.defined(), add);
+      ASSERT_TRUE(f.score_add.defined() && b.score_add.defined());
       const FusedPath pf = fused_path(fused_path_query(f, 90)), pb = fused_path(fused_path_query(b, 90));
-      EXPECT_EQ(pf, pb) << "add " << add << " norm " << attn_norm_name(norm);
-      EXPECT_EQ(pf == FusedPath::mma, !add && norm != AttnNorm::ramp);
+      EXPECT_EQ(pf, pb) << "differential " << diff << " norm " << attn_norm_name(norm);
+      EXPECT_EQ(pf == FusedPath::mma, !diff && norm != AttnNorm::ramp);
       // the CPU context: the tiled reference whatever the spec
       EXPECT_EQ(attention_fused_path(Ctx{}, f), FusedPath::cpu);
       {
