@@ -23,46 +23,56 @@ namespace {
 
 constexpr int kQTile = 32;  // query rows per step of the dK/dV blocks
 
-// 1. Per row (one warp each): Δ = dO·O (fp32) → kDsm; linear also m = x at row_min (the score
-// recomputed as a fp32 dot product) → kMin and 1/Z → kInvZ.
-template <bool LIN>
+// 1. Per row (one warp each): Δ = dO·O_part (fp32) per part → kDsm (softmax part), kDlin (linear
+// part); linear / ramp also m = x at row_min (the score recomputed as a fp32 dot product) → kMin
+// and 1/Z → kInvZ.
+template <int MODE>
 __global__ void __launch_bounds__(kMmaThreads) rows_kernel(BwdParams<bf16_t> p) {
+  constexpr bool SM = MODE != int(AttnNorm::linear), LN = MODE != int(AttnNorm::softmax);
   const Common& c = p.c;
   const int lane = threadIdx.x % 32;
   const int64_t r = int64_t(blockIdx.x) * kMmaWarps + threadIdx.x / 32;
   if (r >= c.B * c.Hq * c.T) return;
   const int dv = c.dv, d = c.d;
-  float a = 0.f;
-  for (int e = lane; e < dv; e += 32) a = fmaf(to_f(p.dout[r * dv + e]), to_f(p.out[r * dv + e]), a);
-  a = warp_sum(a);
+  auto dot_dout = [&](const bf16_t* o) {
+    float a = 0.f;
+    for (int e = lane; e < dv; e += 32) a = fmaf(to_f(p.dout[r * dv + e]), to_f(o[e]), a);
+    return warp_sum(a);
+  };
+  // The parts: ramp saves [softmax, linear] per row in out_parts; the others have out only.
+  const bf16_t* o_sm = SM && LN ? p.parts + (r * 2 + 0) * dv : p.out + r * dv;
+  const bf16_t* o_ln = SM && LN ? p.parts + (r * 2 + 1) * dv : p.out + r * dv;
   float* st = p.stats + r * kStats;
-  if constexpr (LIN) {
+  float dsm = 0.f, dln = 0.f, m = 0.f, iz = 0.f;
+  if constexpr (SM) dsm = dot_dout(o_sm);
+  if constexpr (LN) {
+    dln = dot_dout(o_ln);
     const int64_t b = r / (c.Hq * c.T), h = (r / c.T) % c.Hq, t = r % c.T;
     const int64_t n = mma_visible(c, b, t);
     const int64_t imin = p.rmin[0][r];
-    float m = 0.f;
     if (n > 0 && imin >= 0) {
       const bf16_t* kr = p.k[0] + ((b * c.Hkv + h / c.G) * c.S_cap + imin) * d;
       for (int e = lane; e < d; e += 32) m = fmaf(to_f(p.q[0][r * d + e]), to_f(kr[e]), m);
       m = warp_sum(m) * c.scale;
       m = fmaf(m, c.mul ? c.mul[r] : 1.f, c.add ? c.add[r] : 0.f);  // x = Sc·τ + a
+      iz = 1.f / p.rsum[0][r];
     }
-    if (lane == 0) st[kMin] = m, st[kInvZ] = n > 0 ? 1.f / p.rsum[0][r] : 0.f;
   }
-  if (lane == 0) st[kDsm] = a;
+  if (lane == 0) st[kDsm] = dsm, st[kDlin] = dln, st[kMin] = m, st[kInvZ] = iz;
 }
 
 template <int D>
 constexpr size_t dkdv_smem() {
-  return sizeof(bf16_t) * size_t(2 * kKeyTile + 2 * kQTile) * padded<D>() + sizeof(float) * 6 * kQTile +
+  return sizeof(bf16_t) * size_t(2 * kKeyTile + 2 * kQTile) * padded<D>() + sizeof(float) * 8 * kQTile +
          sizeof(int64_t) * 2 * kQTile;
 }
 
-// 2. dK, dV. Linear: Pᵀ = (x − m + 1)/Z, dSᵀ = (dPᵀ − Δ)/Z and, at the row's argmin key, − c
-// (the dQ kernel's argmin term of that row, which it leaves in kSumG).
-template <int D, bool LIN>
+// 3. dK, dV. Pᵀ = w_s·P_sm + w_l·P_lin with P_lin = (x − m + 1)/Z; dSᵀ = τ·(w_s·P_sm·(dPᵀ − Δ_sm)
+// + w_l·(dPᵀ − Δ_lin)/Z − c at the row's argmin key), c the dQ kernel's argmin term (kSumG).
+template <int D, int MODE>
 __global__ void __launch_bounds__(kMmaThreads) mma_dkdv_kernel(BwdParams<bf16_t> p) {
 #if ATTNLAB_MMA_ARCH_OK
+  constexpr bool SM = MODE != int(AttnNorm::linear), LN = MODE != int(AttnNorm::softmax);
   constexpr int KS = D / 16, OT = D / 8, QT = kQTile / 8;
   const Common& c = p.c;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -70,9 +80,11 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dkdv_kernel(BwdParams<bf16_t>
   bf16_t* vs = ks + kKeyTile * padded<D>();           // [kKeyTile][padded]
   bf16_t* qs = vs + kKeyTile * padded<D>();           // [kQTile][padded]
   bf16_t* gs = qs + kQTile * padded<D>();             // [kQTile][padded] dO rows
-  float* lse2 = reinterpret_cast<float*>(gs + kQTile * padded<D>());  // [kQTile] lse·log2 e; linear: m
-  float* dl = lse2 + kQTile;                                           // [kQTile] Δ
-  float* iz = dl + kQTile;                                             // [kQTile] linear: 1/Z
+  float* lse = reinterpret_cast<float*>(gs + kQTile * padded<D>());   // [kQTile] softmax: lse
+  float* mm = lse + kQTile;                                            // [kQTile] linear: m
+  float* dl = mm + kQTile;                                             // [kQTile] Δ_sm
+  float* dn = dl + kQTile;                                             // [kQTile] Δ_lin
+  float* iz = dn + kQTile;                                             // [kQTile] linear: 1/Z
   float* cc = iz + kQTile;                                             // [kQTile] linear: argmin term c
   float* ta = cc + kQTile;                                             // [kQTile] controller τ
   float* ad = ta + kQTile;                                             // [kQTile] controller a
@@ -94,6 +106,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dkdv_kernel(BwdParams<bf16_t>
   for (int i = 0; i < OT; ++i)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dk[i][e] = dv[i][e] = 0.f;
+  const float ws = tiled_softmax_weight(MODE, c.alpha), wln = tiled_linear_weight(MODE, c.alpha);
   // Rows before i_start see no key of this tile (causal: key j needs t + offset ≥ j).
   const int64_t i_start = c.causal && j0 > c.offset ? j0 - c.offset : 0;
   const bool any_key = j0 < c.S && (!c.klen || c.klen[b] > j0);
@@ -108,16 +121,14 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dkdv_kernel(BwdParams<bf16_t>
       if (threadIdx.x < kQTile) {
         const int64_t i = i0 + threadIdx.x;
         const bool in = i < c.T;
-        const float* st = p.stats + (row0 + i) * kStats;
-        if constexpr (LIN) {
-          lse2[threadIdx.x] = in ? st[kMin] : 0.f;
-          iz[threadIdx.x] = in ? st[kInvZ] : 0.f;
-          cc[threadIdx.x] = in ? st[kSumG] : 0.f;
-          im[threadIdx.x] = in ? int64_t(p.rmin[0][row0 + i]) : -1;
-        } else {
-          lse2[threadIdx.x] = in ? p.lse[0][row0 + i] * kLog2e : 0.f;
-        }
+        const float* st = p.stats + (row0 + (in ? i : 0)) * kStats;
+        lse[threadIdx.x] = in && SM ? p.lse[0][row0 + i] : 0.f;
+        mm[threadIdx.x] = in ? st[kMin] : 0.f;
+        iz[threadIdx.x] = in ? st[kInvZ] : 0.f;
+        cc[threadIdx.x] = in && LN ? st[kSumG] : 0.f;
+        im[threadIdx.x] = in && LN ? int64_t(p.rmin[0][row0 + i]) : -1;
         dl[threadIdx.x] = in ? st[kDsm] : 0.f;
+        dn[threadIdx.x] = in ? st[kDlin] : 0.f;
         ta[threadIdx.x] = in && c.mul ? c.mul[row0 + i] : 1.f;
         ad[threadIdx.x] = in && c.add ? c.add[row0 + i] : 0.f;
         nv[threadIdx.x] = mma_visible(c, b, i);
@@ -160,14 +171,17 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dkdv_kernel(BwdParams<bf16_t>
           const bool vis = key < nv[qi];
           const float x = fmaf(st[nt][e] * c.scale, ta[qi], ad[qi]);
           // dSᵀ carries τ (dSc = dx·τ); the scale s is applied once at the end.
-          if constexpr (LIN) {
-            st[nt][e] = vis ? (x - lse2[qi] + 1.f) * iz[qi] : 0.f;
-            dpt[nt][e] = vis ? ((dpt[nt][e] - dl[qi]) * iz[qi] - (key == im[qi] ? cc[qi] : 0.f)) * ta[qi] : 0.f;
-          } else {
-            const float pr = vis ? exp2f(x * kLog2e - lse2[qi]) : 0.f;
-            st[nt][e] = pr;
-            dpt[nt][e] = vis ? pr * (dpt[nt][e] - dl[qi]) * ta[qi] : 0.f;
+          float pr = 0.f, dx = 0.f;
+          if constexpr (SM) {
+            const float ps = exp2f((x - lse[qi]) * kLog2e);
+            pr = ws * ps, dx = ws * ps * (dpt[nt][e] - dl[qi]);
           }
+          if constexpr (LN) {
+            pr = fmaf(wln * (x - mm[qi] + 1.f), iz[qi], pr);
+            dx = fmaf(wln * (dpt[nt][e] - dn[qi]), iz[qi], dx) - (key == im[qi] ? cc[qi] : 0.f);
+          }
+          st[nt][e] = vis ? pr : 0.f;
+          dpt[nt][e] = vis ? dx * ta[qi] : 0.f;
         }
       // dV += Pᵀ·dO, dK += dSᵀ·Q (k = queries, two k16 blocks).
 #pragma unroll
@@ -211,12 +225,15 @@ constexpr size_t dq_smem() {
   return sizeof(bf16_t) * size_t(2 * kBlockRows + 2 * kKeyTile) * padded<D>();
 }
 
-// 3. dQ. Linear: dS = (dP − Δ)/Z needs no scores; the row's Σ_j g_j = Σ_{j<n} dP_j is summed on
-// the way, and at the end the argmin term c = (Σ g − n·Δ)/Z enters as dQ −= c·k_argmin (and goes
-// to kSumG for the dK kernel, which runs after this one).
-template <int D, bool LIN>
+// 2. dQ. dS = w_s·P_sm·(dP − Δ_sm) + w_l·(dP − Δ_lin)/Z (linear needs no scores); the row's
+// Σ_j g_j = Σ_{j<n} dP_j is summed on the way, and at the end the argmin term
+// c = w_l·(Σ g − n·Δ_lin)/Z enters as dQ −= c·k_argmin (and goes to kSumG for the dK kernel,
+// which runs after this one).
+template <int D, int MODE>
 __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p) {
 #if ATTNLAB_MMA_ARCH_OK
+  constexpr bool SM = MODE != int(AttnNorm::linear), LN = MODE != int(AttnNorm::softmax);
+  constexpr bool LIN = !SM;  // pure linear: no scores at all
   constexpr int KS = D / 16, NT = kKeyTile / 8, OT = D / 8;
   const Common& c = p.c;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -237,19 +254,22 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
   const int64_t tw = t0 + warp * 16;
   const int64_t tr[2] = {tw + g, tw + g + 8};
   const int64_t n[2] = {mma_visible(c, b, tr[0]), mma_visible(c, b, tr[1])};
-  float lse2[2], dl[2], iz[2], tau[2], add[2], sum_g[2] = {0.f, 0.f};
+  float lse[2], dl[2], dn[2], mm[2], iz[2], tau[2], add[2], sum_g[2] = {0.f, 0.f};
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {
     const bool in = tr[hf] < c.T;
-    const float* st = p.stats + (row0 + tr[hf]) * kStats;
-    lse2[hf] = in && !LIN ? p.lse[0][row0 + tr[hf]] * kLog2e : 0.f;
-    iz[hf] = in && LIN ? st[kInvZ] : 0.f;
+    const float* st = p.stats + (row0 + (in ? tr[hf] : 0)) * kStats;
+    lse[hf] = in && SM ? p.lse[0][row0 + tr[hf]] : 0.f;
+    mm[hf] = in ? st[kMin] : 0.f;
+    iz[hf] = in ? st[kInvZ] : 0.f;
     dl[hf] = in ? st[kDsm] : 0.f;
+    dn[hf] = in ? st[kDlin] : 0.f;
     tau[hf] = in && c.mul ? c.mul[row0 + tr[hf]] : 1.f;
     add[hf] = in && c.add ? c.add[row0 + tr[hf]] : 0.f;
   }
   const int64_t warp_n = tw < c.T ? mma_visible(c, b, tw + 15 < c.T ? tw + 15 : c.T - 1) : 0;
   const int64_t block_n = mma_visible(c, b, t0 + kBlockRows - 1 < c.T ? t0 + kBlockRows - 1 : c.T - 1);
+  const float ws = tiled_softmax_weight(MODE, c.alpha), wln = tiled_linear_weight(MODE, c.alpha);
   cp_async_wait<0>();
   __syncthreads();
   uint32_t qa[LIN ? 1 : KS][4], ga[KS][4];  // linear's dQ needs no scores, hence no Q fragments
@@ -294,13 +314,16 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
       for (int e = 0; e < 4; ++e) {
         const int hf = e >> 1;
         const bool vis = j0 + nt * 8 + c_elem(lane, e).col < n[hf];
-        if constexpr (LIN) {
-          sum_g[hf] += vis ? dp[nt][e] : 0.f;
-          dp[nt][e] = vis ? (dp[nt][e] - dl[hf]) * iz[hf] : 0.f;
-        } else {
-          const float pr = vis ? exp2f(fmaf(s[nt][e] * c.scale, tau[hf], add[hf]) * kLog2e - lse2[hf]) : 0.f;
-          dp[nt][e] = vis ? pr * (dp[nt][e] - dl[hf]) : 0.f;
+        float dx = 0.f;
+        if constexpr (SM) {
+          const float x = fmaf(s[nt][e] * c.scale, tau[hf], add[hf]);
+          dx = ws * exp2f((x - lse[hf]) * kLog2e) * (dp[nt][e] - dl[hf]);
         }
+        if constexpr (LN) {
+          sum_g[hf] += vis ? dp[nt][e] : 0.f;
+          dx = fmaf(wln * (dp[nt][e] - dn[hf]), iz[hf], dx);
+        }
+        dp[nt][e] = vis ? dx : 0.f;
       }
     // dQ += dS·K (k = keys: four k16 blocks; K rows are B's rows: .trans).
 #pragma unroll
@@ -323,9 +346,9 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
   for (int hf = 0; hf < 2; ++hf) {
     const bool in = tr[hf] < c.T;
     const int64_t r = row0 + tr[hf];
-    if constexpr (LIN) {
+    if constexpr (LN) {
       const float sg = quad_sum(sum_g[hf]);
-      const float cr = in && n[hf] > 0 ? (sg - float(n[hf]) * dl[hf]) * iz[hf] : 0.f;
+      const float cr = in && n[hf] > 0 ? wln * (sg - float(n[hf]) * dn[hf]) * iz[hf] : 0.f;
       if (in && qd == 0) p.stats[r * kStats + kSumG] = cr;
       if (in && n[hf] > 0) {
         const bf16_t* kr = p.k[0] + (kv0 + p.rmin[0][r]) * D;
@@ -362,37 +385,43 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
 #endif
 }
 
-template <int D, bool LIN>
+template <int D, int MODE>
 void launch(Ctx& ctx, const BwdParams<bf16_t>& p) {
+  constexpr bool LN = MODE != int(AttnNorm::softmax);
   const Common& c = p.c;
   const cudaStream_t st = stream_of(ctx);
   const int64_t rows = c.B * c.Hq * c.T;
-  rows_kernel<LIN><<<dim3(unsigned((rows + kMmaWarps - 1) / kMmaWarps)), kMmaThreads, 0, st>>>(p);
+  rows_kernel<MODE><<<dim3(unsigned((rows + kMmaWarps - 1) / kMmaWarps)), kMmaThreads, 0, st>>>(p);
   CUDA_CHECK_LAUNCH();
   // Linear's dK needs the argmin terms the dQ kernel computes, and dτ / da come from it: it runs
   // first, and whenever one of them is asked for, even without dQ.
-  if (p.dq[0] || (LIN && p.dk[0]) || p.dmul || p.dadd) {
+  if (p.dq[0] || (LN && p.dk[0]) || p.dmul || p.dadd) {
     constexpr size_t smem = dq_smem<D>();
-    CUDA_CHECK(cudaFuncSetAttribute(mma_dq_kernel<D, LIN>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    CUDA_CHECK(cudaFuncSetAttribute(mma_dq_kernel<D, MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     const int64_t blocks = c.B * c.Hq * ((c.T + kBlockRows - 1) / kBlockRows);
-    mma_dq_kernel<D, LIN><<<dim3(unsigned(blocks)), kMmaThreads, smem, st>>>(p);
+    mma_dq_kernel<D, MODE><<<dim3(unsigned(blocks)), kMmaThreads, smem, st>>>(p);
     CUDA_CHECK_LAUNCH();
   }
   if (p.dk[0] || p.dv) {
     constexpr size_t smem = dkdv_smem<D>();
-    CUDA_CHECK(cudaFuncSetAttribute(mma_dkdv_kernel<D, LIN>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    CUDA_CHECK(cudaFuncSetAttribute(mma_dkdv_kernel<D, MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     const int64_t blocks = c.B * c.Hkv * ((c.S_cap + kKeyTile - 1) / kKeyTile);
-    mma_dkdv_kernel<D, LIN><<<dim3(unsigned(blocks)), kMmaThreads, smem, st>>>(p);
+    mma_dkdv_kernel<D, MODE><<<dim3(unsigned(blocks)), kMmaThreads, smem, st>>>(p);
     CUDA_CHECK_LAUNCH();
   }
 }
 
 template <int D>
 void launch_norm(Ctx& ctx, const BwdParams<bf16_t>& p) {
-  if (p.c.mode == int(AttnNorm::softmax)) return launch<D, false>(ctx, p);
-  if (p.c.mode == int(AttnNorm::linear)) return launch<D, true>(ctx, p);
+  if (p.c.mode == int(AttnNorm::softmax)) return launch<D, int(AttnNorm::softmax)>(ctx, p);
+  if (p.c.mode == int(AttnNorm::linear)) return launch<D, int(AttnNorm::linear)>(ctx, p);
+  if (p.c.mode == int(AttnNorm::ramp)) {
+    CHECK(p.parts && p.nparts == 2, "attention backward (fused, CUDA tensor cores): ramp needs the forward's ",
+          "out_parts [B, Hq, T, 2*dv]; pass AttentionTiledBackwardArgs::out_parts");
+    return launch<D, int(AttnNorm::ramp)>(ctx, p);
+  }
   FAIL_WITH("attention backward (fused, CUDA tensor cores): normalisation ", attn_norm_name(AttnNorm(p.c.mode)),
-            " reached the mma kernels, which run softmax and linear; core/ops/attention_fused_path.cpp's "
+            " reached the mma kernels, which run softmax, linear and ramp; core/ops/attention_fused_path.cpp's "
             "predicate should have sent this call to the warp kernels");
 }
 

@@ -1,8 +1,9 @@
-// Fused attention forward on tensor cores (bf16, softmax and linear; the calls
+// Fused attention forward on tensor cores (bf16, softmax, linear and ramp; the calls
 // core/ops/attention_fused_path.h's predicate admits). One block = 64 query rows of one (batch,
 // head), 4 warps of 16 rows each; the block walks the key tiles [j0, j0 + 64) up to the visible
 // keys of its last row:
-//   Q (16 × d per warp) sits in registers as A fragments for the whole walk;
+//   Q (16 × d per warp) sits in registers as A fragments for the whole walk (linear at d = 128 and
+//   ramp reload them from shared memory per tile: their accumulators need the registers);
 //   K and V tiles are copied to shared memory (cp.async, rows padded by 16 bytes);
 //   S = Q·Kᵀ on mma.sync m16n8k16 (K rows are B's columns: ldmatrix without .trans);
 //   softmax: the masked, scaled scores update each row's running max M and sum ℓ on the
@@ -15,9 +16,11 @@
 //   [1, range + 1] (well conditioned), and when m drops by δ the sums move by δ per key already
 //   in them (O += δ·Σv, Z += δ·count; Σv over visible keys comes from a second mma with the 0/1
 //   mask as A). No rescaling, no second pass.
+//   ramp: both parts from the same scores, O = (1 − α)·O_softmax + α·O_linear, and both parts saved
+//   in out_parts (the backward's two Δ).
 // Per-row controllers: x = Sc·τ + a on the accumulators before either normalisation.
-// Saved: softmax lse = M + log ℓ (natural log, 0 for a row with no visible key, whose O is 0);
-// linear row_sum = Z and row_min (first index of the minimum score, −1 with no key); row_min also
+// Saved: softmax / ramp lse = M + log ℓ (natural log, 0 for a row with no visible key, whose O is
+// 0); linear / ramp row_sum = Z and row_min (first index of the minimum score, −1 with no key); row_min also
 // for softmax when the caller keeps it — what the warp kernel saves, so either backward reads them.
 #include "cuda/attention_fused_mma.cuh"
 
@@ -30,9 +33,15 @@ constexpr size_t forward_smem() {
   return sizeof(bf16_t) * size_t(kBlockRows + 2 * kKeyTile) * padded<D>();
 }
 
-template <int D, bool LIN>
+// MODE: AttnNorm::softmax, linear or ramp (both parts, mixed at the end).
+template <int D, int MODE>
 __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16_t> p) {
 #if ATTNLAB_MMA_ARCH_OK
+  constexpr bool SM = MODE != int(AttnNorm::linear);   // a softmax part
+  constexpr bool LN = MODE != int(AttnNorm::softmax);  // a linear part
+  // Q fragments stay in registers unless the linear part's two accumulator sets need the room
+  // (linear at d = 128, ramp): then they are reloaded from shared memory per tile.
+  constexpr bool QREG = !LN || (!SM && D == 64);
   constexpr int KS = D / 16;          // k16 slices of the head dim
   constexpr int NT = kKeyTile / 8;    // n8 score tiles per key tile
   constexpr int OT = D / 8;           // n8 output tiles
@@ -59,26 +68,6 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
   const int64_t n[2] = {mma_visible(c, b, tr[0]), mma_visible(c, b, tr[1])};
   const int64_t warp_n = tw < c.T ? mma_visible(c, b, tw + 15 < c.T ? tw + 15 : c.T - 1) : 0;
   const int64_t block_n = mma_visible(c, b, t0 + kBlockRows - 1 < c.T ? t0 + kBlockRows - 1 : c.T - 1);
-
-  cp_async_wait<0>();
-  __syncthreads();
-  uint32_t qa[KS][4];
-#pragma unroll
-  for (int kk = 0; kk < KS; ++kk) load_a<D>(qa[kk], qs, warp * 16, kk * 16, lane);
-
-  // softmax: o = Σ e·v, run = M (base 2), acc = ℓ (this lane's part).
-  // linear:  o = Σ (x − run + 1)·v with run the running min, o1 = Σ v over visible keys, acc = this
-  //          lane's part of Σ (x − run + 1), cnt its visible keys; when the min drops by δ every
-  //          sum gains δ per key already in it: o += δ·o1, acc += δ·cnt (exact shift, no rescale).
-  float o[OT][4], o1[LIN ? OT : 1][4];
-#pragma unroll
-  for (int i = 0; i < OT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-#pragma unroll
-  for (int i = 0; i < (LIN ? OT : 1); ++i) o1[i][0] = o1[i][1] = o1[i][2] = o1[i][3] = 0.f;
-  float run[2] = {LIN ? INFINITY : -INFINITY, LIN ? INFINITY : -INFINITY}, acc[2] = {0.f, 0.f};
-  float cnt[2] = {0.f, 0.f};
-  float mn[2] = {INFINITY, INFINITY};  // running min of x (natural units) and its first index
-  int64_t imin[2] = {-1, -1};
   // Per-row controllers (METHODS §4.3): x = Sc·τ + a with Sc = s·q·k; identity when absent.
   float tau[2] = {1.f, 1.f}, add[2] = {0.f, 0.f};
 #pragma unroll
@@ -87,7 +76,33 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
       if (c.mul) tau[hf] = c.mul[row0 + tr[hf]];
       if (c.add) add[hf] = c.add[row0 + tr[hf]];
     }
-  const bool want_min = LIN || p.rmin[0] != nullptr;  // the argmin costs a compare per score
+
+  cp_async_wait<0>();
+  __syncthreads();
+  uint32_t qa[QREG ? KS : 1][4];
+  if constexpr (QREG) {
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk) load_a<D>(qa[kk], qs, warp * 16, kk * 16, lane);
+  }
+
+  // softmax part: os = Σ e·v with e = exp(x − M), M the running max, l this lane's part of Σ e;
+  //   rescaled by exp(M_old − M_new) when M moves.
+  // linear part: ow = Σ (x − m + 1)·v with m the running min, o1 = Σ v over visible keys, z this
+  //   lane's part of Σ (x − m + 1), cnt its visible keys; when m drops by δ every sum gains δ per
+  //   key already in it: ow += δ·o1, z += δ·cnt (exact shift, no rescale).
+  float os[SM ? OT : 1][4], ow[LN ? OT : 1][4], o1[LN ? OT : 1][4];
+#pragma unroll
+  for (int i = 0; i < OT; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if constexpr (SM) os[i][e] = 0.f;
+      if constexpr (LN) ow[i][e] = o1[i][e] = 0.f;
+    }
+  float mx[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  float mr[2] = {INFINITY, INFINITY}, z[2] = {0.f, 0.f}, cnt[2] = {0.f, 0.f};
+  float mn[2] = {INFINITY, INFINITY};  // the first minimum of x (natural units) and its index
+  int64_t imin[2] = {-1, -1};
+  const bool want_min = LN || p.rmin[0] != nullptr;  // the argmin costs a compare per score
 
   for (int64_t j0 = 0; j0 < block_n; j0 += kKeyTile) {
     __syncthreads();  // the previous K / V tiles are consumed
@@ -102,18 +117,26 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
 #pragma unroll
     for (int i = 0; i < NT; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
 #pragma unroll
-    for (int kk = 0; kk < KS; ++kk)
+    for (int kk = 0; kk < KS; ++kk) {
+      uint32_t qf[4];
+      if constexpr (!QREG) load_a<D>(qf, qs, warp * 16, kk * 16, lane);
 #pragma unroll
       for (int np = 0; np < NT / 2; ++np) {
         uint32_t kb[4];
         load_b<D>(kb, ks, np * 16, kk * 16, lane);
-        mma_bf16(s[2 * np], qa[kk], kb[0], kb[1]);
-        mma_bf16(s[2 * np + 1], qa[kk], kb[2], kb[3]);
+        if constexpr (QREG) {
+          mma_bf16(s[2 * np], qa[kk], kb[0], kb[1]);
+          mma_bf16(s[2 * np + 1], qa[kk], kb[2], kb[3]);
+        } else {
+          mma_bf16(s[2 * np], qf, kb[0], kb[1]);
+          mma_bf16(s[2 * np + 1], qf, kb[2], kb[3]);
+        }
       }
+    }
 
-    // Mask (key j visible to row t iff j < n_t), the first minimum; softmax: scores to base 2 and
-    // the tile's row max (masked: −inf); linear: natural units, the tile's row min (masked: +inf).
-    float ext[2] = {LIN ? INFINITY : -INFINITY, LIN ? INFINITY : -INFINITY};
+    // x = Sc·τ + a (natural units) back into s; the first minimum; the tile's row max and min
+    // over visible keys (key j visible to row t iff j < n_t).
+    float tmax[2] = {-INFINITY, -INFINITY}, tmin[2] = {INFINITY, INFINITY};
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
@@ -121,76 +144,76 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
         const int hf = i >> 1;
         const int64_t j = j0 + nt * 8 + c_elem(lane, i).col;
         const bool vis = j < n[hf];
-        const float x = fmaf(s[nt][i] * c.scale, tau[hf], add[hf]);  // natural units, as the warp kernel's
+        const float x = fmaf(s[nt][i] * c.scale, tau[hf], add[hf]);
+        s[nt][i] = x;
         if (want_min && vis && (x < mn[hf] || (x == mn[hf] && j < imin[hf]))) mn[hf] = x, imin[hf] = j;
-        if constexpr (LIN) {
-          s[nt][i] = vis ? x : INFINITY;
-          ext[hf] = fminf(ext[hf], s[nt][i]);
-        } else {
-          s[nt][i] = vis ? x * kLog2e : -INFINITY;
-          ext[hf] = fmaxf(ext[hf], s[nt][i]);
-        }
+        if (vis) tmax[hf] = fmaxf(tmax[hf], x), tmin[hf] = fminf(tmin[hf], x);
       }
-    float base[2];
+    float base[2];  // softmax: the max the exponentials are taken against (0 before any key)
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
-      if constexpr (LIN) {
-        const float m_new = fminf(run[hf], quad_min(ext[hf]));
-        if (m_new < run[hf] && run[hf] != INFINITY) {
-          const float dlt = run[hf] - m_new;
-          acc[hf] = fmaf(dlt, cnt[hf], acc[hf]);
+      if constexpr (SM) {
+        const float m_new = fmaxf(mx[hf], quad_max(tmax[hf]));
+        base[hf] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet keeps exact zeros
+        const float f = exp2f((mx[hf] - base[hf]) * kLog2e);
+        l[hf] *= f;
+#pragma unroll
+        for (int ot = 0; ot < OT; ++ot) os[ot][2 * hf] *= f, os[ot][2 * hf + 1] *= f;
+        mx[hf] = m_new;
+      }
+      if constexpr (LN) {
+        const float m_new = fminf(mr[hf], quad_min(tmin[hf]));
+        if (m_new < mr[hf] && mr[hf] != INFINITY) {
+          const float dlt = mr[hf] - m_new;
+          z[hf] = fmaf(dlt, cnt[hf], z[hf]);
 #pragma unroll
           for (int ot = 0; ot < OT; ++ot) {
-            o[ot][2 * hf] = fmaf(dlt, o1[ot][2 * hf], o[ot][2 * hf]);
-            o[ot][2 * hf + 1] = fmaf(dlt, o1[ot][2 * hf + 1], o[ot][2 * hf + 1]);
+            ow[ot][2 * hf] = fmaf(dlt, o1[ot][2 * hf], ow[ot][2 * hf]);
+            ow[ot][2 * hf + 1] = fmaf(dlt, o1[ot][2 * hf + 1], ow[ot][2 * hf + 1]);
           }
         }
-        run[hf] = m_new;
-        base[hf] = m_new;
-      } else {
-        const float m_new = fmaxf(run[hf], quad_max(ext[hf]));
-        base[hf] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet keeps exact zeros
-        const float f = exp2f(run[hf] - base[hf]);
-        acc[hf] *= f;
-#pragma unroll
-        for (int ot = 0; ot < OT; ++ot) o[ot][2 * hf] *= f, o[ot][2 * hf + 1] *= f;
-        run[hf] = m_new;
+        mr[hf] = m_new;
       }
     }
-    // Weights: softmax e = exp2(x − M) (masked: 0); linear x − m + 1 (masked: 0), and the mask in mk.
-    float mk[LIN ? NT : 1][4];
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int hf = i >> 1;
-        if constexpr (LIN) {
-          const bool vis = s[nt][i] != INFINITY;
-          const float w = vis ? s[nt][i] - base[hf] + 1.f : 0.f;
-          mk[nt][i] = vis ? 1.f : 0.f;
-          cnt[hf] += mk[nt][i];
-          acc[hf] += w;
-          s[nt][i] = w;
-        } else {
-          const float pe = exp2f(s[nt][i] - base[hf]);  // masked: exp2(−inf) = 0
-          acc[hf] += pe;
-          s[nt][i] = pe;
-        }
-      }
 
-    // O += P·V (linear: and O1 += mask·V): the k16 block kb of P is score tiles 2kb, 2kb + 1.
+    // Per k16 block kb of keys (score tiles 2kb, 2kb + 1), the weights as A fragments, straight
+    // from the accumulators: softmax e (masked: 0); linear x − m + 1 and the 0/1 mask. Then
+    // O += weights·V (V rows are B's rows: .trans).
 #pragma unroll
     for (int kb = 0; kb < kKeyTile / 16; ++kb) {
-      uint32_t pa[4], ma[4];
-      c_to_a(pa, s[2 * kb], s[2 * kb + 1]);
-      if constexpr (LIN) c_to_a(ma, mk[2 * kb], mk[2 * kb + 1]);
+      float we[2][4], wl[2][4], wm[2][4];
+#pragma unroll
+      for (int u = 0; u < 2; ++u)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int hf = i >> 1;
+          const bool vis = j0 + (2 * kb + u) * 8 + c_elem(lane, i).col < n[hf];
+          const float x = s[2 * kb + u][i];
+          if constexpr (SM) {
+            we[u][i] = vis ? exp2f((x - base[hf]) * kLog2e) : 0.f;
+            l[hf] += we[u][i];
+          }
+          if constexpr (LN) {
+            wl[u][i] = vis ? x - mr[hf] + 1.f : 0.f;
+            wm[u][i] = vis ? 1.f : 0.f;
+            z[hf] += wl[u][i];
+            cnt[hf] += wm[u][i];
+          }
+        }
+      uint32_t pa[4], la[4], ma[4];
+      if constexpr (SM) c_to_a(pa, we[0], we[1]);
+      if constexpr (LN) c_to_a(la, wl[0], wl[1]), c_to_a(ma, wm[0], wm[1]);
 #pragma unroll
       for (int np = 0; np < OT / 2; ++np) {
         uint32_t vb[4];
         load_bt<D>(vb, vs, kb * 16, np * 16, lane);
-        mma_bf16(o[2 * np], pa, vb[0], vb[1]);
-        mma_bf16(o[2 * np + 1], pa, vb[2], vb[3]);
-        if constexpr (LIN) {
+        if constexpr (SM) {
+          mma_bf16(os[2 * np], pa, vb[0], vb[1]);
+          mma_bf16(os[2 * np + 1], pa, vb[2], vb[3]);
+        }
+        if constexpr (LN) {
+          mma_bf16(ow[2 * np], la, vb[0], vb[1]);
+          mma_bf16(ow[2 * np + 1], la, vb[2], vb[3]);
           mma_bf16(o1[2 * np], ma, vb[0], vb[1]);
           mma_bf16(o1[2 * np + 1], ma, vb[2], vb[3]);
         }
@@ -198,11 +221,13 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
     }
   }
 
-  // Rows: the normaliser over the quad (ℓ or Z), the first minimum over the quad, then O = o / it
-  // and the statistics.
+  // Rows: the normalisers over the quad (ℓ, Z), the first minimum over the quad, then the parts
+  // O_sm = os/ℓ and O_lin = ow/Z, O = w_s·O_sm + w_l·O_lin (ramp also saves both parts), and the
+  // statistics.
+  const float ws = tiled_softmax_weight(MODE, c.alpha), wln = tiled_linear_weight(MODE, c.alpha);
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {
-    const float l = quad_sum(acc[hf]);
+    const float lq = SM ? quad_sum(l[hf]) : 0.f, zq = LN ? quad_sum(z[hf]) : 0.f;
 #pragma unroll
     for (int off = 1; off < 4; off <<= 1) {
       const float w = __shfl_xor_sync(0xffffffffu, mn[hf], off);
@@ -211,14 +236,23 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
     }
     if (tr[hf] >= c.T) continue;
     const int64_t r = row0 + tr[hf];
-    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const float inv_l = lq > 0.f ? 1.f / lq : 0.f, inv_z = zq > 0.f ? 1.f / zq : 0.f;
 #pragma unroll
-    for (int ot = 0; ot < OT; ++ot)
-      store_bf16x2(p.out + r * D + ot * 8 + 2 * qd, o[ot][2 * hf] * inv, o[ot][2 * hf + 1] * inv);
+    for (int ot = 0; ot < OT; ++ot) {
+      const int col = ot * 8 + 2 * qd;
+      float sm0 = 0.f, sm1 = 0.f, ln0 = 0.f, ln1 = 0.f;
+      if constexpr (SM) sm0 = os[ot][2 * hf] * inv_l, sm1 = os[ot][2 * hf + 1] * inv_l;
+      if constexpr (LN) ln0 = ow[ot][2 * hf] * inv_z, ln1 = ow[ot][2 * hf + 1] * inv_z;
+      store_bf16x2(p.out + r * D + col, ws * sm0 + wln * ln0, ws * sm1 + wln * ln1);
+      if constexpr (SM && LN) {
+        store_bf16x2(p.parts + (r * 2 + 0) * D + col, sm0, sm1);
+        store_bf16x2(p.parts + (r * 2 + 1) * D + col, ln0, ln1);
+      }
+    }
     if (qd == 0) {
-      if (p.lse[0]) p.lse[0][r] = !LIN && n[hf] > 0 ? run[hf] * kLn2 + logf(l) : 0.f;
+      if (p.lse[0]) p.lse[0][r] = SM && n[hf] > 0 ? mx[hf] + logf(lq) : 0.f;
       if (p.rmin[0]) p.rmin[0][r] = int32_t(imin[hf]);
-      if (p.rsum[0]) p.rsum[0][r] = LIN && n[hf] > 0 ? l : 0.f;
+      if (p.rsum[0]) p.rsum[0][r] = LN && n[hf] > 0 ? zq : 0.f;
     }
   }
 #else
@@ -226,21 +260,26 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
 #endif
 }
 
-template <int D, bool LIN>
+template <int D, int MODE>
 void launch(Ctx& ctx, const FwdParams<bf16_t>& p) {
   constexpr size_t smem = forward_smem<D>();
-  CUDA_CHECK(cudaFuncSetAttribute(mma_forward_kernel<D, LIN>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  CUDA_CHECK(cudaFuncSetAttribute(mma_forward_kernel<D, MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   const int64_t blocks = p.c.B * p.c.Hq * ((p.c.T + kBlockRows - 1) / kBlockRows);
-  mma_forward_kernel<D, LIN><<<dim3(unsigned(blocks)), kMmaThreads, smem, stream_of(ctx)>>>(p);
+  mma_forward_kernel<D, MODE><<<dim3(unsigned(blocks)), kMmaThreads, smem, stream_of(ctx)>>>(p);
   CUDA_CHECK_LAUNCH();
 }
 
 template <int D>
 void launch_norm(Ctx& ctx, const FwdParams<bf16_t>& p) {
-  if (p.c.mode == int(AttnNorm::softmax)) return launch<D, false>(ctx, p);
-  if (p.c.mode == int(AttnNorm::linear)) return launch<D, true>(ctx, p);
+  if (p.c.mode == int(AttnNorm::softmax)) return launch<D, int(AttnNorm::softmax)>(ctx, p);
+  if (p.c.mode == int(AttnNorm::linear)) return launch<D, int(AttnNorm::linear)>(ctx, p);
+  if (p.c.mode == int(AttnNorm::ramp)) {
+    CHECK(p.parts && p.nparts == 2, "attention (fused, CUDA tensor cores): ramp needs out_parts [B, Hq, T, 2*dv] ",
+          "(attention_tiled_nparts); pass AttentionTiledArgs::out_parts");
+    return launch<D, int(AttnNorm::ramp)>(ctx, p);
+  }
   FAIL_WITH("attention (fused, CUDA tensor cores): normalisation ", attn_norm_name(AttnNorm(p.c.mode)),
-            " reached the mma kernels, which run softmax and linear; core/ops/attention_fused_path.cpp's "
+            " reached the mma kernels, which run softmax, linear and ramp; core/ops/attention_fused_path.cpp's "
             "predicate should have sent this call to the warp kernels");
 }
 

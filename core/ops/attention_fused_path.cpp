@@ -31,8 +31,7 @@ std::string fused_mma_refusal(const FusedPathQuery& q) {
   if (q.dtype != DType::bf16) return std::string("the tensor-core kernels take bf16, not ") + dtype_name(q.dtype);
   if (s.d != 64 && s.d != 128) return "the tensor-core kernels take head dims 64 and 128";
   if (s.value_dim() != s.d) return "the tensor-core kernels take dv = d";
-  if (s.norm != AttnNorm::softmax && s.norm != AttnNorm::linear)
-    return std::string("the tensor-core kernels run softmax and linear, not ") + attn_norm_name(s.norm);
+  if (s.norm == AttnNorm::relaxed_linear) return "the tensor-core kernels do not run relaxed_linear";
   if (s.differential) return "the tensor-core kernels do not run differential attention";
   if (s.dropout > 0) return "the fused backend has no attention dropout";
   if (q.captures) return "the tensor-core forward computes no statistics or captured rows";

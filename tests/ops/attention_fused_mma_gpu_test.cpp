@@ -1,10 +1,10 @@
-// The fused attention's tensor-core path (cuda/attention_fused_mma_*.cu: bf16 mma.sync, softmax and
-// linear, d = dv ∈ {64, 128}), reached through the tiled entry points with a CUDA context, on odd and prime
+// The fused attention's tensor-core path (cuda/attention_fused_mma_*.cu: bf16 mma.sync, softmax,
+// linear and ramp, d = dv ∈ {64, 128}), reached through the tiled entry points with a CUDA context, on odd and prime
 // T, S and batch, GQA and MHA, causal and not, key padding with a fully masked sequence, KV-cache
 // offsets and decoding (T = 1), per-row controllers (dτ, da):
-//   - the path query says mma for these calls (controllers included), and warp for f32, ramp,
-//     captures or forced;
-//   - linear: the argmin may move between near-tied keys under bf16 rounding (counted, a few rows),
+//   - the path query says mma for these calls (controllers included), and warp for f32,
+//     differential, captures or forced;
+//   - linear and ramp: the argmin may move between near-tied keys under bf16 rounding (counted, a few rows),
 //     the CPU backward then takes the GPU's argmin;
 //   - forward and backward against the CPU materialized op in f64 on the bf16-rounded inputs;
 //   - against the warp kernels on the same inputs (set_fused_force_warp);
@@ -44,12 +44,16 @@ const MmaCase kCases[] = {
     {"ctrlSoftmaxGqaPad", AttnNorm::softmax, 3, 61, 67, 71, 6, 2, 64, true, true, -1, true},
     {"ctrlLinearD128", AttnNorm::linear, 2, 37, 43, 43, 4, 2, 128, true, false, -1, true},
     {"ctrlLinearPadPrime", AttnNorm::linear, 3, 29, 31, 37, 3, 1, 64, true, true, -1, true},
+    {"rampGqaPadT131", AttnNorm::ramp, 3, 131, 137, 139, 6, 2, 64, true, true},
+    {"rampMhaT7d128", AttnNorm::ramp, 1, 7, 7, 7, 3, 3, 128, true, false},
+    {"rampDecodeCtrlD128", AttnNorm::ramp, 3, 1, 293, 311, 4, 2, 128, true, true, -1, true},
+    {"rampNonCausalCtrl", AttnNorm::ramp, 2, 41, 43, 47, 4, 4, 64, false, false, 0, true},
 };
 
 AttnProblem make(const MmaCase& c) {
   AttnProblem p;
   p.spec.Hq = c.Hq, p.spec.Hkv = c.Hkv, p.spec.d = c.d, p.spec.dv = c.d;
-  p.spec.norm = c.norm, p.spec.causal = c.causal;
+  p.spec.norm = c.norm, p.spec.causal = c.causal, p.spec.ramp_alpha = 0.3;
   p.B = c.B, p.T = c.T, p.S = c.S, p.S_cap = c.S_cap, p.offset = c.offset;
   if (c.pad) {
     p.key_len.resize(size_t(c.B));
@@ -103,9 +107,9 @@ TEST_P(AttentionFusedMmaGpu, PathQueryPicksTheTensorCores) {
   const int sm = fused_device_sm(ctx);
   if (sm < 80) GTEST_SKIP() << "the tensor-core path needs sm_80+, this GPU is sm_" << sm;
   AttentionArgs a = args_of(pr, DType::bf16);
-  AttentionArgs ramp = a;
-  ramp.spec.norm = AttnNorm::ramp;
-  EXPECT_STREQ(fused_path_name(attention_fused_path(ctx, ramp)), "warp");
+  AttentionArgs diff = a;
+  diff.spec.differential = true;
+  EXPECT_STREQ(fused_path_name(attention_fused_path(ctx, diff)), "warp");
   AttentionBackwardArgs b;
   static_cast<AttentionInputs&>(b) = a;
   EXPECT_STREQ(fused_path_name(attention_fused_path(ctx, a)), "mma") << fused_mma_refusal(fused_path_query(a, sm));
@@ -128,7 +132,7 @@ TEST_P(AttentionFusedMmaGpu, MatchesCpuMaterialized) {
   const AttnProblem pr = make(c);
   const AttnOutputs g = run_tiled(pr, gpu_ctx(), DType::bf16, true, {});
   AttnProblem ref_pr = pr;
-  if (c.norm == AttnNorm::linear) {
+  if (c.norm == AttnNorm::linear || c.norm == AttnNorm::ramp) {
     // Rounded scores can move the argmin between near-tied keys: the CPU backward takes the GPU's
     // choice (counted: a few rows at most).
     const AttnOutputs fwd = pr.run(cpu_ctx(), DType::f64, false);

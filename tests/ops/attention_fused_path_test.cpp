@@ -1,5 +1,5 @@
 // The fused backend's kernel choice (core/ops/attention_fused_path.h): the one predicate the CUDA
-// forward and backward share. An eligible call (bf16, sm_80+, softmax or linear, d = dv ∈ {64, 128},
+// forward and backward share. An eligible call (bf16, sm_80+, softmax, linear or ramp, d = dv ∈ {64, 128},
 // with or without per-row controllers, no captures, not differential) takes the tensor-core
 // kernels; changing any one of those inputs sends it to the warp kernels with a reason; a forward
 // and its backward built from the same inputs get the same answer; the CPU is its own path.
@@ -30,8 +30,10 @@ TEST(AttentionFusedPath, EligibleCallsTakeTheTensorCores) {
   FusedPathQuery q = eligible(64);
   q.spec.causal = false;  // masks, GQA and offsets are the kernels' business, not the predicate's
   EXPECT_EQ(fused_path(q), FusedPath::mma);
-  q.spec.norm = AttnNorm::linear;
-  EXPECT_EQ(fused_path(q), FusedPath::mma);
+  for (AttnNorm norm : {AttnNorm::linear, AttnNorm::ramp}) {
+    q.spec.norm = norm;
+    EXPECT_EQ(fused_path(q), FusedPath::mma) << attn_norm_name(norm);
+  }
   q.score_add = q.score_mul = true;  // per-row controllers run on the tensor cores too
   EXPECT_EQ(fused_path(q), FusedPath::mma);
 }
@@ -46,7 +48,7 @@ TEST(AttentionFusedPath, EachUnsupportedInputFallsBackToTheWarpKernels) {
       {"f32", [](FusedPathQuery& q) { q.dtype = DType::f32; }},
       {"d 96", [](FusedPathQuery& q) { q.spec.d = q.spec.dv = 96; }},
       {"dv 2d", [](FusedPathQuery& q) { q.spec.dv = 2 * q.spec.d; }},
-      {"ramp", [](FusedPathQuery& q) { q.spec.norm = AttnNorm::ramp; }},
+      {"relaxed_linear", [](FusedPathQuery& q) { q.spec.norm = AttnNorm::relaxed_linear; }},
       {"differential", [](FusedPathQuery& q) { q.spec.differential = true; }},
       {"dropout", [](FusedPathQuery& q) { q.spec.dropout = 0.1; }},
       {"captures", [](FusedPathQuery& q) { q.captures = true; }},
@@ -70,7 +72,7 @@ TEST(AttentionFusedPath, EachUnsupportedInputFallsBackToTheWarpKernels) {
 TEST(AttentionFusedPath, ForwardAndBackwardQueriesAgree) {
   float row_value = 0.5f;
   for (bool diff : {false, true})
-    for (AttnNorm norm : {AttnNorm::softmax, AttnNorm::linear, AttnNorm::ramp}) {
+    for (AttnNorm norm : {AttnNorm::softmax, AttnNorm::linear, AttnNorm::ramp, AttnNorm::relaxed_linear}) {
       AttentionArgs f;
       AttentionBackwardArgs b;
       for (AttentionInputs* in : {static_cast<AttentionInputs*>(&f), static_cast<AttentionInputs*>(&b)}) {
@@ -83,7 +85,7 @@ TEST(AttentionFusedPath, ForwardAndBackwardQueriesAgree) {
       ASSERT_TRUE(f.score_add.defined() && b.score_add.defined());
       const FusedPath pf = fused_path(fused_path_query(f, 90)), pb = fused_path(fused_path_query(b, 90));
       EXPECT_EQ(pf, pb) << "differential " << diff << " norm " << attn_norm_name(norm);
-      EXPECT_EQ(pf == FusedPath::mma, !diff && norm != AttnNorm::ramp);
+      EXPECT_EQ(pf == FusedPath::mma, !diff && norm != AttnNorm::relaxed_linear);
       // the CPU context: the tiled reference whatever the spec
       EXPECT_EQ(attention_fused_path(Ctx{}, f), FusedPath::cpu);
       {

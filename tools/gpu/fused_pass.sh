@@ -35,6 +35,7 @@ small='*AttentionFusedGpu*T7*:*AttentionFusedGpu*Offset*:*AttentionFusedGpu*Ramp
 small+=':*AttentionFusedMmaGpu.MatchesCpu*/mhaT7d128:*AttentionFusedMmaGpu.MatchesCpu*/tinyT1S1'
 small+=':*AttentionFusedMmaGpu.MatchesWarp*/nonCausalPrime:*AttentionFusedMmaGpu.MatchesCpu*/decodeGqaPadD128'
 small+=':*AttentionFusedMmaGpu.MatchesCpu*/linearMhaT7d128:*AttentionFusedMmaGpu.MatchesCpu*/linearDecodePadD128'
+small+=':*AttentionFusedMmaGpu.MatchesCpu*/rampMhaT7d128:*AttentionFusedMmaGpu.MatchesCpu*/rampDecodeCtrlD128'
 stages=("$@")
 [[ ${#stages[@]} -eq 0 ]] && stages=(tests memcheck racecheck bench torch)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/fused_device.txt" 2>&1
