@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "core/ops/attention_mma_layout.h"
+#include "core/ops/attention_mma_rows.h"
 #include "cuda/attention_fused.cuh"
 
 namespace attnlab::cuda::fused::mma_path {
@@ -24,7 +25,7 @@ template <int D>
 constexpr int padded() {
   return D + 8;
 }
-constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+using attnlab::mma::kLog2e;
 
 // Bodies of the kernels exist for sm_80+ only (the PTX below needs it); an older device never
 // reaches them (fused_mma_refusal sends it to the warp kernels).

@@ -153,26 +153,24 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
       if constexpr (SM) {
-        const float m_new = fmaxf(mx[hf], quad_max(tmax[hf]));
-        base[hf] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet keeps exact zeros
-        const float f = exp2f((mx[hf] - base[hf]) * kLog2e);
-        l[hf] *= f;
+        const attnlab::mma::MaxStep st = attnlab::mma::max_step(mx[hf], quad_max(tmax[hf]));
+        base[hf] = st.base;
+        l[hf] *= st.factor;
 #pragma unroll
-        for (int ot = 0; ot < OT; ++ot) os[ot][2 * hf] *= f, os[ot][2 * hf + 1] *= f;
-        mx[hf] = m_new;
+        for (int ot = 0; ot < OT; ++ot) os[ot][2 * hf] *= st.factor, os[ot][2 * hf + 1] *= st.factor;
+        mx[hf] = st.m;
       }
       if constexpr (LN) {
-        const float m_new = fminf(mr[hf], quad_min(tmin[hf]));
-        if (m_new < mr[hf] && mr[hf] != INFINITY) {
-          const float dlt = mr[hf] - m_new;
-          z[hf] = fmaf(dlt, cnt[hf], z[hf]);
+        const attnlab::mma::MinStep st = attnlab::mma::min_step(mr[hf], quad_min(tmin[hf]));
+        if (st.delta > 0.f) {
+          z[hf] = fmaf(st.delta, cnt[hf], z[hf]);
 #pragma unroll
           for (int ot = 0; ot < OT; ++ot) {
-            ow[ot][2 * hf] = fmaf(dlt, o1[ot][2 * hf], ow[ot][2 * hf]);
-            ow[ot][2 * hf + 1] = fmaf(dlt, o1[ot][2 * hf + 1], ow[ot][2 * hf + 1]);
+            ow[ot][2 * hf] = fmaf(st.delta, o1[ot][2 * hf], ow[ot][2 * hf]);
+            ow[ot][2 * hf + 1] = fmaf(st.delta, o1[ot][2 * hf + 1], ow[ot][2 * hf + 1]);
           }
         }
-        mr[hf] = m_new;
+        mr[hf] = st.m;
       }
     }
 
@@ -190,11 +188,11 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
           const bool vis = j0 + (2 * kb + u) * 8 + c_elem(lane, i).col < n[hf];
           const float x = s[2 * kb + u][i];
           if constexpr (SM) {
-            we[u][i] = vis ? exp2f((x - base[hf]) * kLog2e) : 0.f;
+            we[u][i] = attnlab::mma::softmax_weight(x, base[hf], vis);
             l[hf] += we[u][i];
           }
           if constexpr (LN) {
-            wl[u][i] = vis ? x - mr[hf] + 1.f : 0.f;
+            wl[u][i] = attnlab::mma::linear_weight(x, mr[hf], vis);
             wm[u][i] = vis ? 1.f : 0.f;
             z[hf] += wl[u][i];
             cnt[hf] += wm[u][i];
@@ -250,7 +248,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
       }
     }
     if (qd == 0) {
-      if (p.lse[0]) p.lse[0][r] = SM && n[hf] > 0 ? mx[hf] + logf(lq) : 0.f;
+      if (p.lse[0]) p.lse[0][r] = SM ? attnlab::mma::softmax_lse(mx[hf], lq, n[hf] > 0) : 0.f;
       if (p.rmin[0]) p.rmin[0][r] = int32_t(imin[hf]);
       if (p.rsum[0]) p.rsum[0][r] = LN && n[hf] > 0 ? zq : 0.f;
     }
