@@ -179,28 +179,30 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_kernel(FwdParams<bf16
     // O += weights·V (V rows are B's rows: .trans).
 #pragma unroll
     for (int kb = 0; kb < kKeyTile / 16; ++kb) {
-      float we[2][4], wl[2][4], wm[2][4];
-#pragma unroll
-      for (int u = 0; u < 2; ++u)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int hf = i >> 1;
-          const bool vis = j0 + (2 * kb + u) * 8 + c_elem(lane, i).col < n[hf];
-          const float x = s[2 * kb + u][i];
-          if constexpr (SM) {
-            we[u][i] = attnlab::mma::softmax_weight(x, base[hf], vis);
-            l[hf] += we[u][i];
-          }
-          if constexpr (LN) {
-            wl[u][i] = attnlab::mma::linear_weight(x, mr[hf], vis);
-            wm[u][i] = vis ? 1.f : 0.f;
-            z[hf] += wl[u][i];
-            cnt[hf] += wm[u][i];
-          }
-        }
+      // A register rr packs score tile 2kb + rr / 2, elements 2(rr % 2) and 2(rr % 2) + 1: row half
+      // rr % 2, adjacent keys (c_to_a's order, attention_mma_layout.h); packed as they are made.
       uint32_t pa[4], la[4], ma[4];
-      if constexpr (SM) c_to_a(pa, we[0], we[1]);
-      if constexpr (LN) c_to_a(la, wl[0], wl[1]), c_to_a(ma, wm[0], wm[1]);
+#pragma unroll
+      for (int rr = 0; rr < 4; ++rr) {
+        const int u = rr >> 1, e0 = 2 * (rr & 1), hf = rr & 1;
+        const int64_t j = j0 + (2 * kb + u) * 8 + c_elem(lane, e0).col;
+        const bool v0 = j < n[hf], v1 = j + 1 < n[hf];
+        const float x0 = s[2 * kb + u][e0], x1 = s[2 * kb + u][e0 + 1];
+        if constexpr (SM) {
+          const float a0 = attnlab::mma::softmax_weight(x0, base[hf], v0);
+          const float a1 = attnlab::mma::softmax_weight(x1, base[hf], v1);
+          l[hf] += a0 + a1;
+          pa[rr] = pack_bf16(a0, a1);
+        }
+        if constexpr (LN) {
+          const float a0 = attnlab::mma::linear_weight(x0, mr[hf], v0);
+          const float a1 = attnlab::mma::linear_weight(x1, mr[hf], v1);
+          z[hf] += a0 + a1;
+          cnt[hf] += (v0 ? 1.f : 0.f) + (v1 ? 1.f : 0.f);
+          la[rr] = pack_bf16(a0, a1);
+          ma[rr] = pack_bf16(v0 ? 1.f : 0.f, v1 ? 1.f : 0.f);
+        }
+      }
 #pragma unroll
       for (int np = 0; np < OT / 2; ++np) {
         uint32_t vb[4];
