@@ -299,9 +299,9 @@ __global__ void __launch_bounds__(kMmaThreads) mma_dq_kernel(BwdParams<bf16_t> p
 #pragma unroll
       for (int np = 0; np < NT / 2; ++np) {
         uint32_t kb[4], vb[4];
-        load_b<D>(kb, ks, np * 16, kk * 16, lane);
         load_b<D>(vb, vs, np * 16, kk * 16, lane);
         if constexpr (!LIN) {
+          load_b<D>(kb, ks, np * 16, kk * 16, lane);
           mma_bf16(s[2 * np], qa[LIN ? 0 : kk], kb[0], kb[1]);
           mma_bf16(s[2 * np + 1], qa[LIN ? 0 : kk], kb[2], kb[3]);
         }
