@@ -1,17 +1,19 @@
-// Fused attention backward on tensor cores (bf16, softmax and linear; core/ops/attention_fused_path.h's
-// predicate), FlashAttention-2's recomputation from the saved row statistics in the tiled
-// reference's order (core/ops/attention_tiled_backward.cpp), deterministic: every gradient entry
-// has one owner (a lane's accumulator register), sums run in a fixed order, no floating-point atomics.
-//   1. rows:  one warp per row, Δ = dO·O (fp32) → the workspace's kDsm slot (the warp kernels'
-//             layout); linear also m = x at row_min → kMin, 1/Z → kInvZ.
+// Fused attention backward on tensor cores (bf16; softmax, linear and ramp, per-row controllers;
+// core/ops/attention_fused_path.h's predicate), FlashAttention-2's recomputation from the saved row
+// statistics in the tiled reference's order (core/ops/attention_tiled_backward.cpp),
+// deterministic: every gradient entry has one owner (a lane's accumulator register), sums run in
+// a fixed order, no floating-point atomics.
+//   1. rows:  one warp per row: Δ_sm = dO·O_sm → kDsm, Δ_lin = dO·O_lin → kDlin (the warp kernels'
+//             workspace layout; ramp reads the parts from out_parts); linear / ramp also
+//             m = x at row_min → kMin and 1/Z → kInvZ.
 //   2. dQ:    one block per 64 query rows, a warp per 16, Q and dO in registers; the key tiles in
-//             order: S = Q·Kᵀ, P, dP = dO·Vᵀ, dS = P ∘ (dP − Δ) (linear: (dP − Δ)/Z, no S needed),
-//             dQ += dS·K; then dQ·τ·s, dτ = s·q·(Σ dS·K), da = 0 (per-row controllers). Linear's argmin term c = (Σ_j dP_j − n·Δ)/Z (AttnRowGrad::dx:
-//             the min key's score moves every P of the row) is applied as dQ −= c·k_argmin and
-//             left in kSumG for step 3.
+//             order: S = Q·Kᵀ, dP = dO·Vᵀ, dS = w_s·P_sm·(dP − Δ_sm) + w_l·(dP − Δ_lin)/Z (pure
+//             linear needs no S), dQ += dS·K; then dQ·τ·s, dτ = s·q·(Σ dS·K), da = 0. The argmin
+//             term of linear (AttnRowGrad::dx: the min key's score moves every P of the row),
+//             c = w_l·(Σ_j dP_j − n·Δ_lin)/Z, is applied as dQ −= c·k_argmin and left in kSumG.
 //   3. dK/dV: one block per (batch, kv head, 64-key tile), a warp per 16 keys; the query heads of
-//             the group in order, their query tiles of 32 rows in order (from the first row that sees
-//             the tile): Sᵀ = K·Qᵀ, Pᵀ, dPᵀ = V·dOᵀ, dSᵀ·τ (linear: minus c at the row's argmin key),
+//             the group in order, their query tiles of 32 rows in order (from the first row that
+//             sees the tile): Sᵀ = K·Qᵀ, Pᵀ, dPᵀ = V·dOᵀ, dSᵀ·τ (minus c at the row's argmin key),
 //             dV += Pᵀ·dO, dK += dSᵀ·Q (Pᵀ, dSᵀ reused from the accumulators as A operands); then
 //             dK·s. Keys in [S, S_cap) get zeros.
 // Masked entries are exact zeros (selected, not multiplied), so cache rows past S never reach a sum.

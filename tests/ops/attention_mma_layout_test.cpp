@@ -181,7 +181,8 @@ TEST(AttentionMmaLayout, EmulatedMmaEqualsMatrixProduct) {
       }
     for (int r = 0; r < mma::kM; ++r)
       for (int col = 0; col < mma::kN; ++col)
-        EXPECT_EQ(got.at(r, col), want.at(r, col) + c.at(r, col)) << "trial " << trial << " (" << r << ", " << col << ")";
+        EXPECT_EQ(got.at(r, col), want.at(r, col) + c.at(r, col))
+            << "trial " << trial << " (" << r << ", " << col << ")";
   }
 }
 

@@ -88,13 +88,19 @@ Result direct(const Row& r) {
   Result res;
   if (r.n == 0) return res;
   double mx = -INFINITY, mn = INFINITY;
-  for (int64_t j = 0; j < r.n; ++j) mx = std::max(mx, double(r.x[size_t(j)])), mn = std::min(mn, double(r.x[size_t(j)]));
+  for (int64_t j = 0; j < r.n; ++j) {
+    mx = std::max(mx, double(r.x[size_t(j)]));
+    mn = std::min(mn, double(r.x[size_t(j)]));
+  }
   double l = 0;
   std::array<double, kCols> os{}, ow{};
   for (int64_t j = 0; j < r.n; ++j) {
     const double e = std::exp(double(r.x[size_t(j)]) - mx), w = double(r.x[size_t(j)]) - mn + 1;
     l += e, res.z += w;
-    for (int c = 0; c < kCols; ++c) os[size_t(c)] += e * r.v[size_t(j)][size_t(c)], ow[size_t(c)] += w * r.v[size_t(j)][size_t(c)];
+    for (int c = 0; c < kCols; ++c) {
+      os[size_t(c)] += e * r.v[size_t(j)][size_t(c)];
+      ow[size_t(c)] += w * r.v[size_t(j)][size_t(c)];
+    }
   }
   res.lse = mx + std::log(l);
   for (int c = 0; c < kCols; ++c) res.o_sm[size_t(c)] = os[size_t(c)] / l, res.o_lin[size_t(c)] = ow[size_t(c)] / res.z;
