@@ -1,7 +1,8 @@
 #pragma once
 // Which kernels the fused attention backend runs for a call (issue 19). On CUDA there are two:
 //   mma   the bf16 tensor-core kernels (cuda/attention_fused_mma_forward.cu, _backward.cu):
-//         mma.sync m16n8k16 with fp32 accumulation, sm_80+; a narrow set of specs;
+//         mma.sync m16n8k16 with fp32 accumulation, sm_80+; softmax, linear and ramp at
+//         d = dv ∈ {64, 128}, with masks, GQA, KV offsets and per-row controllers;
 //   warp  the fp32-arithmetic kernels (cuda/attention_fused_{forward,backward,stats}.cu) that run
 //         everything the support matrix (attention_backend_support) admits for the fused backend.
 // On the CPU the fused backend is the tiled reference (core/ops/attention_tiled.h): path cpu.
@@ -10,8 +11,8 @@
 // calls carry (spec, dtype, controllers, the device's compute capability), so the pair agrees.
 // Captures are the one forward-only input: a forward asked for statistics or captured rows takes
 // the warp kernels (the mma forward computes none); its backward then takes the mma kernels,
-// which is sound because the two forwards save the same row statistics (lse) with the same
-// meaning, and the backward reads nothing else of the forward but O.
+// which is sound because the two forwards save the same row statistics (lse, row_min, row_sum)
+// and un-mixed outputs with the same meaning, and the backward reads nothing else of the forward.
 #include <string>
 
 #include "core/ops/attention.h"
