@@ -1,7 +1,13 @@
 // Fused attention on CUDA: the host side. Fills the kernels' parameter blocks from the tiled
 // reference's arguments (core/ops/attention_tiled.h, already validated by its dispatcher) and
-// launches forward + statistics pass, or the backward's four steps.
+// launches forward + statistics pass, or the backward's four steps. bf16 calls that
+// core/ops/attention_fused_path.h's one predicate admits take the tensor-core kernels
+// (attention_fused_mma_forward.cu / _backward.cu) instead, forward and backward alike.
+#include <type_traits>
+
+#include "core/ops/attention_fused_path.h"
 #include "cuda/attention_fused.cuh"
+#include "cuda/attention_fused_mma.cuh"
 
 namespace attnlab::cuda {
 
@@ -27,6 +33,20 @@ Common make_common(const AttentionSpec& s, const AttnShape& sh, const Tensor& ke
 }
 
 }  // namespace fused
+
+int attention_fused_device_sm(const Ctx& ctx) {
+  constexpr int kMaxDevices = 64;
+  static int cache[kMaxDevices] = {};  // 0: not asked yet
+  int dev = ctx.device_index;
+  if (dev < 0) CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev < kMaxDevices && cache[dev] != 0) return cache[dev];
+  int major = 0, minor = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+  const int sm = major * 10 + minor;
+  if (dev < kMaxDevices) cache[dev] = sm;
+  return sm;
+}
 
 void attention_fused_forward(Ctx& ctx, const AttentionTiledArgs& ta, const AttnShape& sh) {
   const AttentionArgs& a = ta.attn;
@@ -57,6 +77,10 @@ void attention_fused_forward(Ctx& ctx, const AttentionTiledArgs& ta, const AttnS
     p.nrows = sh.nrows_capture;
     p.cap_scores[0] = dptr_or_null<float>(c.scores), p.cap_scores[1] = dptr_or_null<float>(c.scores2);
     p.cap_probs = dptr_or_null<float>(c.probs);
+    if constexpr (std::is_same_v<T, bf16_t>) {
+      if (fused_path(fused_path_query(a, attention_fused_device_sm(ctx))) == FusedPath::mma)
+        return fused::mma_path::launch_mma_forward(ctx, p);
+    }
     fused::launch_forward<T>(ctx, p);
     fused::launch_stats<T>(ctx, p);
   });
@@ -86,6 +110,10 @@ void attention_fused_backward(Ctx& ctx, const AttentionTiledBackwardArgs& ta, co
     p.dlam = dptr_or_null<float>(a.dlambda);
     p.ndlam = a.dlambda.defined() ? a.dlambda.dim(0) : 0;
     p.stats = static_cast<float*>(a.workspace.data);
+    if constexpr (std::is_same_v<T, bf16_t>) {
+      if (fused_path(fused_path_query(a, attention_fused_device_sm(ctx))) == FusedPath::mma)
+        return fused::mma_path::launch_mma_backward(ctx, p);
+    }
     fused::launch_backward<T>(ctx, p);
   });
 }

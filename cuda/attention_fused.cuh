@@ -6,7 +6,7 @@
 // (one per lane), the per-row state is attention_tiled_row.h's TiledRowState held redundantly by
 // every lane of the warp (every reduction is a xor butterfly, so the lanes agree bit for bit), and
 // the normalisation / gradient arithmetic is attention_math.h's. Simple fp32 CUDA-core arithmetic
-// (bf16 inputs are widened on load); no tensor cores yet.
+// (bf16 inputs are widened on load). The bf16 tensor-core kernels are attention_fused_mma*.
 #include "core/ops/attention_math.h"
 #include "core/ops/attention_tiled.h"
 #include "core/ops/attention_tiled_row.h"

@@ -46,6 +46,8 @@ TEST(BenchCpu, AttentionImplBothTimesFusedAndMaterialized) {
     EXPECT_NE(out.find(row), std::string::npos) << row << "\n" << out;
   ASSERT_EQ(run_command(binary() + " bench --cpu --repeats 1 attention 8 16 0 1 2 --impl fused", out, 300), 0) << out;
   EXPECT_NE(out.find("fused f32 softmax d=8 T=16"), std::string::npos) << out;
+  // Fused rows name the kernels that ran: on the CPU the tiled reference.
+  EXPECT_NE(out.find("fused f32 softmax d=8 T=16 B=1 H=2 path=cpu"), std::string::npos) << out;
   EXPECT_EQ(out.find("materialized f32"), std::string::npos) << out;
   EXPECT_NE(run_command(binary() + " bench --cpu attention 16 40 --impl flash", out), 0) << out;
 }

@@ -8,7 +8,9 @@
 // its captures included.
 // On a GPU: bf16 at B·T = 16k tokens and H·d = 2048 (PERFORMANCE.md's anchor shape) unless B and
 // H are given. On the CPU backend: f32 (the CPU kernels' fast type) at B = 1, H = 4 unless given,
-// since the anchor shape is minutes per call on a few cores.
+// since the anchor shape is minutes per call on a few cores. Fused rows name the kernels that ran
+// (core/ops/attention_fused_path.h) at the end: path=mma (bf16 tensor cores), path=warp, path=cpu;
+// a capture row's path is its forward's (captures stay on the warp kernels).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -17,6 +19,7 @@
 
 #include "core/memory.h"
 #include "core/ops/attention.h"
+#include "core/ops/attention_fused_path.h"
 #include "tools/bench/bench.h"
 #include "tools/bench/bench_util.h"
 
@@ -155,11 +158,24 @@ double verify(Ctx& gpu, const AttentionSpec& s, DType dt, AttentionBackend be, A
   return worst;
 }
 
-std::string label(const AttentionSpec& s, int64_t B, int64_t T, DType dt, AttentionBackend be, Adds adds) {
-  return std::string(attention_backend_name(be)) + " " + dtype_name(dt) + " " + (adds.ctrl ? "ctrl-" : "") +
-         (adds.stats ? "stats-" : "") +
-         (s.differential ? "diff-" : "") + attn_norm_name(s.norm) + " d=" +
-         std::to_string(s.d) + " T=" + std::to_string(T) + " B=" + std::to_string(B) + " H=" + std::to_string(s.Hq);
+// The fused backend's kernels for this call (core/ops/attention_fused_path.h): cpu, warp or mma.
+std::string fused_path_of(const Ctx& ctx, const AttentionSpec& s, DType dt, Adds adds) {
+  FusedPathQuery q;
+  q.spec = s, q.dtype = dt, q.sm = fused_device_sm(ctx);
+  q.score_add = q.score_mul = adds.ctrl;
+  q.captures = adds.stats;
+  q.force_warp = fused_force_warp();
+  return fused_path_name(fused_path(q));
+}
+
+std::string label(const Ctx& ctx, const AttentionSpec& s, int64_t B, int64_t T, DType dt, AttentionBackend be,
+                  Adds adds) {
+  std::string l = std::string(attention_backend_name(be)) + " " + dtype_name(dt) + " " +
+                  (adds.ctrl ? "ctrl-" : "") + (adds.stats ? "stats-" : "") + (s.differential ? "diff-" : "") +
+                  attn_norm_name(s.norm) + " d=" + std::to_string(s.d) + " T=" + std::to_string(T) +
+                  " B=" + std::to_string(B) + " H=" + std::to_string(s.Hq);
+  if (be == AttentionBackend::fused) l += " path=" + fused_path_of(ctx, s, dt, adds);
+  return l;
 }
 
 // Forward and forward+backward µs of one timed configuration (0 when not run).
@@ -178,7 +194,7 @@ Times time_spec(Runner& r, const AttentionSpec& s, int64_t B, int64_t T, Times b
   const DType dt = r.ctx().is_cuda() ? DType::bf16 : DType::f32;
   AttentionSpec small = s;
   small.Hq = small.Hkv = 2;
-  Row check{"attention_verify", label(small, 1, 192, dt, be, adds)};
+  Row check{"attention_verify", label(r.ctx(), small, 1, 192, dt, be, adds)};
   const std::string why = attention_backend_support(be, s, r.ctx().device, dt);
   if (!why.empty()) {
     check.note = "skipped: " + why;
@@ -193,7 +209,7 @@ Times time_spec(Runner& r, const AttentionSpec& s, int64_t B, int64_t T, Times b
   const double fwd_flops = 4.0 * double(B) * double(T) * double(T) * width / 2.0;
   const std::string mem = run.memory_note();
   Times t;
-  Row f{"attention_fwd", label(s, B, T, dt, be, adds)};
+  Row f{"attention_fwd", label(r.ctx(), s, B, T, dt, be, adds)};
   f.rel_err = check.rel_err;
   t.fwd = f.us = r.time_us([&] { run.forward(r.ctx()); });
   f.flops = fwd_flops;
@@ -203,7 +219,7 @@ Times time_spec(Runner& r, const AttentionSpec& s, int64_t B, int64_t T, Times b
              std::to_string(kSpans) + " span masses)";
   r.add(f);
   if (adds.stats) return t;
-  Row fb{"attention_fwd_bwd", label(s, B, T, dt, be, adds)};
+  Row fb{"attention_fwd_bwd", label(r.ctx(), s, B, T, dt, be, adds)};
   fb.rel_err = check.rel_err;
   t.fb = fb.us = r.time_us([&] {
     run.forward(r.ctx());

@@ -5,10 +5,12 @@
 # $OUT/fused_<stage>.log and the pass goes on after a failing stage; the exit status says whether
 # every stage passed. Sized for one call of a few minutes:
 #   tests      the fused GPU tests (vs CPU f64, vs GPU materialized, backward twice bit for bit,
-#              the op contract), JUnit XML in $OUT/fused_gpu_tests.xml
+#              the op contract; the tensor-core path's AttentionFusedMmaGpu: vs CPU f64, vs the warp
+#              kernels, determinism, path query), JUnit XML in $OUT/fused_gpu_tests.xml
 #   memcheck   compute-sanitizer memcheck on the small fused cases (both dtypes)
 #   racecheck  compute-sanitizer racecheck on the same cases (the kernels share K/V/dK/dV tiles)
-#   bench      attnlab bench attention --impl both: d 64 T 1024 and d 128 T 4096 with every variant
+#   bench      attnlab bench attention --impl both: d 64 T 1024 with every variant, per-row controllers
+#              and the statistics captures' overhead (variants 3), d 128 T 4096 with every variant
 #   torch      tools/attention_vs_torch.py (SDPA, FlexAttention, eager) when torch is installed
 #
 #   OUT=/tmp/out bash tools/gpu/fused_pass.sh              # every stage
@@ -30,6 +32,11 @@ stage() {  # stage NAME COMMAND...: run, log, remember failure
   echo "=== $name took $((SECONDS - t0)) s" | tee -a "$OUT/fused_$name.log"
 }
 small='*AttentionFusedGpu*T7*:*AttentionFusedGpu*Offset*:*AttentionFusedGpu*RampCapDv2d*:*AttentionFusedGpu*DecodeCtrl*'
+# the tensor-core kernels (bf16 only) on their small cases, the Matches* tests (the path query costs nothing)
+small+=':*AttentionFusedMmaGpu.MatchesCpu*/mhaT7d128:*AttentionFusedMmaGpu.MatchesCpu*/tinyT1S1'
+small+=':*AttentionFusedMmaGpu.MatchesWarp*/nonCausalPrime:*AttentionFusedMmaGpu.MatchesCpu*/decodeGqaPadD128'
+small+=':*AttentionFusedMmaGpu.MatchesCpu*/linearMhaT7d128:*AttentionFusedMmaGpu.MatchesCpu*/linearDecodePadD128'
+small+=':*AttentionFusedMmaGpu.MatchesCpu*/rampMhaT7d128:*AttentionFusedMmaGpu.MatchesCpu*/rampDecodeCtrlD128'
 stages=("$@")
 [[ ${#stages[@]} -eq 0 ]] && stages=(tests memcheck racecheck bench torch)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/fused_device.txt" 2>&1
@@ -39,7 +46,7 @@ for s in "${stages[@]}"; do
     memcheck) stage memcheck compute-sanitizer --tool memcheck --error-exitcode 3 attnlab_gpu_tests --gtest_filter="$small" ;;
     racecheck) stage racecheck compute-sanitizer --tool racecheck --error-exitcode 3 attnlab_gpu_tests --gtest_filter="$small" ;;
     bench)
-      stage bench attnlab bench attention 64 1024 1 --impl both --csv "$OUT/fused_bench_64_1024.csv"
+      stage bench attnlab bench attention 64 1024 3 --impl both --csv "$OUT/fused_bench_64_1024.csv"
       stage bench attnlab bench attention 128 4096 1 --impl both --csv "$OUT/fused_bench_128_4096.csv"
       ;;
     torch)
