@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <climits>
 #include <vector>
 
@@ -87,6 +88,26 @@ inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, do
   cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+inline void gemv(CBLAS_TRANSPOSE t, int m, int n, float alpha, const float* a, int lda, const float* x, int incx,
+                 float beta, float* y) {
+  cblas_sgemv(CblasRowMajor, t, m, n, alpha, a, lda, x, incx, beta, y, 1);
+}
+inline void gemv(CBLAS_TRANSPOSE t, int m, int n, double alpha, const double* a, int lda, const double* x, int incx,
+                 double beta, double* y) {
+  cblas_dgemv(CblasRowMajor, t, m, n, alpha, a, lda, x, incx, beta, y, 1);
+}
+
+// C[1, N] = alpha·op(A)[1, K]·op(B)[K, N] + beta·C as a matrix-vector product: gemv streams op(B)
+// once, where gemm first packs all of it (for a decode step's LM head over a 151k vocabulary that
+// packing was most of the step).
+template <class T>
+void matmul_row_cpu(const MatmulArgs& r, const T* a, const T* b, T* c) {
+  if (r.beta == 0.0) std::fill(c, c + r.N, T(0));  // C may hold poison; BLAS gemv scales it by beta
+  const int incx = r.trans_a ? int(r.lda) : 1;   // op(A) = Aᵀ: A is [K, 1] with row stride lda
+  if (r.trans_b) gemv(CblasNoTrans, int(r.N), int(r.K), T(r.alpha), b, int(r.ldb), a, incx, T(r.beta), c);
+  else gemv(CblasTrans, int(r.K), int(r.N), T(r.alpha), b, int(r.ldb), a, incx, T(r.beta), c);
+}
+
 template <class T>
 void matmul_cpu(const MatmulArgs& r) {
   const T* a = r.a.ptr<T>();
@@ -99,8 +120,9 @@ void matmul_cpu(const MatmulArgs& r) {
     T* ci = c + i * r.stride_c;
     // BLAS does not read C when beta is 0 (poisoned C stays harmless). T(alpha): the f64 product
     // keeps the double scalars, the f32 one rounds them here.
-    gemm(ta, tb, int(r.M), int(r.N), int(r.K), T(r.alpha), a + i * r.stride_a, int(r.lda),
-         b + i * r.stride_b, int(r.ldb), T(r.beta), ci, int(r.ldc));
+    if (r.M == 1) matmul_row_cpu<T>(r, a + i * r.stride_a, b + i * r.stride_b, ci);
+    else gemm(ta, tb, int(r.M), int(r.N), int(r.K), T(r.alpha), a + i * r.stride_a, int(r.lda),
+              b + i * r.stride_b, int(r.ldb), T(r.beta), ci, int(r.ldc));
     if (!bias) continue;
 #pragma omp parallel for schedule(static) if (r.M * r.N > 65536)
     for (int64_t m = 0; m < r.M; ++m)

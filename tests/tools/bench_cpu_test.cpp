@@ -52,6 +52,21 @@ TEST(BenchCpu, AttentionImplBothTimesFusedAndMaterialized) {
   EXPECT_NE(run_command(binary() + " bench --cpu attention 16 40 --impl flash", out), 0) << out;
 }
 
+// The decode step with the ARDS diagnostics attached, verified like the plain one and with its time
+// ratio to it (a ratio, computed by the bench: the test only checks it is a sane number).
+TEST(BenchCpu, GenerateTimesTheDecodeStepWithDiagnostics) {
+  if (!std::filesystem::exists(binary())) GTEST_SKIP() << "the attnlab binary is not built (" << binary() << ")";
+  std::string out;
+  ASSERT_EQ(run_command(binary() + " bench --cpu --repeats 3 generate 1 8 8", out, 300), 0) << out;
+  const size_t row = out.find("generate_decode_step_diagnostics");
+  ASSERT_NE(row, std::string::npos) << out;
+  const size_t at = out.find("time ", row);
+  ASSERT_NE(at, std::string::npos) << out;
+  const double ratio = std::stod(out.substr(at + 5));
+  EXPECT_GT(ratio, 0.2) << out;
+  EXPECT_LT(ratio, 5.0) << out;
+}
+
 TEST(BenchCpu, ListSaysWhereEachEntryRuns) {
   if (!std::filesystem::exists(binary())) GTEST_SKIP() << "the attnlab binary is not built (" << binary() << ")";
   std::string out;

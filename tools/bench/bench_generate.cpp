@@ -6,14 +6,19 @@
 // prompt + new/2 (memory-bound: every weight and the visible cache are read once), and one whole
 // generate() call with Qwen2.5's sampling settings (temperature 0.7, top-k 20, top-p 0.8,
 // repetition penalty 1.05) and no stop token, whose prefill and decode tokens/s go in the note.
+// generate_decode_step_diagnostics: the decode step again with the ARDS diagnostics captured (entropy,
+// KL, variance of every row and layer) and copied to the host, its time ratio to the plain step in
+// the note (issue 16's goal: at most 5 %).
 // Verification: the KV-cache logits of the first decode step against the last row of a full
 // forward (Model::forward) over the same tokens on the same device; GPU-vs-CPU agreement is
 // checked by tests/models/generate_gpu_test.cpp on tiny configs.
 #include <chrono>
+#include <cstdio>
 
 #include "core/memory.h"
 #include "core/models/generate.h"
 #include "core/models/weights.h"
+#include "core/probes.h"
 #include "tools/bench/bench.h"
 #include "tools/bench/bench_util.h"
 
@@ -119,6 +124,30 @@ void run(Runner& r, const std::vector<int64_t>& s) {
     row.bytes = param_bytes + kv_bytes;
     row.note = std::to_string(int64_t(double(B) / (row.us * 1e-6))) + " new tokens/s (forward only)";
     r.add(row);
+    // The same step with the ARDS diagnostics (METHODS §4.6: entropy, KL to softmax and variance of
+    // every row of every layer, computed in the attention op) captured and copied to the host after
+    // each step — more often than `attnlab ards run`, which copies when the staging buffer is full.
+    ProbeSink sink;
+    ProbeRequest diag;
+    diag.entropy = diag.kl = diag.variance = true;
+    sink.add(diag);
+    Row drow{"generate_decode_step_diagnostics", row.shape};
+    drow.rel_err = err;
+    verify(r, drow, dt, 1e-4, 2e-2);
+    drow.us = r.time_us([&] {
+      fwd.truncate(at);
+      {
+        ProbeScope scope(ctx, &sink);
+        fwd.decode(ctx, next);
+      }
+      sink.clear();
+    });
+    drow.bytes = row.bytes;
+    char ratio[96];
+    std::snprintf(ratio, sizeof ratio, "time %.3fx the plain decode step (%+.1f %%)", drow.us / row.us,
+                  100.0 * (drow.us / row.us - 1.0));
+    drow.note = ratio;
+    r.add(drow);
   }
   {
     GenerationConfig g;
