@@ -112,13 +112,17 @@ void forward_impl(Ctx& ctx, const AttentionArgs& a, const AttnShape& sh) {
         if (x < mn) mn = x, imin = j;
         mxr = std::max(mxr, A(row[j]));
       }
+      // Without controllers x is the raw score, so the raw softmax's sum is se itself (the same
+      // terms in the same order) whenever se is formed.
+      const bool raw_is_x = !add && !mul && attn_needs_max(mode);
       A se = 0, z = 0, ser = 0;
       for (int64_t j = 0; j < n; ++j) {
         A x = ctrl.apply(A(row[j]));
         if (attn_needs_max(mode)) se += attn_exp(x - mx);
         if (attn_needs_min(mode)) z += x - mn + A(1);
-        if (kl && m == 0) ser += attn_exp(A(row[j]) - mxr);
+        if (kl && m == 0 && !raw_is_x) ser += attn_exp(A(row[j]) - mxr);
       }
+      if (raw_is_x) ser = se;
       norm[m] = attn_make_norm<A>(mode, A(s.ramp_alpha), n, mx, se, mn, z);
       if (lse[m]) lse[m][r] = norm[m].lse;
       if (rmin[m]) rmin[m][r] = int32_t(imin);
@@ -127,6 +131,7 @@ void forward_impl(Ctx& ctx, const AttentionArgs& a, const AttnShape& sh) {
     }
 
     const bool normalised = s.norm != AttnNorm::relaxed_linear;
+    const bool softmax_plain = !diff && !add && !mul && mode == int(AttnNorm::softmax);
     const A centre = n > 0 && normalised ? (A(1) - lambda) / A(n) : A(0);
     A s_ent = 0, s_kl = 0, s1 = 0, s2 = 0;
     for (int64_t k = 0; span_mass && k < nspans; ++k) span_mass[r * nspans + k] = 0;
@@ -147,7 +152,8 @@ void forward_impl(Ctx& ctx, const AttentionArgs& a, const AttnShape& sh) {
         if (ent || kl) {
           A logp = norm[0].log_prob(x1, p1);
           s_ent += attn_entropy_term(p, logp);
-          if (kl) s_kl += attn_kl_term(raw1, lse_raw, logp);
+          // Softmax without controllers: P is the raw softmax, every term is p·(logp − logp) = 0.
+          if (kl) s_kl += softmax_plain ? A(0) : attn_kl_term(raw1, lse_raw, logp);
         }
         s1 += p - centre;
         s2 += (p - centre) * (p - centre);
