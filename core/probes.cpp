@@ -93,6 +93,16 @@ const ProbeSink::LayerPlan& ProbeSink::plan(Ctx& ctx, int64_t layer) {
   return p;
 }
 
+ProbeSink::Staged ProbeSink::staged_entry(const std::string& what, int64_t layer, int64_t call,
+                                          std::vector<int64_t> shape) {
+  Staged e;
+  e.meta.what = what;
+  e.meta.layer = layer;
+  e.meta.call = call;
+  e.meta.shape = std::move(shape);
+  return e;
+}
+
 Tensor ProbeSink::stage(Ctx& ctx, DType dt, const std::vector<int64_t>& dims, Staged entry) {
   CHECK(!dims.empty() && dims.size() <= size_t(Tensor::kMaxDims), "probes: a capture of ", dims.size(), " dims");
   int64_t count = 1;
@@ -164,12 +174,7 @@ bool ProbeSink::begin_attention(Ctx& ctx, int64_t layer, int64_t B, int64_t H, i
         " has ", differential ? "differential" : "unnormalised", " maps (ask for probs, variance or span mass)");
   const int64_t call = next_call(layer, "attention");
   auto out = [&](const char* what, std::vector<int64_t> dims) -> Tensor {
-    Staged e;
-    e.meta.what = what;
-    e.meta.layer = layer;
-    e.meta.call = call;
-    e.meta.shape = dims;
-    return stage(ctx, acc, dims, std::move(e));
+    return stage(ctx, acc, dims, staged_entry(what, layer, call, dims));
   };
   const int64_t nrows = int64_t(p.rows.size());
   if (nrows > 0 && (p.scores || p.probs)) {
@@ -207,14 +212,12 @@ void ProbeSink::take_activation(Ctx& ctx, int64_t layer, const std::string& what
     if (names_layer(r, layer)) pos.insert(r.positions.begin(), r.positions.end());
   CHECK(x.ndim == 3, "probes: activation '", what, "' must be [B, T, W], got ", x.shape_str());
   const int64_t B = x.dim(0), T = x.dim(1), W = x.dim(2);
-  Staged e;
+  std::vector<int32_t> keep;
   for (int32_t t : pos)
-    if (t >= 0 && t < T) e.keep.push_back(t);
+    if (t >= 0 && t < T) keep.push_back(t);
+  Staged e = staged_entry(what, layer, next_call(layer, what), {B, int64_t(keep.size()), W});
+  e.keep = std::move(keep);
   e.T = T;
-  e.meta.what = what;
-  e.meta.layer = layer;
-  e.meta.call = next_call(layer, what);
-  e.meta.shape = {B, int64_t(e.keep.size()), W};
   const Tensor dst = stage(ctx, x.dtype, {B, T, W}, std::move(e));
   copy_tensor_async(ctx, dst, x);
 }
@@ -236,13 +239,8 @@ bool ProbeSink::wants_gates(int64_t layer) const {
 void ProbeSink::take_gates(Ctx& ctx, int64_t layer, const Tensor& m) { take_whole(ctx, layer, "gate_magnitude", m); }
 
 void ProbeSink::take_whole(Ctx& ctx, int64_t layer, const std::string& what, const Tensor& x) {
-  Staged e;
-  e.meta.what = what;
-  e.meta.layer = layer;
-  e.meta.call = next_call(layer, what);
   const std::vector<int64_t> dims(x.shape.begin(), x.shape.begin() + x.ndim);
-  e.meta.shape = dims;
-  const Tensor dst = stage(ctx, x.dtype, dims, std::move(e));
+  const Tensor dst = stage(ctx, x.dtype, dims, staged_entry(what, layer, next_call(layer, what), dims));
   copy_tensor_async(ctx, dst, x);
 }
 

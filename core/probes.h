@@ -125,6 +125,8 @@ class ProbeSink {
   };
   bool names_layer(const ProbeRequest& r, int64_t layer) const;
   const LayerPlan& plan(Ctx& ctx, int64_t layer);
+  // What, layer, call and host shape of a capture (values empty; `keep`/`T` for activations).
+  static Staged staged_entry(const std::string& what, int64_t layer, int64_t call, std::vector<int64_t> shape);
   // A staging tensor of `dims` in `dt` for `entry` (flushes first when the stage is full).
   Tensor stage(Ctx& ctx, DType dt, const std::vector<int64_t>& dims, Staged entry);
   void discard_staged();
